@@ -1,0 +1,139 @@
+"""COCO instances (detection): an annotation JSON plus an image folder, both local.
+
+Expected layout (the official one)::
+
+    root/annotations/instances_train2017.json   root/train2017/000000000009.jpg ...
+    root/annotations/instances_val2017.json     root/val2017/...
+
+Boxes are converted from COCO's ``[x, y, w, h]`` to ``[x1, y1, x2, y2]``,
+pixels of the original image. Labels are category *names*. COCO category
+ids are not contiguous (80 classes use ids 1..90), so ``categories`` lists
+names in ascending id order and ``name_to_category_id`` /
+``category_id_to_name`` map between them: never use a position in
+``categories`` as a COCO id (the official code's off-by-one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from perception_env.data.loaders._records import Where, box, check_index, field, read_json, resolve_image
+from perception_env.data.sample import Sample
+
+
+def _records(data: object, key: str, where: Where) -> list[dict]:
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise where.error(f"expected a top-level {key!r} list")
+    for i, r in enumerate(data[key]):
+        if not isinstance(r, dict):
+            raise where.at(f"{key}[{i}]").error(f"expected an object, got {type(r).__name__}")
+    return data[key]
+
+
+class CocoDetection:
+    """COCO-format detection data via ``pycocotools.coco.COCO``.
+
+    Arguments: ``annotation_file`` (instances JSON), ``image_dir`` (folder of
+    the ``file_name`` s), ``skip_empty`` (drop images without annotations;
+    default False: they are kept, with no boxes), ``check_images`` (fail now
+    if an image file is missing; default True), ``name``.
+
+    Attributes: ``coco`` (the pycocotools index, e.g. for ``COCOeval``),
+    ``categories``, ``category_ids`` (same order), ``name_to_category_id``,
+    ``category_id_to_name``. Sample ``meta``: ``image_id``, ``file_name``,
+    ``category_ids`` and ``annotation_ids`` (one per box).
+    """
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_dir: str | Path,
+        *,
+        skip_empty: bool = False,
+        check_images: bool = True,
+        name: str = "coco",
+    ):
+        from pycocotools.coco import COCO
+
+        self.annotation_file, self.image_dir, self.name = Path(annotation_file), Path(image_dir), name
+        data = read_json(self.annotation_file)
+        where = Where(self.annotation_file)
+
+        cats = {}
+        for c in _records(data, "categories", where):
+            w = where.at(f"category {c.get('id')!r}")
+            cid, cname = field(c, "id", int, w), field(c, "name", str, w)
+            if cid in cats or cname in cats.values():
+                raise w.error(f"duplicate category id or name ({cid}, {cname!r})")
+            cats[cid] = cname
+        self.category_ids = tuple(sorted(cats))
+        self.categories = tuple(cats[i] for i in self.category_ids)
+        self.category_id_to_name = {i: cats[i] for i in self.category_ids}
+        self.name_to_category_id = {n: i for i, n in self.category_id_to_name.items()}
+
+        images = {}
+        for im in _records(data, "images", where):
+            w = where.at(f"image {im.get('id')!r}")
+            iid = field(im, "id", int, w)
+            if iid in images:
+                raise w.error("duplicate image id")
+            file_name = field(im, "file_name", str, w)
+            width, height = field(im, "width", int, w), field(im, "height", int, w)
+            if width <= 0 or height <= 0:
+                raise w.error(f"image size must be positive, got {width}x{height}")
+            images[iid] = (file_name, width, height)
+
+        per_image: dict[int, list[tuple[np.ndarray, int, bool, int]]] = {i: [] for i in images}
+        for a in _records(data, "annotations", where):
+            w = where.at(f"annotation {a.get('id')!r}")
+            aid = field(a, "id", int, w)
+            iid, cid = field(a, "image_id", int, w), field(a, "category_id", int, w)
+            if iid not in images:
+                raise w.error(f"unknown image_id {iid}")
+            if cid not in cats:
+                raise w.error(
+                    f"unknown category_id {cid} (known: {min(cats, default=None)}..{max(cats, default=None)})"
+                )
+            crowd = a.get("iscrowd", 0)
+            if crowd not in (0, 1, True, False):
+                raise w.error(f"iscrowd must be 0 or 1, got {crowd!r}")
+            per_image[iid].append((box(a.get("bbox"), "bbox", w, fmt="xywh"), cid, bool(crowd), aid))
+
+        self.image_ids = tuple(i for i in sorted(images) if per_image[i] or not skip_empty)
+        if check_images:
+            for iid in self.image_ids:
+                resolve_image(images[iid][0], self.image_dir, where.at(f"image {iid}"))
+        self._images, self._annotations = images, per_image
+
+        # pycocotools re-reads nothing: hand it the validated dict (and keep its progress prints quiet).
+        self.coco = COCO()
+        self.coco.dataset = data
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco.createIndex()
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> Sample:
+        iid = self.image_ids[check_index(index, len(self), self.name)]
+        file_name, width, height = self._images[iid]
+        anns = self._annotations[iid]
+        return Sample(
+            sample_id=f"{self.name}/{iid}",
+            width=width,
+            height=height,
+            image_path=str(self.image_dir / file_name),
+            boxes=np.array([a[0] for a in anns], dtype=np.float64).reshape(-1, 4),
+            labels=tuple(self.category_id_to_name[a[1]] for a in anns),
+            iscrowd=tuple(a[2] for a in anns),
+            meta={
+                "image_id": iid,
+                "file_name": file_name,
+                "category_ids": [a[1] for a in anns],
+                "annotation_ids": [a[3] for a in anns],
+            },
+        )

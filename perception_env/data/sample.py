@@ -1,0 +1,70 @@
+"""The one record every dataset yields, synthetic or real."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+def _empty(cols: int) -> np.ndarray:
+    return np.zeros((0, cols), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One annotated image.
+
+    All coordinates are pixels of the ORIGINAL image (x right, y down); boxes
+    are ``[x1, y1, x2, y2]`` with ``x1 <= x2`` and ``y1 <= y2``.
+
+    Which fields a task reads:
+
+    * detection: ``boxes`` + ``labels`` (+ ``iscrowd`` for COCO evaluation)
+    * counting:  ``points`` (one per object of class ``query``); ``boxes`` when known;
+      ``count`` (the true number; datasets with counts but no points leave ``points`` empty)
+    * grounding: ``boxes`` holds exactly one box; ``query`` is the referring expression
+    * OCR:       ``text``
+    """
+
+    sample_id: str
+    width: int
+    height: int
+    image: np.ndarray | None = None  # [H, W, 3] uint8, when held in memory
+    image_path: str | None = None  # real data: read lazily by load_image()
+    boxes: np.ndarray = field(default_factory=lambda: _empty(4))  # [N, 4] float64 px
+    labels: tuple[str, ...] = ()  # [N]
+    points: np.ndarray = field(default_factory=lambda: _empty(2))  # [M, 2] float64 px
+    query: str = ""  # counting: the object class; grounding: the referring expression
+    text: str = ""  # OCR ground truth
+    iscrowd: tuple[bool, ...] = ()  # [N]; empty means all False
+    count: int | None = None  # counting: number of objects of class ``query``; None = len(points)
+    meta: dict = field(default_factory=dict)  # source ids (COCO image_id, category ids, ...)
+
+    def load_image(self) -> np.ndarray:
+        """The image as an ``[H, W, 3]`` uint8 array."""
+        if self.image is not None:
+            return self.image
+        if self.image_path is None:
+            raise ValueError(f"sample {self.sample_id!r} has neither an image nor an image_path")
+        from PIL import Image  # local: keeps `import perception_env` light
+
+        path = Path(self.image_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"image of sample {self.sample_id!r} not found: {path}")
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+class PerceptionDataset(Protocol):
+    """What an env needs from a dataset: indexable samples (and, for detection, class names)."""
+
+    name: str
+    categories: Sequence[str]  # detection class names, in id order; may be empty for other tasks
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...

@@ -1,0 +1,171 @@
+"""How hard a built-in synthetic task is: one dataclass, three named presets.
+
+All sizes are pixels of the generated image. The presets are chosen by name
+(``"easy"``, ``"medium"``, ``"hard"``) wherever a ``difficulty`` is accepted;
+pass a :class:`Difficulty` (e.g. ``dataclasses.replace(EASY, max_overlap=0.1)``)
+for anything in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Every shape and colour the generator knows, in the order presets take them
+# (a preset with k classes uses the first k, so easy classes are a subset of hard ones).
+ALL_SHAPES = ("circle", "square", "triangle", "cross", "star", "diamond", "hexagon", "pentagon")
+ALL_COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """Knobs of the synthetic generators (shapes scenes and rendered text).
+
+    Shapes (detection, counting, grounding):
+
+    * ``image_size``: side of the square image, pixels.
+    * ``grid``: cells per side for grid-aligned placement (at most one object
+      per cell, centred in it), or ``None`` for free placement anywhere.
+    * ``num_objects``: inclusive range of objects per image.
+    * ``object_size``: inclusive range of an object's bounding-box side, pixels.
+    * ``max_overlap``: largest allowed ``intersection / area of the smaller box``
+      between two objects (0 = never touch; later objects are drawn on top).
+    * ``shapes`` / ``colors``: the classes and colours used; ``shapes`` are the
+      detection categories in id order.
+    * ``background_jitter``: per-image random shift (+-, per channel) of the grey background.
+    * ``noise_std``: std of Gaussian pixel noise added at the end (0..255 scale).
+    * ``clutter``: number of grey lines/dots drawn under the objects (never labelled).
+    * ``count_range``: inclusive range of the asked count in counting (0 = the
+      asked class is absent); the count is drawn first, uniformly, so the
+      answers are balanced.
+
+    Rendered text (OCR):
+
+    * ``page_size``: ``(width, height)`` of the text image, pixels.
+    * ``font_size``: inclusive range, pixels (Pillow's built-in TrueType font).
+    * ``words_per_line`` / ``lines_per_page``: inclusive ranges (a line ends
+      early when the next word would not fit the page width).
+    * ``max_word_length``: longest vocabulary word used, characters.
+    """
+
+    name: str = "custom"
+    image_size: int = 112
+    grid: int | None = 4
+    num_objects: tuple[int, int] = (1, 4)
+    object_size: tuple[int, int] = (22, 26)
+    max_overlap: float = 0.0
+    shapes: tuple[str, ...] = ALL_SHAPES[:3]
+    colors: tuple[str, ...] = ALL_COLORS[:3]
+    background_jitter: int = 0
+    noise_std: float = 0.0
+    clutter: int = 0
+    count_range: tuple[int, int] = (0, 4)
+    page_size: tuple[int, int] = (112, 56)
+    font_size: tuple[int, int] = (24, 24)
+    words_per_line: tuple[int, int] = (1, 1)
+    lines_per_page: tuple[int, int] = (1, 1)
+    max_word_length: int = 4
+
+    def __post_init__(self) -> None:
+        for key in (
+            "num_objects",
+            "object_size",
+            "count_range",
+            "font_size",
+            "words_per_line",
+            "lines_per_page",
+        ):
+            value = getattr(self, key)
+            if not 0 <= value[0] <= value[1]:
+                raise ValueError(f"Difficulty.{key} must be a range (lo, hi) with 0 <= lo <= hi, got {value}")
+        if self.num_objects[1] < 1:
+            raise ValueError("Difficulty.num_objects must allow at least one object")
+        if self.object_size[0] < 4 or self.object_size[1] > self.image_size:
+            raise ValueError(f"Difficulty.object_size {self.object_size} must lie in [4, image_size]")
+        if self.grid is not None:
+            cell = self.image_size // self.grid
+            if self.object_size[1] > cell:
+                raise ValueError(f"objects up to {self.object_size[1]} px do not fit {cell}-px grid cells")
+            if self.num_objects[1] > self.grid**2:
+                raise ValueError(f"{self.num_objects[1]} objects do not fit a {self.grid}x{self.grid} grid")
+        unknown = set(self.shapes) - set(ALL_SHAPES) or set(self.colors) - set(ALL_COLORS)
+        if unknown:
+            raise ValueError(f"unknown shapes/colours {sorted(unknown)}; known: {ALL_SHAPES}, {ALL_COLORS}")
+        if len(self.shapes) < 2 or not self.colors:
+            raise ValueError("need at least two shape classes (counting asks for absent ones) and one colour")
+        if not 0.0 <= self.max_overlap < 1.0:
+            raise ValueError(f"Difficulty.max_overlap must be in [0, 1), got {self.max_overlap}")
+
+    @property
+    def cell_size(self) -> int | None:
+        """Side of a grid cell in pixels (``None`` for free placement)."""
+        return None if self.grid is None else self.image_size // self.grid
+
+
+EASY = Difficulty(name="easy")
+"""Learnable by a ~0.2M-parameter Qwen2-VL on a CPU in minutes (TECH-NOTES).
+
+112x112 image, a 4x4 grid of 28-px cells (Qwen's 28-px vision tokens: one
+object ~ one token), at most one object per cell, each 22-26 px and centred in
+its cell; 1-4 objects; 3 shapes (circle, square, triangle) x 3 colours (red,
+green, blue); plain light-grey background, no noise, no clutter. Counting asks
+for 0-4 objects. OCR: one word of at most 4 letters in a 24-px font on a
+112x56 image.
+"""
+
+MEDIUM = Difficulty(
+    name="medium",
+    image_size=224,
+    grid=None,
+    num_objects=(2, 8),
+    object_size=(24, 56),
+    max_overlap=0.15,
+    shapes=ALL_SHAPES[:5],
+    colors=ALL_COLORS[:5],
+    background_jitter=25,
+    count_range=(0, 6),
+    page_size=(448, 112),
+    font_size=(18, 24),
+    words_per_line=(2, 5),
+    lines_per_page=(1, 3),
+    max_word_length=8,
+)
+"""224x224, free placement, 2-8 objects of 24-56 px that may overlap a little
+(<= 15% of the smaller box), 5 shapes x 5 colours, background tint varies.
+Counting asks for 0-6. OCR: 1-3 lines of 2-5 words (<= 8 letters), 18-24 px
+font, 448x112 image."""
+
+HARD = Difficulty(
+    name="hard",
+    image_size=448,
+    grid=None,
+    num_objects=(8, 24),
+    object_size=(14, 64),
+    max_overlap=0.4,
+    shapes=ALL_SHAPES,
+    colors=ALL_COLORS,
+    background_jitter=60,
+    noise_std=8.0,
+    clutter=40,
+    count_range=(0, 12),
+    page_size=(672, 448),
+    font_size=(14, 20),
+    words_per_line=(4, 10),
+    lines_per_page=(6, 14),
+    max_word_length=12,
+)
+"""448x448, 8-24 small objects (14-64 px) overlapping up to 40% of the smaller
+box, 8 shapes x 8 colours, strong background tint, pixel noise and 40 grey
+clutter marks: meant to challenge a real 2B model. Counting asks for 0-12.
+OCR: a 672x448 page of 6-14 lines of 4-10 words, 14-20 px font, noise."""
+
+PRESETS: dict[str, Difficulty] = {d.name: d for d in (EASY, MEDIUM, HARD)}
+
+
+def get_difficulty(difficulty: str | Difficulty) -> Difficulty:
+    """A preset by name, or the given :class:`Difficulty` unchanged."""
+    if isinstance(difficulty, Difficulty):
+        return difficulty
+    try:
+        return PRESETS[difficulty]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown difficulty {difficulty!r}; presets: {sorted(PRESETS)}") from None

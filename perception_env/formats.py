@@ -1,0 +1,669 @@
+"""Answer formats: how a model writes boxes, points, counts and text, and how we read them back.
+
+Every format turns a free-text answer into a :class:`ParsedAnswer` whose boxes
+and points are in *pixels of the original image*, whatever frame the answer
+used (see :mod:`perception_env.frames`), and writes the perfect (oracle) answer
+for given targets.
+
+=====================  =====================================================  ================
+name                   what the model writes                                  frame
+=====================  =====================================================  ================
+``qwen2-vl``           ``<|object_ref_start|>dog<|object_ref_end|>``          relative-1000
+                       ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``
+``qwen2.5-vl``         ``[{"bbox_2d": [x1,y1,x2,y2], "label": "dog"}]``       resized-pixels
+                       (or ``"point_2d": [x, y]``), optionally in ```json
+``qwen2-vl-points``    ``<|object_ref_start|>dog<|object_ref_end|>(x,y),...``  relative-1000
+``number``             ``7``                                                  none
+``text``               the page text                                          none
+=====================  =====================================================  ================
+
+Parsing never raises, for any input. It is tolerant (it reads what it can) and
+separately reports ``well_formed`` (the answer follows the format exactly;
+drives the paper's format reward) and ``problems`` (what was off and what was
+done about it). Degenerate coordinates have one defined treatment, the same
+for every format (:func:`_objects_to_pixels`):
+
+* NaN / inf coordinate       -> object dropped (and the answer is not well-formed)
+* inverted box (x1 > x2 ...) -> corners swapped
+* outside the image          -> clipped to ``[0, W] x [0, H]`` (only when a frame is given)
+* zero area after clipping   -> kept (it scores IoU 0)
+* more than ``MAX_OBJECTS``  -> the first ``MAX_OBJECTS`` are kept (bounds scoring time)
+
+Every object has both a box and a point: a box's point is its centre, a
+point's box is the zero-area box ``[x, y, x, y]``. Problems name objects by
+their 0-based position in the answer's reading order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from perception_env.frames import CoordinateFrame
+
+MAX_OBJECTS = 1000  # objects read per answer; more are ignored (noted) to bound matching time
+MAX_NUMBER_DIGITS = 30  # a longer digit run is not a count (and int() would be slow / refuse it)
+_SNIPPET = 40  # characters of offending text quoted in a problem
+
+# A number as a model may write it: ints, floats, exponents, signs, nan/inf (ASCII digits only).
+_NUM = r"(?:[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?i:nan|inf(?:inity)?))"
+_PAIR = rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
+_BOX = rf"{_PAIR}\s*,\s*{_PAIR}"
+_BOX_RE = re.compile(_BOX)
+_BOX_FULL_RE = re.compile(rf"\s*{_BOX}\s*")
+_PAIR_RE = re.compile(_PAIR)
+_UINT_RE = re.compile(r"[0-9]+")
+_NUM_RE = re.compile(_NUM)
+
+REF_START, REF_END = "<|object_ref_start|>", "<|object_ref_end|>"
+BOX_START, BOX_END = "<|box_start|>", "<|box_end|>"
+# A label may not contain "<|" (so a missing ref end cannot swallow the boxes after it);
+# bounded so that many unterminated refs cost linear, not quadratic, time.
+_REF = r"<\|object_ref_start\|>(?P<label>(?:(?!<\|).){0,1000}?)<\|object_ref_end\|>"
+
+_QWEN2_TOKEN_RE = re.compile(
+    rf"(?P<ref>{_REF})"
+    r"|(?P<box><\|box_start\|>(?P<inner>(?:(?!<\|).){0,1000}?)<\|box_end\|>)"
+    rf"|(?P<bare>{_BOX})",
+    re.DOTALL,
+)
+_POINTS_TOKEN_RE = re.compile(rf"(?P<ref>{_REF})|(?P<point>{_PAIR})", re.DOTALL)
+
+
+# --------------------------------------------------------------------------- result
+@dataclass
+class ParsedAnswer:
+    """What was read from one answer.
+
+    ``boxes`` ``[N, 4]`` and ``points`` ``[N, 2]`` are float64 in ORIGINAL-image
+    pixels (converted from the answer's frame), one row per kept object, in
+    reading order; ``labels`` has N entries (``None`` where the answer gave none).
+    ``count`` is set by the ``number`` format, ``text`` by the ``text`` format.
+    ``objects`` lists every object read, in answer units, kept or not.
+    """
+
+    boxes: np.ndarray
+    points: np.ndarray
+    labels: list[str | None]
+    count: int | None = None
+    text: str | None = None
+    well_formed: bool = False
+    problems: list[str] = field(default_factory=list)
+    objects: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, *, well_formed: bool = False, problems: list[str] | None = None, **kw: Any) -> ParsedAnswer:
+        return cls(np.zeros((0, 4)), np.zeros((0, 2)), [], well_formed=well_formed, problems=problems or [], **kw)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def to_info(self) -> dict:
+        """JSON-friendly view (pixels rounded to 0.01 px)."""
+        return {
+            "well_formed": bool(self.well_formed),
+            "problems": list(self.problems),
+            "boxes": np.round(self.boxes, 2).tolist(),
+            "points": np.round(self.points, 2).tolist(),
+            "labels": list(self.labels),
+            "count": self.count,
+            "text": self.text,
+            "objects": self.objects,
+        }
+
+
+def _snippet(text: str) -> str:
+    text = text.strip()
+    return repr(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
+
+
+def _objects_to_pixels(
+    raw: list[tuple[str, tuple[float, ...], str | None]],
+    frame: CoordinateFrame | None,
+    problems: list[str],
+) -> tuple[np.ndarray, np.ndarray, list[str | None], list[dict], bool]:
+    """Answer-unit objects -> pixel boxes/points, applying the module's degenerate-coordinate rules.
+
+    ``raw`` holds ``(kind, coords, label)`` with kind ``"box"`` (4 coords) or
+    ``"point"`` (2 coords). Returns ``boxes, points, labels, objects,
+    all_finite`` (False when an object was dropped for a NaN/inf coordinate).
+    """
+    if len(raw) > MAX_OBJECTS:
+        problems.append(f"{len(raw)} objects: only the first {MAX_OBJECTS} are read")
+        raw = raw[:MAX_OBJECTS]
+    objects = [
+        {"kind": kind, "coords": [float(c) for c in coords], "label": label, "prediction": None}
+        for kind, coords, label in raw
+    ]
+    for obj in objects:  # JSON has no NaN/inf: show them as strings
+        obj["coords"] = [c if math.isfinite(c) else str(c) for c in obj["coords"]]
+    # Plain Python per object: answers hold few objects, and numpy's per-call overhead
+    # would dominate (grounding answers are scored >10k/s); 1000 objects still take ~1 ms.
+    sx, sy = (1.0, 1.0) if frame is None else (frame.scale_x, frame.scale_y)
+    width, height = (None, None) if frame is None else (float(frame.image_width), float(frame.image_height))
+    boxes: list[list[float]] = []
+    labels: list[str | None] = []
+    all_finite = True
+    for i, (kind, c, label) in enumerate(raw):
+        x1, y1, x2, y2 = (c[0], c[1], c[2], c[3]) if kind == "box" else (c[0], c[1], c[0], c[1])
+        x1, y1, x2, y2 = x1 / sx, y1 / sy, x2 / sx, y2 / sy  # answer units -> pixels
+        if not math.isfinite(x1 + y1 + x2 + y2):  # inf - inf is NaN, so this catches every case
+            problems.append(f"object {i}: NaN/inf coordinate, dropped")
+            all_finite = False
+            continue
+        if x1 > x2 or y1 > y2:
+            problems.append(f"object {i}: inverted box, corners swapped")
+            x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
+        if width is not None:
+            clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+                       min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+            if clipped != (x1, y1, x2, y2):
+                problems.append(f"object {i}: outside the {frame.image_width}x{frame.image_height} image, clipped")
+                x1, y1, x2, y2 = clipped
+            if kind == "box" and (x2 <= x1 or y2 <= y1):
+                problems.append(f"object {i}: zero-area box (kept; scores IoU 0)")
+        objects[i]["prediction"] = len(boxes)
+        boxes.append([x1, y1, x2, y2])
+        labels.append(label)
+    arr = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    points = (arr[:, :2] + arr[:, 2:]) / 2.0
+    return arr, points, labels, objects, all_finite
+
+
+def _clean_label(label: str) -> str | None:
+    label = " ".join(label.split())
+    return label or None
+
+
+# --------------------------------------------------------------------------- base
+class AnswerFormat(ABC):
+    """One way of writing an answer. Subclasses set ``name``, ``frame_name`` and ``produces``."""
+
+    name: str
+    frame_name: str  # "relative-1000" | "resized-pixels" | "none"
+    produces: str  # "boxes" | "points" | "count" | "text": what a well-formed answer carries
+
+    def parse(self, answer: Any, frame: CoordinateFrame | None = None) -> ParsedAnswer:
+        """Read ``answer``; never raises. Non-``str`` input gives an empty, not-well-formed result.
+
+        ``frame`` maps answer units to original pixels; ``None`` takes the
+        numbers as pixels already and skips clipping (the image size is unknown).
+        """
+        if not isinstance(answer, str):
+            return ParsedAnswer.empty(problems=[f"answer is {type(answer).__name__}, not str"])
+        return self._parse(answer, frame)
+
+    @abstractmethod
+    def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer: ...
+
+    @abstractmethod
+    def write(
+        self,
+        *,
+        boxes: np.ndarray | None = None,
+        labels: Sequence[str | None] | None = None,
+        points: np.ndarray | None = None,
+        count: int | None = None,
+        text: str | None = None,
+        frame: CoordinateFrame | None = None,
+    ) -> str:
+        """The perfect answer for these targets (pixels of the original image), in this format."""
+
+    def make_frame(self, width: int, height: int, **resize_kwargs: Any) -> CoordinateFrame | None:
+        """The frame this format's answers use for a ``width`` x ``height`` image (None: no coordinates).
+
+        ``resize_kwargs`` (``min_pixels``, ``max_pixels``) go to :meth:`CoordinateFrame.resized_pixels`.
+        """
+        if self.frame_name == "relative-1000":
+            return CoordinateFrame.relative_1000(width, height)
+        if self.frame_name == "resized-pixels":
+            return CoordinateFrame.resized_pixels(width, height, **resize_kwargs)
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, frame={self.frame_name!r})"
+
+
+def _as_objects(boxes, points, labels) -> tuple[np.ndarray, list[str | None], str]:
+    """Writer input -> ``([K, 4] or [K, 2] pixels, labels, kind)``."""
+    if boxes is not None and len(np.asarray(boxes)):
+        arr, kind = np.asarray(boxes, dtype=np.float64).reshape(-1, 4), "box"
+    elif points is not None:
+        arr, kind = np.asarray(points, dtype=np.float64).reshape(-1, 2), "point"
+    else:
+        arr, kind = np.zeros((0, 4)), "box"
+    labels = list(labels) if labels is not None else [None] * len(arr)
+    if len(labels) != len(arr):
+        raise ValueError(f"{len(arr)} objects but {len(labels)} labels")
+    return arr, labels, kind
+
+
+def _to_answer_ints(arr: np.ndarray, frame: CoordinateFrame | None, lo: float, hi: np.ndarray | float) -> np.ndarray:
+    units = arr if frame is None else frame.from_pixels(arr)
+    return np.clip(np.rint(units), lo, hi).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- qwen2-vl
+class Qwen2VLFormat(AnswerFormat):
+    """Qwen2-VL box tokens, coordinates in ``[0, 1000)`` relative to the image.
+
+    Reads, in order: refs ``<|object_ref_start|>label<|object_ref_end|>``, box
+    tokens ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` and bare ``(x1,y1),(x2,y2)``.
+    Each box takes the label of the most recent ref (``None`` before any).
+    Numbers may be floats, signed, with spaces; they are still read.
+
+    Well-formed means exactly: the answer is a (possibly empty) sequence of
+    groups ``[ref] box-token+`` separated only by whitespace, where every box
+    token holds two ``(x,y)`` pairs of unsigned integers, every ref is followed
+    by a box token, and no object was dropped. The empty answer is the
+    well-formed "no objects" answer.
+    """
+
+    name = "qwen2-vl"
+    frame_name = "relative-1000"
+    produces = "boxes"
+
+    def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
+        problems: list[str] = []
+        raw: list[tuple[str, tuple[float, ...], str | None]] = []
+        well_formed = True
+        label: str | None = None
+        ref_waiting: str | None = None  # a ref seen, no box after it yet
+        bare_noted = False
+        leftover: list[str] = []
+        pos = 0
+        for m in _QWEN2_TOKEN_RE.finditer(answer):
+            leftover.append(answer[pos : m.start()])
+            pos = m.end()
+            if m.group("ref") is not None:
+                if ref_waiting is not None:
+                    problems.append(f"ref {ref_waiting!r} has no box")
+                    well_formed = False
+                label = _clean_label(m.group("label"))
+                ref_waiting = label or ""
+                continue
+            ref_waiting = None
+            if m.group("box") is not None:
+                inner = m.group("inner")
+                coords = _BOX_FULL_RE.fullmatch(inner) or _BOX_RE.search(inner)
+                if coords is None:
+                    problems.append(f"box token {_snippet(inner)} holds no (x1,y1),(x2,y2); ignored")
+                    well_formed = False
+                    continue
+                if coords.re is not _BOX_FULL_RE:
+                    problems.append(f"box token {_snippet(inner)} has extra text")
+                    well_formed = False
+            else:
+                coords = _BOX_RE.fullmatch(m.group("bare"))
+                if not bare_noted:
+                    problems.append("box written without <|box_start|>/<|box_end|> tokens")
+                    bare_noted = True
+                well_formed = False
+            nums = coords.groups()
+            if well_formed and not all(_UINT_RE.fullmatch(n) for n in nums):
+                problems.append(f"non-integer coordinates {nums}")
+                well_formed = False
+            raw.append(("box", tuple(float(n) for n in nums), label))
+            if len(raw) > MAX_OBJECTS:
+                break
+        if ref_waiting is not None:
+            problems.append(f"ref {ref_waiting!r} has no box")
+            well_formed = False
+        leftover.append(answer[pos:])
+        rest = "".join(leftover)
+        if rest.strip():
+            problems.append(f"unparsed text {_snippet(rest)}")
+            well_formed = False
+        boxes, points, labels, objects, finite = _objects_to_pixels(raw, frame, problems)
+        if not raw and answer.strip():
+            problems.append("no box found")
+        return ParsedAnswer(boxes, points, labels, None, None, well_formed and finite, problems, objects)
+
+    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
+        """Consecutive boxes with the same label share one ref; ints clamped to ``[0, 999]``.
+
+        Points (when no boxes are given) are written as zero-size boxes ``(x,y),(x,y)``.
+        A ``None`` label is written as an empty ref (read back as ``None``).
+        """
+        arr, labels, kind = _as_objects(boxes, points, labels)
+        if kind == "point":
+            arr = np.concatenate([arr, arr], axis=1)
+        ints = _to_answer_ints(arr, frame, 0, 999)
+        parts: list[str] = []
+        previous: object = object()
+        for (x1, y1, x2, y2), lab in zip(ints.tolist(), labels):
+            if lab != previous:
+                parts.append(f"{REF_START}{'' if lab is None else lab}{REF_END}")
+                previous = lab
+            parts.append(f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}")
+        return "".join(parts)
+
+
+class Qwen2VLPointsFormat(AnswerFormat):
+    """Points ``(x,y)`` in ``[0, 1000)`` relative to the image, for counting.
+
+    Reads refs (as in ``qwen2-vl``) and ``(x,y)`` pairs; each point takes the
+    most recent ref's label. Well-formed: only refs, pairs of unsigned integers,
+    commas and whitespace, every ref followed by a point, no object dropped.
+    The empty answer is the well-formed "no objects" answer.
+    """
+
+    name = "qwen2-vl-points"
+    frame_name = "relative-1000"
+    produces = "points"
+
+    def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
+        problems: list[str] = []
+        raw: list[tuple[str, tuple[float, ...], str | None]] = []
+        well_formed = True
+        label: str | None = None
+        ref_waiting: str | None = None
+        leftover: list[str] = []
+        pos = 0
+        for m in _POINTS_TOKEN_RE.finditer(answer):
+            leftover.append(answer[pos : m.start()])
+            pos = m.end()
+            if m.group("ref") is not None:
+                if ref_waiting is not None:
+                    problems.append(f"ref {ref_waiting!r} has no point")
+                    well_formed = False
+                label = _clean_label(m.group("label"))
+                ref_waiting = label or ""
+                continue
+            ref_waiting = None
+            nums = _PAIR_RE.fullmatch(m.group("point")).groups()
+            if well_formed and not all(_UINT_RE.fullmatch(n) for n in nums):
+                problems.append(f"non-integer coordinates {nums}")
+                well_formed = False
+            raw.append(("point", tuple(float(n) for n in nums), label))
+            if len(raw) > MAX_OBJECTS:
+                break
+        if ref_waiting is not None:
+            problems.append(f"ref {ref_waiting!r} has no point")
+            well_formed = False
+        leftover.append(answer[pos:])
+        rest = "".join(leftover)
+        if rest.replace(",", " ").strip():
+            problems.append(f"unparsed text {_snippet(rest)}")
+            well_formed = False
+        boxes, points, labels, objects, finite = _objects_to_pixels(raw, frame, problems)
+        if not raw and answer.strip():
+            problems.append("no point found")
+        return ParsedAnswer(boxes, points, labels, None, None, well_formed and finite, problems, objects)
+
+    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
+        """Consecutive points with the same label share one ref. Boxes are written as their centres."""
+        arr, labels, kind = _as_objects(boxes, points, labels)
+        if kind == "box":
+            arr = (arr[:, :2] + arr[:, 2:]) / 2.0
+        ints = _to_answer_ints(arr, frame, 0, 999)
+        groups: list[str] = []
+        previous: object = object()
+        for (x, y), lab in zip(ints.tolist(), labels):
+            if lab != previous:
+                groups.append(f"{REF_START}{'' if lab is None else lab}{REF_END}")
+                previous = lab
+            elif groups:
+                groups.append(",")
+            groups.append(f"({x},{y})")
+        return "".join(groups)
+
+
+# --------------------------------------------------------------------------- qwen2.5-vl
+_FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+_OPEN_FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?")
+_OBJECT_CHUNK_RE = re.compile(r"\{[^{}]*\}")
+_SALVAGE_COORDS_RE = re.compile(r"""["']?(bbox_2d|point_2d)["']?\s*:\s*\[([^\[\]]{0,400})\]""")
+_SALVAGE_LABEL_RE = re.compile(r"""["']?label["']?\s*:\s*["']([^"']{0,400})["']""")
+_MISSING = object()
+
+
+def _json_loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and over-long ints
+        return _MISSING
+
+
+def _to_float(x: int | float) -> float:
+    try:
+        return float(x)
+    except OverflowError:  # a JSON int too large for a float
+        return float("inf") if x > 0 else float("-inf")
+
+
+class Qwen25VLFormat(AnswerFormat):
+    """Qwen2.5-VL JSON: ``[{"bbox_2d": [x1, y1, x2, y2], "label": "dog"}, ...]``.
+
+    Coordinates are ABSOLUTE pixels of the image as resized by the processor
+    (``resized-pixels`` frame). Objects may carry ``"point_2d": [x, y]``
+    instead (counting). Read with ``json.loads`` (never ``eval``).
+
+    Well-formed means: the stripped answer is a JSON list (bare, or as the only
+    content of one ```json fence) whose every item is an object with
+    ``bbox_2d`` (4 numbers) or ``point_2d`` (2 numbers) and, if present, a
+    string ``label``; no object dropped. ``[]`` is the "no objects" answer.
+
+    Tolerated but not well-formed: text around the JSON, a single object
+    instead of a list, invalid JSON (single quotes, trailing commas, a
+    truncated list): then every complete ``{...}`` chunk is read on its own,
+    by ``json.loads`` or else by a regex for ``bbox_2d``/``point_2d``/``label``.
+    """
+
+    name = "qwen2.5-vl"
+    frame_name = "resized-pixels"
+    produces = "boxes"
+
+    def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
+        problems: list[str] = []
+        well_formed = True
+        body = answer.strip()
+        fence = _FENCE_RE.search(answer)
+        if fence is not None:
+            if answer[: fence.start()].strip() or answer[fence.end() :].strip():
+                problems.append("text around the ```json block")
+                well_formed = False
+            body = fence.group(1).strip()
+        elif body.startswith("```"):
+            problems.append("unterminated ``` fence")
+            well_formed = False
+            body = body[_OPEN_FENCE_RE.match(body).end() :]
+
+        data = _json_loads(body)
+        if data is _MISSING:
+            well_formed = False
+            starts = [i for i in (body.find("["), body.find("{")) if i >= 0]
+            end = max(body.rfind("]"), body.rfind("}"))
+            if starts and end > min(starts):
+                data = _json_loads(body[min(starts) : end + 1])
+            if data is not _MISSING:
+                problems.append("text around the JSON")
+        if data is _MISSING:
+            items = self._salvage(body, problems)
+        elif isinstance(data, dict):
+            problems.append("a single object, not a list")
+            well_formed = False
+            items = [data]
+        elif isinstance(data, list):
+            items = data
+        else:
+            problems.append(f"JSON {type(data).__name__}, not a list of objects")
+            well_formed = False
+            items = []
+
+        raw: list[tuple[str, tuple[float, ...], str | None]] = []
+        for i, item in enumerate(items[: MAX_OBJECTS + 1]):
+            obj = self._read_item(i, item, problems)
+            if obj is None:
+                well_formed = False
+            elif obj[0] == "bad-label":
+                well_formed = False
+                raw.append(obj[1])
+            else:
+                raw.append(obj)
+        boxes, points, labels, objects, finite = _objects_to_pixels(raw, frame, problems)
+        if not raw and not (isinstance(data, list) and not data):
+            problems.append("no box found")
+        return ParsedAnswer(boxes, points, labels, None, None, well_formed and finite, problems, objects)
+
+    @staticmethod
+    def _read_item(i: int, item: Any, problems: list[str]):
+        """One JSON item -> ``(kind, coords, label)``; ``None`` if unusable; ``("bad-label", obj)``."""
+        if not isinstance(item, dict):
+            problems.append(f"item {i} is {type(item).__name__}, not an object; ignored")
+            return None
+        for key, kind, n in (("bbox_2d", "box", 4), ("point_2d", "point", 2)):
+            if key in item:
+                value = item[key]
+                # type() rather than isinstance: JSON gives exactly int/float, and bool is not a number here
+                if not (type(value) is list and len(value) == n and all(type(v) in (int, float) for v in value)):
+                    problems.append(f"item {i}: {key} is not {n} numbers; ignored")
+                    return None
+                try:
+                    coords = tuple(map(float, value))
+                except OverflowError:  # a JSON int too large for a float
+                    coords = tuple(_to_float(v) for v in value)
+                break
+        else:
+            problems.append(f"item {i} has neither bbox_2d nor point_2d; ignored")
+            return None
+        label = item.get("label")
+        if label is None or isinstance(label, str):
+            return kind, coords, None if label is None else _clean_label(label)
+        problems.append(f"item {i}: label is {type(label).__name__}, not str")
+        return "bad-label", (kind, coords, _clean_label(str(label)))
+
+    @staticmethod
+    def _salvage(body: str, problems: list[str]) -> list[dict]:
+        """Invalid JSON: read each complete ``{...}`` chunk on its own."""
+        items: list[dict] = []
+        for chunk in _OBJECT_CHUNK_RE.findall(body):
+            obj = _json_loads(chunk)
+            if not isinstance(obj, dict):
+                obj = {}
+                coords = _SALVAGE_COORDS_RE.search(chunk)
+                if coords is not None:
+                    nums = _NUM_RE.findall(coords.group(2))
+                    obj[coords.group(1)] = [float(n) for n in nums]
+                label = _SALVAGE_LABEL_RE.search(chunk)
+                if label is not None:
+                    obj["label"] = label.group(1)
+            items.append(obj)
+            if len(items) > MAX_OBJECTS:
+                break
+        problems.append(f"not valid JSON; salvaged {len(items)} object(s) from complete {{...}} chunks")
+        return items
+
+    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
+        """A one-line JSON list with integer coordinates, clamped to the resized image."""
+        arr, labels, kind = _as_objects(boxes, points, labels)
+        hi = np.inf if frame is None else np.tile(np.asarray(frame.extent), arr.shape[1] // 2)
+        ints = _to_answer_ints(arr, frame, 0, hi)
+        key = "bbox_2d" if kind == "box" else "point_2d"
+        out = []
+        for coords, lab in zip(ints.tolist(), labels):
+            obj: dict[str, Any] = {key: coords}
+            if lab is not None:
+                obj["label"] = lab
+            out.append(obj)
+        return json.dumps(out, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- number, text
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+_COUNT_RE = re.compile(r"(?<![0-9.])(-?[0-9]+)|\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
+_JUST_A_NUMBER_RE = re.compile(r"\s*(?:[0-9]+|" + "|".join(_NUMBER_WORDS) + r")\s*\.?\s*", re.IGNORECASE)
+
+
+class NumberFormat(AnswerFormat):
+    """A count. Reads the first integer (ASCII digits, optional minus) or English word zero..twenty.
+
+    Well-formed: the answer is just that number (surrounding whitespace and
+    one trailing period allowed), e.g. ``"7"``, ``" seven."``. ``"3.5"``
+    reads 3, not well-formed.
+    """
+
+    name = "number"
+    frame_name = "none"
+    produces = "count"
+
+    def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
+        m = _COUNT_RE.search(answer)
+        if m is None:
+            return ParsedAnswer.empty(problems=["no number found"])
+        problems: list[str] = []
+        if m.group(1) is not None:
+            digits = m.group(1)
+            if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+                return ParsedAnswer.empty(problems=[f"number with {len(digits)} digits is not a count"])
+            count = int(digits)
+        else:
+            count = _NUMBER_WORDS[m.group(2).lower()]
+        well_formed = _JUST_A_NUMBER_RE.fullmatch(answer) is not None
+        if not well_formed:
+            problems.append(f"answer is not just a number; read {count}")
+        return ParsedAnswer.empty(well_formed=well_formed, problems=problems, count=count)
+
+    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
+        """``str(count)``; without a count, the number of boxes (or points) given."""
+        if count is None:
+            arr, _, _ = _as_objects(boxes, points, labels)
+            count = len(arr)
+        return str(int(count))
+
+
+class TextFormat(AnswerFormat):
+    """Plain text (OCR). The text is kept verbatim; well-formed when it is not blank."""
+
+    name = "text"
+    frame_name = "none"
+    produces = "text"
+
+    def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
+        well_formed = bool(answer.strip())
+        return ParsedAnswer.empty(well_formed=well_formed, problems=[] if well_formed else ["empty answer"], text=answer)
+
+    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
+        return "" if text is None else str(text)
+
+
+# --------------------------------------------------------------------------- registry
+FORMATS: dict[str, AnswerFormat] = {
+    f.name: f for f in (Qwen2VLFormat(), Qwen25VLFormat(), Qwen2VLPointsFormat(), NumberFormat(), TextFormat())
+}
+
+
+def get_format(name: str | AnswerFormat) -> AnswerFormat:
+    """The format called ``name`` (an :class:`AnswerFormat` is returned as is)."""
+    if isinstance(name, AnswerFormat):
+        return name
+    try:
+        return FORMATS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown answer format {name!r}; known: {', '.join(FORMATS)}") from None
+
+
+__all__ = [
+    "FORMATS",
+    "MAX_OBJECTS",
+    "AnswerFormat",
+    "NumberFormat",
+    "ParsedAnswer",
+    "Qwen25VLFormat",
+    "Qwen2VLFormat",
+    "Qwen2VLPointsFormat",
+    "TextFormat",
+    "get_format",
+]

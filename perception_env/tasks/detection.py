@@ -1,0 +1,93 @@
+"""Object detection: name and box every object of the given classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perception_env.core import PerceptionEnv
+from perception_env.data.sample import Sample
+from perception_env.rewards import DetectionRewardConfig, RewardResult, score_detection
+
+
+class DetectionEnv(PerceptionEnv):
+    """Detect every object of a known class list in one image.
+
+    ## Description
+    One-step episode: the agent sees an image and the question, answers with
+    every object's box and class, and is paid by DETR-style Hungarian
+    matching of its unordered objects to the ground truth (Perception-R1).
+
+    ## Action Space
+    ``UnicodeText``: the model's answer. Formats (keyword ``answer_format``):
+
+    * ``"qwen2.5-vl"`` (default, as the paper's detection model):
+      ``[{"bbox_2d": [x1, y1, x2, y2], "label": "circle"}, ...]`` in ABSOLUTE
+      pixels of the image as the Qwen2.5-VL processor resizes it
+      (``min_pixels``/``max_pixels``; ``info["frame"]`` gives the scale).
+    * ``"qwen2-vl"``: ``<|object_ref_start|>circle<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>...``
+      in ``[0, 1000)`` relative to the image width/height.
+
+    ## Observation Space
+    ``Dict(image=ImageSpace | Box, prompt=UnicodeText)``: an ``[H, W, 3]``
+    uint8 image (any size, or ``image_size=(W, H)`` for a fixed one) and the
+    question, by default ``Please output bbox coordinates and names of {categories}.``
+
+    ## Rewards
+    ``reward_config.kind="paper"`` (default), in ``[0, 3]``:
+    ``0.25 format + 0.75 F1@IoU0.5 + label accuracy over matches + mean IoU
+    over matches (- optional FP/FN penalty)``. ``kind="matched-iou"``, in
+    ``[0, 1]``: the sum of matched IoUs over ``max(#predicted, #targets)``.
+    ``info`` holds every component, the matching and, for unreadable answers, why.
+
+    ## Starting State
+    A sample drawn with ``self.np_random``; ``reset(options={"index": i})`` replays sample ``i``.
+
+    ## Episode End
+    After one step (``terminated=True``).
+
+    ## Arguments
+    ``source`` ("synthetic", "coco", "jsonl"), ``difficulty`` ("easy"/"medium"/"hard"),
+    ``split``, ``data_kwargs`` (loader arguments: annotation file, image folder...),
+    ``answer_format``, ``prompt_template`` (``{categories}``), ``reward_config``,
+    ``image_size``, ``min_pixels``/``max_pixels``, ``render_mode="rgb_array"``.
+
+    ## Version History
+    * v0: initial version.
+
+    ```python
+    import gymnasium as gym, perception_env
+    env = gym.make("PerceptionR1/Detection-v0", difficulty="easy")
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_answer())
+    ```
+    """
+
+    task = "detection"
+    default_format = "qwen2.5-vl"
+    formats = ("qwen2.5-vl", "qwen2-vl")
+    default_prompts = {
+        "qwen2.5-vl": "Please output bbox coordinates and names of {categories}.",
+        "qwen2-vl": "Please output bbox coordinates and names of {categories}.",
+    }
+
+    def __init__(self, *, reward_config: DetectionRewardConfig | dict | None = None, **kwargs: Any):
+        if isinstance(reward_config, dict):
+            reward_config = DetectionRewardConfig(**reward_config)
+        self.reward_config = reward_config or DetectionRewardConfig()
+        super().__init__(**kwargs)
+
+    def _prompt_fields(self, sample: Sample) -> dict[str, str]:
+        categories = list(self.dataset.categories) or sorted(set(sample.labels))
+        return {"categories": ", ".join(categories)}
+
+    def _score(self, answer: str, sample: Sample) -> RewardResult:
+        return score_detection(answer, sample, self.answer_format, self.frame, self.reward_config)
+
+    def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
+        return {"boxes": sample.boxes, "labels": list(sample.labels)}
+
+    def _is_success(self, result: RewardResult) -> bool:
+        """Every object found (IoU > threshold, right label) and nothing extra."""
+        n_gt, n_pred = len(self.sample.boxes), len(result.parsed.boxes)
+        hits = sum(1 for m in result.matching if m["tp"] and m.get("label_ok", True))
+        return hits == n_gt == n_pred

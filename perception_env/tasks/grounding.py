@@ -1,0 +1,87 @@
+"""Visual grounding: box the one object a referring expression names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from perception_env.core import PerceptionEnv, strip_article
+from perception_env.data.sample import Sample
+from perception_env.rewards import GroundingRewardConfig, RewardResult, score_grounding
+
+
+class GroundingEnv(PerceptionEnv):
+    """Box the object a referring expression picks out ("the red circle left of the blue square").
+
+    ## Description
+    One-step episode, as RefCOCO/+/g in Perception-R1.
+
+    ## Action Space
+    ``UnicodeText``. Formats (keyword ``answer_format``):
+
+    * ``"qwen2-vl"`` (default, as the paper):
+      ``<|object_ref_start|>the dog<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``
+      in ``[0, 1000)`` relative to the image width/height;
+    * ``"qwen2.5-vl"``: ``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]`` in
+      absolute pixels of the processor-resized image.
+
+    The first box read is the answer.
+
+    ## Observation Space
+    ``Dict(image, prompt)``; default prompt ``Output the bounding box of the
+    {expression} in the image.`` (paper).
+
+    ## Rewards
+    ``IoU ** power`` of the first box with the target (``power=2`` as the
+    paper), in ``[0, 1]`` (plus ``format_weight`` if set in ``reward_config``).
+
+    ## Starting State
+    A sample drawn with ``self.np_random``; ``reset(options={"index": i})`` replays sample ``i``.
+
+    ## Episode End
+    After one step (``terminated=True``).
+
+    ## Arguments
+    ``source`` ("synthetic", "refcoco", "jsonl"), ``difficulty``, ``split``,
+    ``data_kwargs``, ``answer_format``, ``prompt_template`` (``{expression}``),
+    ``reward_config``, ``image_size``, ``min_pixels``/``max_pixels``,
+    ``render_mode="rgb_array"``.
+
+    ## Version History
+    * v0: initial version.
+
+    ```python
+    import gymnasium as gym, perception_env
+    env = gym.make("PerceptionR1/Grounding-v0", difficulty="easy")
+    obs, info = env.reset(seed=0)
+    print(obs["prompt"])   # Output the bounding box of the red circle in the image.
+    ```
+    """
+
+    task = "grounding"
+    default_format = "qwen2-vl"
+    formats = ("qwen2-vl", "qwen2.5-vl")
+    default_prompts = {
+        "qwen2-vl": "Output the bounding box of the {expression} in the image.",
+        "qwen2.5-vl": "Locate the {expression} in the image and output its bbox coordinates in JSON format.",
+    }
+
+    def __init__(self, *, reward_config: GroundingRewardConfig | dict | None = None, **kwargs: Any):
+        if isinstance(reward_config, dict):
+            reward_config = GroundingRewardConfig(**reward_config)
+        self.reward_config = reward_config or GroundingRewardConfig()
+        super().__init__(**kwargs)
+
+    def _prompt_fields(self, sample: Sample) -> dict[str, str]:
+        return {"expression": strip_article(sample.query)}
+
+    def _score(self, answer: str, sample: Sample) -> RewardResult:
+        return score_grounding(answer, sample, self.answer_format, self.frame, self.reward_config)
+
+    def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
+        return {"boxes": np.asarray(sample.boxes)[:1], "labels": [sample.query]}
+
+    def _is_success(self, result: RewardResult) -> bool:
+        """Acc@0.5, as RefCOCO is reported: IoU of the first box >= 0.5."""
+        return result.components.get("iou", 0.0) >= 0.5

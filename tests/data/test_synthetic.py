@@ -1,0 +1,156 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from perception_env.data import (
+    EASY,
+    PRESETS,
+    Difficulty,
+    RenderedTextOCR,
+    ShapesCounting,
+    ShapesDetection,
+    ShapesGrounding,
+    get_difficulty,
+)
+from perception_env.data.synthetic.shapes import RGB
+
+ALL = (ShapesDetection, ShapesCounting, ShapesGrounding, RenderedTextOCR)
+
+
+def _same(a, b):
+    return (
+        a.image.tobytes() == b.image.tobytes()
+        and np.array_equal(a.boxes, b.boxes)
+        and np.array_equal(a.points, b.points)
+        and (a.labels, a.query, a.text, a.count) == (b.labels, b.query, b.text, b.count)
+    )
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("difficulty", sorted(PRESETS))
+def test_deterministic_and_access_order_free(cls, difficulty):
+    a, b = cls(difficulty=difficulty, size=10), cls(difficulty=difficulty, size=10, cache_size=0)
+    later = [b[i] for i in (7, 3, 0)]
+    assert all(_same(a[i], s) for i, s in zip((7, 3, 0), later))
+    assert not _same(a[0], cls(difficulty=difficulty, size=10, seed=1)[0])
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_splits_differ_and_never_share_content(cls):
+    train, test = cls(split="train", size=300), cls(split="test", size=100)
+    assert not _same(train[0], test[0])
+    sig = lambda s: (
+        s.text,
+        s.query,
+        s.boxes.tobytes(),
+        str(s.meta.get("objects")),
+        str(s.meta.get("origin")),
+    )
+    assert not {sig(train[i]) for i in range(len(train))} & {sig(test[i]) for i in range(len(test))}
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_length_and_index_errors(cls):
+    ds = cls(split="test")
+    assert len(ds) == 200 and len(cls()) == 1000
+    assert ds.name.endswith("-easy")
+    for bad in (-1, 200):
+        with pytest.raises(IndexError):
+            ds[bad]
+    with pytest.raises(ValueError, match="split"):
+        cls(split="dev")
+
+
+def test_images_are_read_only_uint8():
+    s = ShapesDetection()[0]
+    assert s.image.dtype == np.uint8 and s.image.shape == (112, 112, 3) and (s.width, s.height) == (112, 112)
+    with pytest.raises(ValueError):
+        s.image[0, 0, 0] = 1
+
+
+@pytest.mark.parametrize("cls", (ShapesDetection, ShapesCounting, ShapesGrounding))
+def test_easy_geometry_grid_one_object_per_cell(cls):
+    ds = cls(difficulty="easy", size=200)
+    for i in range(len(ds)):
+        s = ds[i]
+        objects = s.meta["objects"]
+        assert 1 <= len(objects) <= 4
+        cells = set()
+        for o in objects:
+            x1, y1, x2, y2 = o["box"]
+            col, row = x1 // 28, y1 // 28
+            # inside its 28-px cell, roughly filling it, centred
+            assert col * 28 <= x1 < x2 <= (col + 1) * 28 and row * 28 <= y1 < y2 <= (row + 1) * 28
+            assert 22 <= x2 - x1 <= 26 and x2 - x1 == y2 - y1
+            assert abs((x1 + x2) / 2 - (col * 28 + 14)) <= 0.5
+            cells.add((col, row))
+            assert o["shape"] in EASY.shapes and o["color"] in EASY.colors
+            # the box centre is painted in the object's colour (boxes match the drawing)
+            assert tuple(s.image[int((y1 + y2) // 2), int((x1 + x2) // 2)]) == RGB[o["color"]]
+        assert len(cells) == len(objects)
+        assert np.all((s.boxes >= 0) & (s.boxes <= 112))
+
+
+@pytest.mark.parametrize("difficulty", sorted(PRESETS))
+def test_detection_targets(difficulty):
+    ds = ShapesDetection(difficulty=difficulty, size=20)
+    d = get_difficulty(difficulty)
+    assert ds.categories == d.shapes
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s.boxes.shape == (len(s.labels), 4) and set(s.labels) <= set(ds.categories)
+        assert d.num_objects[0] <= len(s.labels) <= d.num_objects[1]
+        assert np.all(s.boxes[:, :2] >= 0) and np.all(s.boxes[:, 2:] <= d.image_size)
+        assert np.all(s.boxes[:, 2:] > s.boxes[:, :2])
+
+
+@pytest.mark.parametrize("difficulty", sorted(PRESETS))
+def test_counting_points_are_centres_of_the_query_class(difficulty):
+    ds = ShapesCounting(difficulty=difficulty, size=60)
+    counts = []
+    for i in range(len(ds)):
+        s = ds[i]
+        mine = [o["box"] for o in s.meta["objects"] if o["shape"] == s.query]
+        centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in mine]).reshape(-1, 2)
+        assert np.array_equal(s.points, centres) and np.array_equal(s.boxes, np.array(mine).reshape(-1, 4))
+        assert s.count == len(s.points) and s.labels == (s.query,) * s.count
+        assert s.query in ds.categories
+        counts.append(s.count)
+    lo, hi = get_difficulty(difficulty).count_range
+    assert min(counts) >= lo and max(counts) <= hi
+
+
+def test_counting_easy_is_balanced():
+    counts = np.bincount([ShapesCounting(size=500)[i].count for i in range(500)], minlength=5)
+    assert len(counts) == 5 and counts.min() >= 60  # uniform over 0..4 would give 100 each
+
+
+@pytest.mark.parametrize("difficulty", sorted(PRESETS))
+def test_ocr_text_rendered(difficulty):
+    ds = RenderedTextOCR(difficulty=difficulty, size=10)
+    d = get_difficulty(difficulty)
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s.text.strip() and s.image.shape == (d.page_size[1], d.page_size[0], 3)
+        assert (s.image.min(axis=2) < 100).sum() > 20  # dark ink on a light page
+        lines = s.text.split("\n")
+        assert 1 <= len(lines) <= d.lines_per_page[1]
+        assert all(line == line.strip() and "  " not in line for line in lines)
+
+
+def test_ocr_easy_is_one_short_word():
+    ds = RenderedTextOCR(size=50)
+    assert all(" " not in ds[i].text and "\n" not in ds[i].text and len(ds[i].text) <= 4 for i in range(50))
+
+
+def test_difficulty_by_name_or_instance():
+    custom = dataclasses.replace(EASY, name="custom", num_objects=(2, 2))
+    assert get_difficulty(custom) is custom and get_difficulty("hard").image_size == 448
+    assert all(len(ShapesDetection(difficulty=custom, size=5)[i].labels) == 2 for i in range(5))
+    with pytest.raises(ValueError, match="unknown difficulty"):
+        get_difficulty("extreme")
+    with pytest.raises(ValueError, match="grid cells"):
+        Difficulty(object_size=(10, 40))
+    with pytest.raises(ValueError, match="range"):
+        Difficulty(num_objects=(3, 1))

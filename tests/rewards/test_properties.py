@@ -1,0 +1,105 @@
+"""Properties of every scorer x every format: never raise, finite, in range; the oracle earns the max."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perception_env.data.sample import Sample
+from perception_env.formats import FORMATS, get_format
+from perception_env.rewards import (
+    CountingRewardConfig,
+    DetectionRewardConfig,
+    GroundingRewardConfig,
+    score_counting,
+    score_detection,
+    score_grounding,
+    score_ocr,
+)
+
+W, H = 640, 480  # Qwen2.5-VL: 644 x 476, a non-trivial frame
+BOXES = np.array([[10, 20, 200, 220], [300, 100, 600, 460], [50, 300, 150, 470]], float)
+SAMPLE = Sample(
+    "s", W, H, boxes=BOXES, labels=("person", "dog", "cup"),
+    points=(BOXES[:, :2] + BOXES[:, 2:]) / 2, query="dog", text="Hello world, 2025.",
+)
+GROUNDING = Sample("g", W, H, boxes=BOXES[:1], labels=("person",), query="the person")
+SCORERS = [
+    (score_detection, SAMPLE, DetectionRewardConfig()),
+    (score_detection, SAMPLE, DetectionRewardConfig(kind="matched-iou")),
+    (score_detection, SAMPLE, DetectionRewardConfig(fp_fn_penalty=0.5)),
+    (score_counting, SAMPLE, None),
+    (score_counting, SAMPLE, CountingRewardConfig(kind="exact")),
+    (score_grounding, GROUNDING, None),
+    (score_grounding, GROUNDING, GroundingRewardConfig(format_weight=0.5)),
+    (score_ocr, SAMPLE, None),
+]
+
+FRAGMENTS = [
+    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "(", ")", ",", " ", "\n",
+    "0", "7", "999", "1000", "-", ".", "e", "nan", "inf", "1e309", "[", "]", "{", "}", ":", '"', "'",
+    '[{"bbox_2d":', '"point_2d":', '"label": "dog"', "```json\n", "```", "dog", "three", "NaN", "Infinity",
+]
+answers = st.one_of(
+    st.text(max_size=300),
+    st.lists(st.sampled_from(FRAGMENTS), max_size=60).map("".join),
+)
+
+
+def _check(result):
+    assert math.isfinite(result.reward) and 0.0 <= result.reward <= result.max_reward
+    assert all(math.isfinite(v) for v in result.components.values())
+    json.dumps(result.to_info(), allow_nan=False)
+
+
+@settings(max_examples=120, deadline=None)
+@given(answers)
+def test_any_answer_any_format_any_task_is_finite_and_in_range(answer):
+    for fmt in FORMATS.values():
+        for scorer, sample, cfg in SCORERS:
+            _check(scorer(answer, sample, fmt, None, cfg))
+
+
+def _oracle(task, fmt, sample):
+    frame = fmt.make_frame(sample.width, sample.height)
+    if task == "ocr":
+        return fmt.write(text=sample.text)
+    if task == "counting" and fmt.name in ("number",):
+        return fmt.write(count=len(sample.points))
+    if task == "counting" and fmt.name in ("qwen2-vl-points", "qwen2.5-vl"):
+        return fmt.write(points=sample.points, labels=[sample.query] * len(sample.points), frame=frame)
+    labels = [sample.query] * len(sample.boxes) if task == "counting" else list(sample.labels)
+    return fmt.write(boxes=sample.boxes, labels=labels, frame=frame)
+
+
+@pytest.mark.parametrize(
+    "task, scorer, sample, names",
+    [
+        ("detection", score_detection, SAMPLE, ["qwen2-vl", "qwen2.5-vl"]),
+        ("counting", score_counting, SAMPLE, ["qwen2-vl", "qwen2.5-vl", "qwen2-vl-points", "number"]),
+        ("grounding", score_grounding, GROUNDING, ["qwen2-vl", "qwen2.5-vl"]),
+        ("ocr", score_ocr, SAMPLE, ["text"]),
+    ],
+)
+def test_oracle_answer_earns_the_max(task, scorer, sample, names):
+    for name in names:
+        fmt = get_format(name)
+        res = scorer(_oracle(task, fmt, sample), sample, fmt)
+        assert res.parsed.well_formed, (name, res.parsed.problems)
+        assert res.reward >= 0.98 * res.max_reward, (task, name, res.reward, res.components)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 300), st.integers(30, 200), st.integers(30, 150)),
+                min_size=1, max_size=6), st.data())
+def test_counting_invariant_to_prediction_order(objs, data):
+    fmt = get_format("qwen2.5-vl")
+    frame = fmt.make_frame(W, H)
+    pts = np.array([[x + w / 2, y + h / 2] for x, y, w, h in objs])
+    order = data.draw(st.permutations(range(len(objs))))
+    r1 = score_counting(fmt.write(points=pts, labels=["dog"] * len(pts), frame=frame), SAMPLE, fmt).reward
+    r2 = score_counting(fmt.write(points=pts[order], labels=["dog"] * len(pts), frame=frame), SAMPLE, fmt).reward
+    assert r1 == pytest.approx(r2, abs=1e-9)

@@ -1,0 +1,151 @@
+"""The Gymnasium contract, for every registered env."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import perception_env
+from perception_env.spaces import ImageSpace, UnicodeText
+
+ENV_IDS = list(perception_env.ENV_IDS)
+FORMATS = {
+    "PerceptionR1/Detection-v0": ["qwen2.5-vl", "qwen2-vl"],
+    "PerceptionR1/Counting-v0": ["qwen2-vl", "qwen2-vl-points", "qwen2.5-vl", "number"],
+    "PerceptionR1/Grounding-v0": ["qwen2-vl", "qwen2.5-vl"],
+    "PerceptionR1/OCR-v0": ["text"],
+}
+
+
+def test_registry_is_complete():
+    assert set(ENV_IDS) == set(FORMATS)
+    for env_id in ENV_IDS:
+        assert env_id in gym.registry
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_check_env(env_id):
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_make_with_no_arguments_gives_a_valid_episode(env_id):
+    env = gym.make(env_id)
+    obs, info = env.reset(seed=3)
+    assert isinstance(env.observation_space["image"], ImageSpace)
+    assert isinstance(env.action_space, UnicodeText)
+    assert obs["image"].dtype == np.uint8 and obs["image"].ndim == 3 and obs["image"].shape[2] == 3
+    assert obs["prompt"] and isinstance(obs["prompt"], str)
+    assert info["image_size"] == [obs["image"].shape[1], obs["image"].shape[0]]
+    assert {"sample_id", "index", "answer_format", "frame"} <= set(info)
+    obs2, reward, terminated, truncated, step_info = env.step("not an answer")
+    assert terminated and not truncated
+    assert np.isfinite(reward) and 0.0 <= reward <= step_info["max_reward"]
+    assert step_info["reason"]  # says why an unreadable answer scored what it did
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_seeding_is_deterministic(env_id):
+    a, b = gym.make(env_id), gym.make(env_id)
+    for seed in (0, 1, 12345):
+        (oa, ia), (ob, ib) = a.reset(seed=seed), b.reset(seed=seed)
+        assert ia["sample_id"] == ib["sample_id"] and oa["prompt"] == ob["prompt"]
+        np.testing.assert_array_equal(oa["image"], ob["image"])
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_index_option_replays_the_same_sample(env_id):
+    env = gym.make(env_id)
+    o1, i1 = env.reset(seed=0, options={"index": 7})
+    env.reset(seed=99)
+    o2, i2 = env.reset(options={"index": 7})
+    assert i1["index"] == i2["index"] == 7
+    np.testing.assert_array_equal(o1["image"], o2["image"])
+    assert o1["prompt"] == o2["prompt"]
+    with pytest.raises(IndexError):
+        env.reset(options={"index": 10**9})
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("difficulty", ["easy", "medium", "hard"])
+def test_oracle_earns_the_maximum(env_id, difficulty):
+    for answer_format in FORMATS[env_id]:
+        env = gym.make(env_id, difficulty=difficulty, answer_format=answer_format)
+        for seed in range(3):
+            env.reset(seed=seed)
+            _, reward, _, _, info = env.step(env.unwrapped.oracle_answer())
+            # integer coordinates quantise boxes (a 14-px object at "hard" loses up to ~4% of IoU**2)
+            assert reward >= 0.95 * info["max_reward"], (answer_format, info)
+            assert info["is_success"], (answer_format, info)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_several_answers_to_one_observation(env_id):
+    """A GRPO agent scores G answers to one observation: stepping again re-scores the same sample."""
+    env = gym.make(env_id)
+    env.reset(seed=5)
+    oracle = env.unwrapped.oracle_answer()
+    r_bad = env.step("")[1]
+    r_good = env.step(oracle)[1]
+    assert r_good > r_bad
+
+
+def test_step_before_reset_raises():
+    env = perception_env.DetectionEnv()
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step("[]")
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_make_vec(env_id):
+    envs = gym.make_vec(env_id, num_envs=4)
+    obs, infos = envs.reset(seed=0)
+    assert len(obs["image"]) == 4 and len(obs["prompt"]) == 4
+    _, rewards, terminated, truncated, _ = envs.step(tuple("" for _ in range(4)))
+    assert rewards.shape == (4,) and terminated.all() and not truncated.any()
+    envs.close()
+
+
+def test_fixed_image_size_resizes_image_and_targets():
+    env = gym.make("PerceptionR1/Detection-v0", difficulty="easy", image_size=(224, 160))
+    obs, info = env.reset(seed=0)
+    assert obs["image"].shape == (160, 224, 3)
+    assert env.observation_space["image"].shape == (160, 224, 3)
+    _, reward, _, _, step_info = env.step(env.unwrapped.oracle_answer())
+    assert reward >= 0.98 * step_info["max_reward"]
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_frames_are_explicit():
+    det = gym.make("PerceptionR1/Detection-v0")
+    _, info = det.reset(seed=0)
+    assert info["frame"]["name"] == "resized-pixels"
+    grd = gym.make("PerceptionR1/Grounding-v0")
+    _, info = grd.reset(seed=0)
+    assert info["frame"]["name"] == "relative-1000" and info["frame"]["answer_extent"] == [1000.0, 1000.0]
+    ocr = gym.make("PerceptionR1/OCR-v0")
+    assert ocr.reset(seed=0)[1]["frame"] is None
+
+
+def test_custom_prompt_template():
+    env = gym.make("PerceptionR1/Counting-v0", answer_format="number", prompt_template="Count the {object}!")
+    obs, _ = env.reset(seed=0)
+    assert obs["prompt"].startswith("Count the ") and obs["prompt"].endswith("!")
+
+
+def test_unknown_format_is_a_clear_error():
+    with pytest.raises(ValueError, match="answers in one of"):
+        gym.make("PerceptionR1/OCR-v0", answer_format="qwen2-vl")
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_render_draws_targets_and_predictions(env_id):
+    env = gym.make(env_id, difficulty="easy", render_mode="rgb_array")
+    env.reset(seed=1)
+    before = env.render()
+    env.step(env.unwrapped.oracle_answer())
+    after = env.render()
+    assert before.dtype == np.uint8 and before.ndim == 3 and min(before.shape[:2]) >= 112
+    assert not np.array_equal(before, after)  # the answer is drawn
