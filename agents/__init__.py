@@ -1,0 +1,1 @@
+"""Agents: policies and training algorithms that act in the perception environments."""

@@ -1,0 +1,150 @@
+"""The agent interface: the Trainer owns the loop, an algorithm owns only its update.
+
+To plug in another RL algorithm, subclass :class:`Agent` and implement
+:meth:`Agent.update` (and, if it needs more options, subclass
+:class:`~agents.config.TrainConfig`). Collection, scoring, logging,
+evaluation and checkpoints are the :class:`~agents.trainer.Trainer`'s.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from agents.config import TrainConfig
+
+
+@dataclass
+class EpisodeGroup:
+    """G one-step episodes that answer the same observation."""
+
+    index: int  # dataset index of the observation (env.reset(options={"index": index}))
+    observation: dict[str, Any]  # {"image": [H, W, 3] uint8, "prompt": str}
+    answers: list[str]  # [G]
+    rewards: list[float]  # [G]
+    infos: list[dict[str, Any]]  # [G] the env's step infos
+
+
+@dataclass
+class RolloutBatch:
+    """One round of collection: B groups of G answers, and the tensors to learn from them."""
+
+    step: int
+    groups: list[EpisodeGroup]  # [B]
+    rollout: Any  # the policy's Rollout: completion tokens [B*G, T] in group-major order
+    rewards: torch.Tensor  # [B, G] float32
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+
+    @property
+    def group_size(self) -> int:
+        return self.rewards.shape[1]
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (run seed, step, ...): same inputs, same seed, on every machine."""
+    import hashlib
+
+    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class Agent(abc.ABC):
+    """An RL algorithm acting through a policy (see agents.policies.QwenVLPolicy).
+
+    The base class builds the optimiser and learning-rate schedule from the
+    config and checkpoints them; subclasses implement :meth:`update`.
+    """
+
+    name = "agent"
+
+    def __init__(self, policy: Any, config: TrainConfig):
+        self.policy = policy
+        self.config = config
+        params = [p for p in policy.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params,
+            lr=config.learning_rate,
+            betas=(config.adam_beta1, config.adam_beta2),
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        if c.warmup_steps and step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        if c.lr_scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - c.warmup_steps) / max(1, c.total_steps - c.warmup_steps))
+        if c.lr_scheduler == "linear":
+            return 1.0 - progress
+        if c.lr_scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        raise ValueError(f"lr_scheduler must be constant, linear or cosine, got {c.lr_scheduler!r}")
+
+    def make_reference(self, beta: float, reference_model: torch.nn.Module | None) -> torch.nn.Module | None:
+        """A frozen copy of the starting policy for a KL term; ``beta == 0`` loads none (half the memory)."""
+        if beta == 0:
+            return None
+        import copy
+
+        reference = reference_model if reference_model is not None else copy.deepcopy(self.policy.model)
+        return reference.eval().requires_grad_(False)
+
+    def micro_batches(self, n: int) -> list[torch.Tensor]:
+        """Completion indices in chunks of ``config.micro_batch_size`` (0 = one chunk of all ``n``)."""
+        size = self.config.micro_batch_size or n
+        return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
+
+    # ------------------------------------------------------------- acting
+    def sample(self, observations: list[dict[str, Any]], *, step: int) -> Any:
+        """G answers per observation; the sampling seed is derived from (seed, step) so resumed runs repeat it."""
+        c = self.config
+        return self.policy.generate(
+            observations,
+            num_samples=c.group_size,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            top_k=c.top_k,
+            max_new_tokens=c.max_new_tokens,
+            do_sample=True,
+            generator_seed=derive_seed(c.seed, step, 1),
+        )
+
+    def act_greedy(self, observations: list[dict[str, Any]], max_new_tokens: int | None = None) -> list[str]:
+        """One deterministic answer per observation (evaluation)."""
+        rollout = self.policy.generate(
+            observations,
+            num_samples=1,
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            do_sample=False,
+        )
+        return list(rollout.texts)
+
+    # ------------------------------------------------------------ learning
+    @abc.abstractmethod
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """Learn from one rollout batch; return scalar metrics (logged under ``train/``)."""
+
+    def clip_and_step(self) -> float:
+        """Gradient-norm clip (if set), optimiser and scheduler step; returns the pre-clip norm."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    # --------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the policy weights (saved by the policy itself)."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

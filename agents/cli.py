@@ -1,0 +1,216 @@
+"""``perception-r1``: the command line.
+
+perception-r1 demo                     # the main job: tiny model -> warm start -> GRPO -> before/after
+perception-r1 make-tiny-model DIR      # an offline, randomly initialised Qwen2-VL
+perception-r1 sft   --env ID --model DIR --output DIR
+perception-r1 train --env ID --model DIR [--config file.yaml] [--resume RUN_DIR] [--learning-rate ...]
+perception-r1 tour                     # every env, oracle and random answers, renders saved
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
+
+
+def cmd_make_tiny_model(args: argparse.Namespace) -> None:
+    from agents.policies.tiny_model import build_tiny_model
+
+    path = build_tiny_model(args.out_dir, arch=args.arch, preset=args.preset, seed=args.seed)
+    print(f"saved a randomly initialised {args.arch} ({args.preset}) with its processor to {path}")
+
+
+def _make_env(env_id: str, env_kwargs: dict, **extra):
+    import gymnasium as gym
+
+    import perception_env  # noqa: F401  (registers the envs)
+
+    return gym.make(env_id, **{**env_kwargs, **extra})
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from agents.policies.qwen_vl import QwenVLPolicy
+    from agents.sft import supervised_warm_start
+
+    _torch_threads()
+    policy = QwenVLPolicy.from_pretrained(args.model, device=args.device)
+    env = _make_env(args.env, args.env_kwargs)
+    losses = supervised_warm_start(
+        policy,
+        env,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        log_every=max(1, args.steps // 10),
+    )
+    policy.save_pretrained(args.output)
+    print(f"final loss {losses[-1]:.4f}; saved to {args.output}")
+
+
+def build_train_parser(sub, agent: str = "grpo") -> None:
+    """``train``'s flags are the chosen agent's config fields (``--agent rloo --help`` lists RLOO's)."""
+    from agents.config import add_arguments
+    from agents.registry import AGENTS
+
+    p = sub.add_parser(
+        "train",
+        help="RL training (GRPO by default) on a perception env",
+        description="Train a Qwen2-VL / Qwen2.5-VL policy with an RL agent. Flags override --config.",
+    )
+    p.add_argument("--agent", default="grpo", choices=sorted(AGENTS), help="training algorithm (its options follow)")
+    p.add_argument("--env", dest="env_id_alias", default=None, help="alias of --env-id")
+    p.add_argument("--config", default=None, help="YAML file of options (flags override it)")
+    p.add_argument("--resume", default=None, help="run folder or checkpoint folder to continue from")
+    add_arguments(p, AGENTS[agent][1])
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from agents.config import config_from_args
+    from agents.registry import AGENTS
+
+    if args.env_id_alias and not args.env_id:
+        args.env_id = args.env_id_alias
+    config = config_from_args(AGENTS[args.agent][1], args, args.config)
+    run_dir = train(config, resume=args.resume)
+    print(f"done. TensorBoard: tensorboard --logdir {run_dir}")
+
+
+def run_directory(config) -> Path:
+    name = config.run_name or "__".join(
+        [config.env_id.replace("/", "-"), config.agent_name, str(config.seed), time.strftime("%Y%m%d-%H%M%S")]
+    )
+    return Path(config.output_dir) / name
+
+
+def train(config, resume: str | None = None, progress: bool = True, env=None, eval_env=None,
+          stop_at: int | None = None):
+    """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder."""
+    from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference
+    from agents.policies.qwen_vl import QwenVLPolicy
+    from agents.registry import make_agent
+    from agents.trainer import Trainer, latest_checkpoint
+
+    _torch_threads()
+    checkpoint = None
+    if resume:
+        checkpoint = latest_checkpoint(resume)
+        run_dir = checkpoint.parent.parent
+    else:
+        run_dir = run_directory(config)
+    if not config.model:
+        raise SystemExit(
+            "--model is required (a hub id or a local folder; `perception-r1 make-tiny-model DIR` builds one)"
+        )
+    load = dict(device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels)
+    if checkpoint is not None and (checkpoint / "policy" / "adapter_config.json").is_file():
+        policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
+    else:
+        policy = QwenVLPolicy.from_pretrained(str(checkpoint / "policy") if checkpoint else config.model, **load)
+        if config.lora_r:
+            apply_lora(policy, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                       freeze_vision=not config.lora_train_vision)
+    reference = None
+    if getattr(config, "beta", 0) != 0:
+        if is_lora(policy.model):
+            reference = lora_reference(policy)  # the frozen base weights, shared, not copied
+        elif checkpoint is not None:
+            # the reference is the run's STARTING model, not the checkpoint
+            reference = QwenVLPolicy.from_pretrained(config.model, **load).model
+    agent = make_agent(policy, config, reference_model=reference)
+    env = env if env is not None else _make_env(config.env_id, config.env_kwargs)
+    trainer = Trainer(agent, config, run_dir, env=env, eval_env=eval_env, progress=progress)
+    if checkpoint is not None:
+        trainer.load_state(checkpoint)
+        print(f"resumed from {checkpoint} at step {trainer.step}")
+    trainer.train(stop_at=stop_at)
+    return run_dir
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from agents.demo import run_demo
+
+    torch.set_num_threads(1)  # a 0.26M-parameter model: threads only wait on each other
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    run_demo(out_dir=args.out, seed=args.seed, grpo_steps=args.grpo_steps, task=args.task)
+
+
+def cmd_tour(args: argparse.Namespace) -> None:
+    from perception_env.tour import tour
+
+    tour(args.out, args.episodes, args.seed, args.difficulty)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="perception-r1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="offline GRPO demo on a tiny model (the README's main command)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", default="counting", choices=["counting", "grounding"])
+    p.add_argument("--grpo-steps", type=int, default=None, help="override the demo's number of GRPO steps")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("make-tiny-model", help="build a randomly initialised tiny Qwen2-VL offline")
+    p.add_argument("out_dir")
+    p.add_argument("--arch", default="qwen2-vl", choices=["qwen2-vl", "qwen2.5-vl"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_tiny_model)
+
+    p = sub.add_parser("sft", help="supervised warm start on an env's oracle answers")
+    p.add_argument("--env", required=True)
+    p.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON")
+    p.add_argument("--model", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_sft)
+
+    build_train_parser(sub, _chosen_agent(argv))
+
+    from agents.evaluate import add_eval_parser
+
+    add_eval_parser(sub)
+
+    p = sub.add_parser("tour", help="every env with an oracle and a random agent; renders saved")
+    p.add_argument("--out", default="runs/tour")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--difficulty", default="easy")
+    p.set_defaults(func=cmd_tour)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+def _chosen_agent(argv: list[str]) -> str:
+    """The --agent given to ``train`` (its flags depend on it), before full parsing."""
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--agent", default="grpo")
+    return peek.parse_known_args(argv)[0].agent
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,152 @@
+"""Typed run configuration: one dataclass field per option, its help text beside it.
+
+The same fields are the CLI flags (``--learning-rate 1e-5``), the keys of a
+``--config file.yaml``, and the hyperparameter table logged to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def opt(default: Any, help: str, **kwargs: Any) -> Any:
+    """A config field with its help text (read by :func:`add_arguments`)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
+    return field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class TrainConfig:
+    """What every agent's training run needs: data, sampling, optimiser, logging, checkpoints."""
+
+    env_id: str = opt("PerceptionR1/Counting-v0", "Gymnasium id of the perception env to train on.")
+    env_kwargs: dict = opt({}, "Keyword arguments for gym.make (JSON on the command line), e.g. difficulty.")
+    model: str = opt("", "Hub id or local folder of the starting Qwen2-VL / Qwen2.5-VL checkpoint.")
+    output_dir: str = opt(
+        "runs", "Folder under which the run folder (TensorBoard logs, checkpoints) is made."
+    )
+    run_name: str = opt("", "Run folder name; default {env}__{agent}__{seed}__{time}.")
+    seed: int = opt(0, "Seed of data order, sampling and initialisation.")
+    device: str = opt("cpu", "torch device, e.g. cpu or cuda.")
+    dtype: str = opt("float32", "Model dtype: float32, bfloat16 or float16.")
+    min_pixels: int = opt(3136, "Smallest image area the processor resizes to (pixels).")
+    max_pixels: int = opt(1_000_000, "Largest image area the processor resizes to (pixels).")
+
+    total_steps: int = opt(100, "Policy-update rounds (one rollout batch each).")
+    prompts_per_step: int = opt(8, "Distinct observations per rollout batch (B).")
+    group_size: int = opt(8, "Answers sampled per observation (G).")
+    temperature: float = opt(1.0, "Sampling temperature of rollouts.")
+    top_p: float = opt(0.9, "Nucleus sampling of rollouts (1.0 = off).")
+    top_k: int = opt(50, "Top-k sampling of rollouts (0 = off).")
+    max_new_tokens: int = opt(768, "Longest answer sampled (tokens); the paper uses 768, 2048 for detection.")
+
+    learning_rate: float = opt(1e-6, "AdamW learning rate (the paper: 1e-6 for 2B models).")
+    weight_decay: float = opt(0.0, "AdamW weight decay.")
+    adam_beta1: float = opt(0.9, "AdamW beta1.")
+    adam_beta2: float = opt(0.999, "AdamW beta2.")
+    max_grad_norm: float = opt(1.0, "Gradient-norm clip (0 = off).")
+    micro_batch_size: int = opt(
+        0, "Completions per forward/backward; 0 = the whole batch (gradient accumulation otherwise)."
+    )
+    lr_scheduler: str = opt(
+        "constant", "Learning-rate schedule: constant, linear or cosine (decay to 0 at total_steps)."
+    )
+    warmup_steps: int = opt(0, "Linear warm-up steps of the learning rate.")
+
+    lora_r: int = opt(0, "LoRA rank on the language model's projections (0 = full fine-tuning).")
+    lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA branch.")
+    lora_train_vision: bool = opt(False, "With LoRA, also train the whole vision tower (else it is frozen).")
+
+    log_every: int = opt(1, "Write scalars to TensorBoard every N steps.")
+    log_samples_every: int = opt(20, "Write sample answers and a rendered image every N steps (0 = never).")
+    save_every: int = opt(50, "Write a checkpoint every N steps (and at the end).")
+    eval_every: int = opt(0, "Evaluate greedy answers on held-out data every N steps (0 = never).")
+    eval_samples: int = opt(100, "Held-out samples per evaluation.")
+    eval_split: str = opt("test", "Split of the env's data used for evaluation.")
+
+    @property
+    def agent_name(self) -> str:
+        return "base"
+
+    # ------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a mapping of option: value")
+        return cls.from_dict(values)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One flag per field of ``config_cls``; defaults left as None so a file can supply them."""
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        kind = hints[f.name]
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if kind is bool:
+            parser.add_argument(
+                _flag(f.name),
+                type=_parse_bool,
+                default=None,
+                metavar="BOOL",
+                help=f"{help_text} (default: {default})",
+            )
+        elif kind is dict:
+            parser.add_argument(
+                _flag(f.name),
+                type=json.loads,
+                default=None,
+                metavar="JSON",
+                help=f"{help_text} (default: {json.dumps(default)})",
+            )
+        else:
+            parser.add_argument(
+                _flag(f.name), type=kind, default=None, help=f"{help_text} (default: {default})"
+            )
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def config_from_args(config_cls: type, args: argparse.Namespace, file: str | None = None) -> Any:
+    """Defaults < ``--config`` file < explicit flags."""
+    values: dict[str, Any] = {}
+    if file:
+        values.update(config_cls.from_file(file).to_dict())
+    for f in dataclasses.fields(config_cls):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    return config_cls.from_dict(values)

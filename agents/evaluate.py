@@ -1,0 +1,221 @@
+"""``perception-r1 eval``: greedy answers over an env's dataset, the paper's metrics, one table.
+
+    perception-r1 eval --env PerceptionR1/Detection-v0 --agent oracle --limit 50
+    perception-r1 eval --env PerceptionR1/Grounding-v0 --model Qwen/Qwen2-VL-2B-Instruct \\
+        --data refcoco --data-root /data/refer --env-kwargs '{"data_kwargs": {"dataset": "refcoco"}}' \\
+        --split val --batch-size 32 --device cuda --output runs/eval/refcoco-val
+
+Writes ``predictions.jsonl`` (one line per sample: ids, prompt, answer,
+reward, success, the parse in ORIGINAL-image pixels), ``metrics.json`` and
+``table.md`` into ``--output``, and prints the table. ``--agent`` is
+``model`` (default when ``--model`` is given), or a reference: ``oracle``
+(perfect answers), ``empty`` (no objects / no text) or ``random``
+(``action_space.sample()``). The metric code is torch-free
+(:mod:`perception_env.evaluation`); only ``--agent model`` imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+AGENTS = ("model", "oracle", "empty", "random")
+# The paper's longest answers: 2048 tokens for detection, 768 otherwise.
+DEFAULT_MAX_NEW_TOKENS = {"detection": 2048}
+FALLBACK_MAX_NEW_TOKENS = 768
+# model_type -> the coordinate frame it was trained to answer in
+MODEL_FRAMES = {"qwen2_vl": "relative-1000", "qwen2_5_vl": "resized-pixels"}
+
+
+def model_answerer(
+    model: str,
+    *,
+    device: str = "cpu",
+    dtype: str = "auto",
+    min_pixels: int,
+    max_pixels: int,
+    max_new_tokens: int,
+):
+    """Greedy decoding with a Qwen2-VL / Qwen2.5-VL checkpoint (a local folder or a hub id).
+
+    The processor resizes images with the env's ``min_pixels``/``max_pixels``,
+    so that a Qwen2.5-VL answer's resized-pixel frame is the one the env reads.
+    """
+    import torch
+
+    from agents.policies.qwen_vl import QwenVLPolicy
+
+    if dtype == "auto":
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    policy = QwenVLPolicy.from_pretrained(
+        model, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels
+    )
+    model_type = getattr(policy.model.config, "model_type", "")
+
+    def answer(env, indices, observations) -> list[str]:
+        with torch.inference_mode():
+            rollout = policy.generate(
+                list(observations), num_samples=1, do_sample=False, max_new_tokens=max_new_tokens
+            )
+        return list(rollout.texts)
+
+    answer.model_type = model_type  # type: ignore[attr-defined]
+    return answer
+
+
+def _torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
+
+
+def build_env(args: argparse.Namespace):
+    import gymnasium as gym
+
+    import perception_env  # noqa: F401  (registers the envs)
+
+    kwargs: dict[str, Any] = dict(args.env_kwargs or {})
+    if args.data is not None:
+        kwargs["source"] = args.data
+    data_kwargs = dict(kwargs.get("data_kwargs") or {})
+    data_kwargs.update(args.data_kwargs or {})
+    if args.data_root is not None:
+        data_kwargs["root"] = args.data_root
+    if data_kwargs:
+        kwargs["data_kwargs"] = data_kwargs
+    kwargs.setdefault("split", args.split)
+    if args.min_pixels is not None:
+        kwargs["min_pixels"] = args.min_pixels
+    if args.max_pixels is not None:
+        kwargs["max_pixels"] = args.max_pixels
+    return gym.make(args.env, **kwargs), kwargs
+
+
+def run_eval(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``eval`` command; returns the run (the metrics.json content)."""
+    from perception_env.evaluation import REFERENCE_AGENTS, run_evaluation, write_outputs
+    from perception_env.evaluation.report import markdown_table
+
+    agent = args.agent or ("model" if args.model else None)
+    if agent is None:
+        raise SystemExit("give --model DIR_OR_HUB_ID, or --agent oracle|empty|random")
+    if agent == "model" and not args.model:
+        raise SystemExit("--agent model needs --model DIR_OR_HUB_ID")
+    env, env_kwargs = build_env(args)
+    u = env.unwrapped
+    notes: list[str] = []
+    max_new_tokens = args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(u.task, FALLBACK_MAX_NEW_TOKENS)
+    if agent == "model":
+        _torch_threads()
+        answerer = model_answerer(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            min_pixels=u.min_pixels,
+            max_pixels=u.max_pixels,
+            max_new_tokens=max_new_tokens,
+        )
+        expected = MODEL_FRAMES.get(answerer.model_type)
+        frame = u.answer_format.frame_name
+        if expected and frame != "none" and frame != expected:
+            note = (
+                f"the model is {answerer.model_type} (answers in {expected}) but the env reads "
+                f"{u.answer_format.name!r} answers in {frame}: set answer_format in --env-kwargs"
+            )
+            print(f"warning: {note}", file=sys.stderr)
+            notes.append(note)
+        label = args.label or Path(str(args.model).rstrip("/")).name
+    else:
+        answerer = REFERENCE_AGENTS[agent](args.seed)
+        label = args.label or agent
+
+    total = len(u.dataset) if args.limit is None else min(args.limit, len(u.dataset))
+    t0 = time.perf_counter()
+
+    def progress(done: int, n: int) -> None:
+        if not args.quiet:
+            rate = done / max(time.perf_counter() - t0, 1e-9)
+            print(f"\r{done}/{n} samples ({rate:.1f}/s)", end="" if done < n else "\n", file=sys.stderr, flush=True)
+
+    result = run_evaluation(env, answerer, limit=args.limit, batch_size=args.batch_size, progress=progress)
+    split = env_kwargs.get("split", "")
+    run = {
+        "task": result.task,
+        "benchmark": args.benchmark or f"{getattr(u.dataset, 'name', 'data')} {split}".strip(),
+        "agent": label,
+        "metrics": result.metrics,
+        "env_id": args.env,
+        "env_kwargs": env_kwargs,
+        "agent_kind": agent,
+        "model": args.model if agent == "model" else None,
+        "answer_format": u.answer_format.name,
+        "samples": total,
+        "max_new_tokens": max_new_tokens if agent == "model" else None,
+        "min_pixels": u.min_pixels,
+        "max_pixels": u.max_pixels,
+        "seconds": result.seconds,
+        "notes": notes + result.notes,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    out_dir = Path(args.output) if args.output else Path("runs") / "eval" / "__".join(
+        [args.env.replace("/", "-"), label.replace("/", "-"), time.strftime("%Y%m%d-%H%M%S")]
+    )
+    paths = write_outputs(out_dir, run, result.records)
+    print(markdown_table([run]), end="")
+    for n in run["notes"]:
+        print(f"- {n}")
+    print(f"wrote {paths['predictions']}, {paths['metrics'].name}, {paths['table'].name}")
+    env.close()
+    return run
+
+
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``eval`` sub-command to ``perception-r1``'s sub-parsers."""
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model (or oracle/empty/random) with the paper's metrics",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--env", required=True, help="env id, e.g. PerceptionR1/Detection-v0")
+    p.add_argument("--model", default=None, help="checkpoint folder or hub id (for --agent model)")
+    p.add_argument("--agent", choices=AGENTS, default=None, help="default: model when --model is given")
+    p.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON", help="keyword arguments for gym.make")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="SOURCE",
+        help="data source: synthetic (default), coco, refcoco, pixmo-count, page-ocr or jsonl",
+    )
+    p.add_argument("--data-root", default=None, metavar="PATH", help="the source's root folder (data_kwargs root)")
+    p.add_argument("--data-kwargs", type=json.loads, default={}, metavar="JSON", help="more loader arguments")
+    p.add_argument("--split", default="test", help="split to evaluate (default test; COCO maps test to val2017)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--batch-size", type=int, default=16, help="observations per generate call")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default 2048 for detection, else 768 (paper)")
+    p.add_argument("--device", default="cpu", help="torch device for --agent model, e.g. cuda")
+    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16")
+    p.add_argument("--min-pixels", type=int, default=None, help="override the env's (and processor's) min_pixels")
+    p.add_argument("--max-pixels", type=int, default=None, help="override the env's (and processor's) max_pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed of --agent random")
+    p.add_argument("--output", default=None, help="output folder (default runs/eval/{env}__{model}__{time})")
+    p.add_argument("--label", default=None, help="row label in the table (default: model folder name or agent)")
+    p.add_argument("--benchmark", default=None, help="benchmark label in the table (default: dataset name and split)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=run_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="perception-r1")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

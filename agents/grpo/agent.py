@@ -1,0 +1,85 @@
+"""GRPO (Shao et al., 2024) as Perception-R1 runs it, with the common variants as options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from agents.base import Agent, RolloutBatch
+from agents.grpo.advantages import group_advantages, zero_std_fraction
+from agents.grpo.config import GRPOConfig
+from agents.grpo.loss import grpo_loss, masked_mean
+
+
+class GRPOAgent(Agent):
+    """Group-relative policy optimisation over a QwenVLPolicy.
+
+    Per rollout batch of B observations x G answers: advantages are the
+    answers' rewards standardised within their group; the policy takes
+    ``num_iterations`` gradient steps on the clipped surrogate plus ``beta`` x
+    KL to a frozen copy of the starting model.
+    """
+
+    name = "grpo"
+    config: GRPOConfig
+
+    def __init__(self, policy: Any, config: GRPOConfig, reference_model: torch.nn.Module | None = None):
+        super().__init__(policy, config)
+        self.reference = self.make_reference(config.beta, reference_model)
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, rollout: Any, chunks: list[torch.Tensor], model: Any = None) -> torch.Tensor:
+        return torch.cat(
+            [self.policy.completion_logprobs(rollout.select(idx), model=model) for idx in chunks]
+        )
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        c = self.config
+        settings = c.loss_settings()
+        rollout = batch.rollout
+        advantages = group_advantages(batch.rewards, scale_std=c.scale_rewards, eps=c.advantage_eps)
+        advantages = advantages.flatten().to(rollout.completion_mask.device)  # [N] group-major
+        mask = rollout.completion_mask.float()  # [N, T]
+        n = mask.shape[0]
+        chunks = self.micro_batches(n)
+        total_tokens = mask.sum().clamp(min=1)
+
+        self.policy.model.train()
+        old_logp = self._logprobs_no_grad(rollout, chunks) if c.num_iterations > 1 else None
+        ref_logp = (
+            self._logprobs_no_grad(rollout, chunks, self.reference) if self.reference is not None else None
+        )
+
+        sums: dict[str, float] = {}
+        entropy = 0.0
+        grad_norm = 0.0
+        learning_rate = self.scheduler.get_last_lr()[0]  # the rate these updates use
+        for iteration in range(c.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            for idx in chunks:
+                logp = self.policy.completion_logprobs(rollout.select(idx))  # [n_chunk, T], with grad
+                old = old_logp[idx] if old_logp is not None else logp.detach()
+                ref = ref_logp[idx] if ref_logp is not None else None
+                loss, metrics = grpo_loss(logp, old, advantages[idx], mask[idx], settings, ref)
+                # Chunk weights make the sum over chunks equal the loss of the whole batch.
+                if settings.loss_type == "dapo":
+                    weight = mask[idx].sum() / total_tokens
+                else:
+                    weight = torch.tensor(len(idx) / n)
+                (loss * weight).backward()
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0.0) + value * float(weight) / c.num_iterations
+                if iteration == 0:
+                    # E[-log p(x)] over sampled x is the policy's entropy (per token).
+                    entropy += float(masked_mean(-old, mask[idx])) * len(idx) / n
+            grad_norm = self.clip_and_step()
+
+        return {
+            **sums,
+            "entropy": entropy,
+            "grad_norm": grad_norm,
+            "advantage_abs_mean": float(advantages.abs().mean()),
+            "frac_reward_zero_std": zero_std_fraction(batch.rewards),
+            "learning_rate": learning_rate,
+        }

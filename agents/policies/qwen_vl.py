@@ -1,0 +1,591 @@
+"""The Qwen2-VL / Qwen2.5-VL policy: prompts in, sampled answers and their log-probabilities out.
+
+An observation is ``{"image": HxWx3 uint8 array (or PIL image), "prompt": str}``. The policy writes the
+chat (system turn from the chat template, user turn = image then prompt, then the assistant header),
+samples ``G`` answers per observation, and recomputes the per-token log-probabilities of those answers
+under any model of the same architecture (the policy being trained, or a frozen reference copy).
+
+Conventions used everywhere below:
+
+- ``B`` observations, ``G`` samples each, ``N = B * G`` completions in *observation-major* order
+  (observation 0's G answers, then observation 1's, ...); ``Rollout.obs_index[n]`` is the observation of
+  completion ``n``.
+- ``P``: prompt length (left-padded), ``T``: completion length (right-padded with the pad token).
+- Vision special tokens (``<|image_pad|>`` ...) are never sampled: a generated ``<|image_pad|>`` would make
+  the next forward pass crash ("Image features and image tokens do not match").
+- Left padding is handled by the model itself: Qwen2-VL's ``get_rope_index`` computes the 3-D M-RoPE
+  positions over the attended tokens only, so a padded sequence gets the same positions (and, within
+  float tolerance, the same log-probs) as the same sequence alone. ``tests/agents/test_policy.py`` checks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.policies.processor import load_processor
+from agents.policies.shared_prefix import shared_prefix_hidden, supports_shared_prefix, token_logprobs
+
+__all__ = ["Rollout", "QwenVLPolicy", "VISION_SPECIAL_TOKENS", "count_parameters"]
+
+VISION_SPECIAL_TOKENS = (
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+# Tokens that end an answer: kept in completion_ids/mask (the model must learn to stop), not in texts.
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (each shared tensor counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for param in model.parameters():
+        if id(param) in seen or (trainable_only and not param.requires_grad):
+            continue
+        seen.add(id(param))
+        total += param.numel()
+    return total
+
+
+@dataclass
+class Rollout:
+    """G sampled answers for each of B observations, with what is needed to recompute their log-probs.
+
+    Prompt tensors are stored once per observation (not per completion); ``obs_index`` maps completions
+    to observations.
+    """
+
+    prompt_ids: torch.Tensor  # [B, P] long, left-padded with the pad id
+    prompt_mask: torch.Tensor  # [B, P] long, 1 for real tokens
+    prompt_mm_token_type_ids: torch.Tensor  # [B, P] int, 0 text, 1 image
+    pixel_values: torch.Tensor  # [sum over images of h*w patches, C*temporal*patch*patch] float
+    image_grid_thw: torch.Tensor  # [B, 3] long: (t, h, w) in patches, one image per observation
+    completion_ids: torch.Tensor  # [N, T] long, right-padded with the pad id
+    completion_mask: torch.Tensor  # [N, T] long, 1 for generated tokens up to and including the stop token
+    obs_index: torch.Tensor  # [N] long, observation of each completion (observation-major)
+    texts: list[str]  # N answers, special tokens kept except stop/pad tokens
+    num_samples: int  # G
+
+    @classmethod
+    def from_prompt_inputs(cls, inputs: Mapping[str, torch.Tensor], completion_ids: torch.Tensor,
+                           completion_mask: torch.Tensor, obs_index: torch.Tensor, texts: list[str],
+                           num_samples: int) -> Rollout:
+        """A Rollout from ``encode_prompts``' tensors and the completions drawn for them."""
+        return cls(
+            prompt_ids=inputs["input_ids"],
+            prompt_mask=inputs["attention_mask"],
+            prompt_mm_token_type_ids=inputs["mm_token_type_ids"],
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            obs_index=obs_index,
+            texts=texts,
+            num_samples=num_samples,
+        )
+
+    @property
+    def num_observations(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+    @property
+    def num_completions(self) -> int:
+        return int(self.completion_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> Rollout:
+        """A copy with every tensor on ``device`` (floating tensors keep their dtype)."""
+        moved = {
+            f.name: (
+                getattr(self, f.name).to(device)
+                if torch.is_tensor(getattr(self, f.name))
+                else getattr(self, f.name)
+            )
+            for f in fields(self)
+        }
+        return Rollout(**moved)
+
+    def select(self, completions: Sequence[int] | torch.Tensor) -> Rollout:
+        """The sub-rollout of the given completions (e.g. a micro-batch), in the given order.
+
+        Only the observations those completions belong to are kept (prompt tensors, image patches), and
+        ``obs_index`` is renumbered. The completion width T is kept (rows line up with the parent's tensors).
+        ``num_samples`` keeps its meaning (samples drawn per observation), even if a group is cut.
+        """
+        keep = torch.as_tensor(completions, dtype=torch.long).flatten().to(self.obs_index.device)
+        obs_of_kept = self.obs_index[keep]
+        obs = sorted(set(obs_of_kept.tolist()))
+        remap = torch.full((self.num_observations,), -1, dtype=torch.long, device=self.obs_index.device)
+        remap[torch.tensor(obs, dtype=torch.long, device=remap.device)] = torch.arange(
+            len(obs), device=remap.device
+        )
+        counts = self.image_grid_thw.prod(-1).tolist()
+        blocks = torch.split(self.pixel_values, counts, dim=0)
+        return Rollout(
+            prompt_ids=self.prompt_ids[obs],
+            prompt_mask=self.prompt_mask[obs],
+            prompt_mm_token_type_ids=self.prompt_mm_token_type_ids[obs],
+            pixel_values=torch.cat([blocks[i] for i in obs], dim=0),
+            image_grid_thw=self.image_grid_thw[obs],
+            completion_ids=self.completion_ids[keep],
+            completion_mask=self.completion_mask[keep],
+            obs_index=remap[obs_of_kept],
+            texts=[self.texts[int(k)] for k in keep.tolist()],
+            num_samples=self.num_samples,
+        )
+
+    def select_observations(self, obs: Sequence[int]) -> Rollout:
+        """The sub-rollout of the given observations (all their completions, observation-major)."""
+        rows = [torch.nonzero(self.obs_index == int(o), as_tuple=False).flatten() for o in obs]
+        return self.select(torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long))
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None):
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}, 'auto' or a torch.dtype")
+
+
+def _to_pil(image: Any):
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 image, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {array.dtype}")
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+class QwenVLPolicy:
+    """A Qwen2-VL / Qwen2.5-VL model with its processor, as a sampling policy with log-probs."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor,
+        *,
+        shared_prefix: bool = True,
+        prefill_once: bool = True,
+        autocast_dtype: torch.dtype | None = None,
+    ):
+        """``shared_prefix``: the default of ``completion_logprobs(shared_prefix=...)`` (prompt run once per
+        group in the training forward). ``prefill_once``: ``generate`` encodes each image and prefills each
+        prompt once per group, then samples the G answers from copies of that KV cache (transformers'
+        ``num_return_sequences`` repeats the prompt G times *before* the prefill). ``autocast_dtype``:
+        e.g. ``torch.bfloat16`` runs the log-prob forward under ``torch.autocast`` (GPU-oriented; keep the
+        weights in float32). Activation checkpointing (``from_pretrained(activation_checkpointing=True)``):
+        the log-prob forward then takes the per-sequence path, since HF's checkpointing drops the KV cache.
+        """
+        self.model = model
+        self.processor = processor
+        self.shared_prefix = shared_prefix
+        self.prefill_once = prefill_once
+        self.autocast_dtype = _resolve_dtype(autocast_dtype)
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        tok = self.tokenizer
+        self.pad_token_id: int = (
+            tok.pad_token_id if tok.pad_token_id is not None else tok.convert_tokens_to_ids("<|endoftext|>")
+        )
+        self.stop_token_ids: list[int] = [tok.convert_tokens_to_ids(t) for t in STOP_TOKENS]
+        self.vision_token_ids: list[int] = [tok.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS]
+        vocab = tok.get_vocab()
+        missing = [t for t in STOP_TOKENS + VISION_SPECIAL_TOKENS if t not in vocab]
+        if missing:
+            raise ValueError(f"the tokenizer lacks the Qwen-VL special tokens {missing}")
+
+    # ------------------------------------------------------------------------------------------------
+    # loading / saving
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        dtype: str | torch.dtype | None = "float32",
+        device: str | torch.device = "cpu",
+        min_pixels: int = 3136,
+        max_pixels: int = 1_000_000,
+        attn_implementation: str | None = None,
+        activation_checkpointing: bool = False,
+        **options: Any,
+    ) -> QwenVLPolicy:
+        """Load model and processor from a local folder or a hub id (same code path).
+
+        ``min_pixels`` / ``max_pixels`` bound the image area after the processor's resize to multiples of 28.
+        ``attn_implementation``: None (transformers' default, sdpa), "eager", "sdpa" or "flash_attention_2".
+        ``activation_checkpointing``: recompute each layer's activations in backward (less memory, ~30% more
+        compute; GPU-oriented). ``options``: ``shared_prefix``, ``prefill_once``, ``autocast_dtype`` (see
+        ``__init__``).
+        """
+        from transformers import AutoModelForImageTextToText
+
+        kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype)}
+        if attn_implementation is not None:
+            kwargs["attn_implementation"] = attn_implementation
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kwargs)
+        model.to(device)
+        model.eval()
+        if activation_checkpointing:
+            # transformers 5.x: activation_checkpointing_enable (gradient_checkpointing_enable deprecated)
+            enable = getattr(model, "activation_checkpointing_enable", None)
+            enable = enable or model.gradient_checkpointing_enable
+            enable({"use_reentrant": False})
+        processor = load_processor(
+            name_or_path, min_pixels=min_pixels, max_pixels=max_pixels, model_type=model.config.model_type
+        )
+        return cls(model, processor, **options)
+
+    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return count_parameters(self.model, trainable_only=trainable_only)
+
+    # ------------------------------------------------------------------------------------------------
+    # prompts
+
+    def chat_text(self, prompt: str) -> str:
+        """The templated prompt (one ``<|image_pad|>`` placeholder, which the processor expands)."""
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode_prompts(self, observations: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Tokenise B observations (one image each) into left-padded model inputs on the policy's device.
+
+        Returns input_ids [B, P], attention_mask [B, P], mm_token_type_ids [B, P], pixel_values
+        [sum of patches, D] (float, model dtype) and image_grid_thw [B, 3].
+        """
+        if len(observations) == 0:
+            raise ValueError("no observations")
+        texts = [self.chat_text(str(obs["prompt"])) for obs in observations]
+        images = [_to_pil(obs["image"]) for obs in observations]
+        batch = self.processor(
+            text=texts, images=images, padding=True, padding_side="left", return_tensors="pt"
+        )
+        device = self.device
+        out = {
+            "input_ids": batch["input_ids"].to(device),
+            "attention_mask": batch["attention_mask"].to(device),
+            "mm_token_type_ids": batch["mm_token_type_ids"].to(device),
+            "pixel_values": batch["pixel_values"].to(device=device, dtype=self.model.dtype),
+            "image_grid_thw": batch["image_grid_thw"].to(device),
+        }
+        return out
+
+    # ------------------------------------------------------------------------------------------------
+    # sampling
+
+    @torch.no_grad()
+    def generate(
+        self,
+        observations: Sequence[Mapping[str, Any]],
+        *,
+        num_samples: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        max_new_tokens: int = 64,
+        do_sample: bool = True,
+        generator_seed: int | None = None,
+    ) -> Rollout:
+        """Sample ``num_samples`` answers for each observation (observation-major order).
+
+        ``do_sample=False`` or ``temperature <= 0``: greedy decoding (G identical answers).
+        ``top_k=0`` disables top-k. ``generator_seed``: when given, sampling runs under a forked torch RNG
+        seeded with it (same seed, same model and inputs -> same answers; the caller's global RNG state is
+        left untouched). When None, the global torch RNG is used (and advanced).
+        """
+        from transformers import GenerationConfig
+
+        if num_samples < 1:
+            raise ValueError("num_samples must be >= 1")
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        greedy = (not do_sample) or temperature <= 0
+        inputs = self.encode_prompts(observations)
+        # greedy answers are identical within a group: decode once, repeat (transformers refuses
+        # num_return_sequences > 1 without sampling)
+        gen_kwargs: dict[str, Any] = dict(
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=1 if greedy else num_samples,
+            eos_token_id=self.stop_token_ids,
+            pad_token_id=self.pad_token_id,
+            bos_token_id=self.pad_token_id,
+            suppress_tokens=self.vision_token_ids,
+            use_cache=True,
+        )
+        if greedy:
+            gen_kwargs.update(do_sample=False)
+        else:
+            gen_kwargs.update(
+                do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k)
+            )
+        generation_config = GenerationConfig(**gen_kwargs)
+
+        was_training = self.model.training
+        self.model.eval()
+        run = self._generate_prefill_once if (self.prefill_once and not greedy) else self.model.generate
+        try:
+            if generator_seed is None:
+                sequences = run(**inputs, generation_config=generation_config)
+            else:
+                devices = [self.device] if self.device.type == "cuda" else []
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(int(generator_seed))
+                    sequences = run(**inputs, generation_config=generation_config)
+        finally:
+            self.model.train(was_training)
+
+        if greedy and num_samples > 1:
+            sequences = sequences.repeat_interleave(num_samples, dim=0)
+        prompt_len = inputs["input_ids"].shape[1]
+        completion_ids, completion_mask = self._completion_from_sequences(sequences[:, prompt_len:])
+        texts = self.decode_completions(completion_ids, completion_mask)
+        batch_size = inputs["input_ids"].shape[0]
+        obs_index = torch.arange(batch_size, device=completion_ids.device).repeat_interleave(num_samples)
+        return Rollout.from_prompt_inputs(inputs, completion_ids, completion_mask, obs_index, texts, num_samples)
+
+    def _generate_prefill_once(self, *, generation_config, **inputs) -> torch.Tensor:
+        """``model.generate`` with the G-fold expansion moved after the prefill.
+
+        The image is encoded and the prompt (all but its last token) prefilled once per observation; the KV
+        cache and the M-RoPE deltas are then repeated G times and ``generate`` continues from the cache with
+        the last prompt token, sampling exactly as with ``num_return_sequences=G`` (same logits up to float
+        reordering, same RNG draws in the same order). Returns [B*G, P + new tokens], observation-major.
+        """
+        from transformers import DynamicCache
+
+        repeats = generation_config.num_return_sequences
+        model = self.model
+        cache = DynamicCache(config=model.config)
+        model(
+            input_ids=inputs["input_ids"][:, :-1],
+            attention_mask=inputs["attention_mask"][:, :-1],
+            mm_token_type_ids=inputs["mm_token_type_ids"][:, :-1],
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        # the prompt ends with text, so the deltas of P-1 tokens are those of P tokens
+        rope_deltas = model.model.rope_deltas
+        cache.batch_repeat_interleave(repeats)
+        model.model.rope_deltas = rope_deltas.repeat_interleave(repeats, dim=0)
+        config = copy.deepcopy(generation_config)
+        config.num_return_sequences = 1
+        # no pixel_values / image_grid_thw: every vision token is in the cache, positions come from the deltas
+        return model.generate(
+            input_ids=inputs["input_ids"].repeat_interleave(repeats, dim=0),
+            attention_mask=inputs["attention_mask"].repeat_interleave(repeats, dim=0),
+            past_key_values=cache,
+            generation_config=config,
+        )
+
+    def teacher_forcing(self, observations: Sequence[Mapping[str, Any]], answers: Sequence[str]) -> Rollout:
+        """A Rollout whose completions are the given answers (one per observation), for supervised training.
+
+        Each answer is tokenised as the model would write it (special tokens such as ``<|box_start|>`` are
+        parsed as single tokens) and followed by ``<|im_end|>``, so the model also learns to stop.
+        """
+        if len(answers) != len(observations):
+            raise ValueError(f"{len(observations)} observations but {len(answers)} answers")
+        inputs = self.encode_prompts(observations)
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        rows = [self.tokenizer.encode(str(a), add_special_tokens=False) + [im_end] for a in answers]
+        width = max(len(r) for r in rows)
+        device = inputs["input_ids"].device
+        completion_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long, device=device)
+        completion_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        for i, row in enumerate(rows):
+            completion_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
+            completion_mask[i, : len(row)] = 1
+        obs_index = torch.arange(len(rows), device=device)
+        return Rollout.from_prompt_inputs(inputs, completion_ids, completion_mask, obs_index,
+                                          [str(a) for a in answers], num_samples=1)
+
+    def _completion_from_sequences(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask each generated row after its first stop token; pad the rest; drop all-padding columns."""
+        is_stop = torch.zeros_like(generated, dtype=torch.bool)
+        for token_id in self.stop_token_ids:
+            is_stop |= generated == token_id
+        # a token is real if no stop token came strictly before it
+        stops_before = torch.cumsum(is_stop.long(), dim=1) - is_stop.long()
+        mask = (stops_before == 0).long()  # [N, T]
+        ids = torch.where(mask.bool(), generated, torch.full_like(generated, self.pad_token_id))
+        lengths = mask.sum(1)
+        width = max(int(lengths.max().item()) if lengths.numel() else 0, 1)
+        return ids[:, :width].contiguous(), mask[:, :width].contiguous()
+
+    def decode_completions(self, completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> list[str]:
+        """Decode answers, keeping answer-format special tokens (``<|box_start|>`` ...), dropping stop/pad."""
+        drop = set(self.stop_token_ids) | {self.pad_token_id}
+        texts = []
+        for ids, mask in zip(completion_ids.tolist(), completion_mask.tolist()):
+            kept = [i for i, m in zip(ids, mask) if m and i not in drop]
+            texts.append(
+                self.tokenizer.decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            )
+        return texts
+
+    # ------------------------------------------------------------------------------------------------
+    # log-probabilities
+
+    def completion_logprobs(
+        self,
+        rollout_or_inputs: Rollout | Mapping[str, Any],
+        *,
+        model: torch.nn.Module | None = None,
+        temperature: float = 1.0,
+        share_vision: bool = True,
+        shared_prefix: bool | None = None,
+    ) -> torch.Tensor:
+        """Per-token log-probabilities [N, T] of the completion tokens under ``model`` (default: policy's).
+
+        Differentiable when called with grad enabled. Entries where ``completion_mask == 0`` are 0.
+        ``rollout_or_inputs``: a ``Rollout`` or a mapping with the same field names.
+        ``temperature``: the logits are divided by it first (use the sampling temperature to score the
+        distribution that was actually sampled; 1.0 scores the model's own distribution).
+        ``share_vision``: encode each observation's image once and reuse the features for its G completions
+        (exactly the same values and gradients as repeating ``pixel_values``, at 1/G of the vision cost).
+        ``shared_prefix``: also run each observation's *prompt* through the decoder once, the G completions
+        attending to its keys/values (``agents/policies/shared_prefix.py``; same values and gradients within
+        float tolerance). None: the policy's default (``self.shared_prefix``, True), falling back to the
+        per-sequence forward where the model cannot (flash-attention, HF gradient checkpointing).
+
+        Per sequence, the full sequence is prompt (left-padded) + completion (right-padded) and
+        ``mm_token_type_ids`` is extended with zeros. Either way the vocabulary projection runs only at the T
+        positions that predict completion tokens, never over the prompt, and in chunks of tokens
+        (``token_logprobs``), so no full [N, T, V] float32 logits tensor is built. Under
+        ``self.autocast_dtype`` (e.g. torch.bfloat16, for GPUs) the forward runs in ``torch.autocast``.
+        """
+        model = self.model if model is None else model
+        r = rollout_or_inputs
+        get = (lambda k: r[k]) if isinstance(r, Mapping) else (lambda k: getattr(r, k))
+        device = next(model.parameters()).device
+        obs_index = get("obs_index").to(device)
+        completion_ids = get("completion_ids").to(device)  # [N, T]
+        completion_mask = get("completion_mask").to(device)  # [N, T]
+        image_grid_thw = get("image_grid_thw").to(device)  # [B, 3]
+        pixel_values = get("pixel_values").to(device=device, dtype=model.dtype)
+        use_shared = self.shared_prefix if shared_prefix is None else shared_prefix
+        use_shared = use_shared and supports_shared_prefix(model)
+
+        with self._autocast(device):
+            if use_shared:
+                features = (
+                    model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+                    if share_vision
+                    else None
+                )  # one entry per observation
+                hidden = shared_prefix_hidden(
+                    model,
+                    prompt_ids=get("prompt_ids").to(device),
+                    prompt_mask=get("prompt_mask").to(device),
+                    prompt_mm_token_type_ids=get("prompt_mm_token_type_ids").to(device),
+                    image_grid_thw=image_grid_thw,
+                    image_features=features,
+                    pixel_values=None if share_vision else pixel_values,
+                    completion_ids=completion_ids,
+                    completion_mask=completion_mask,
+                    obs_index=obs_index,
+                    pad_token_id=self.pad_token_id,
+                )  # [N, T, H]
+            else:
+                hidden = self._per_sequence_hidden(
+                    model, get, obs_index, completion_ids, completion_mask, image_grid_thw, pixel_values,
+                    share_vision,
+                )  # fmt: skip
+            logprobs = token_logprobs(hidden, completion_ids, model.lm_head, temperature=temperature)
+        return logprobs * completion_mask.to(logprobs.dtype)
+
+    def _per_sequence_hidden(
+        self, model, get, obs_index, completion_ids, completion_mask, image_grid_thw, pixel_values,
+        share_vision,
+    ) -> torch.Tensor:  # fmt: skip
+        """Final hidden states [N, T, H] predicting the completion tokens, one sequence per completion."""
+        device = completion_ids.device
+        prompt_ids = get("prompt_ids").to(device)[obs_index]  # [N, P]
+        prompt_mask = get("prompt_mask").to(device)[obs_index]  # [N, P]
+        prompt_mm = get("prompt_mm_token_type_ids").to(device)[obs_index]  # [N, P]
+        prompt_len, completion_len = prompt_ids.shape[1], completion_ids.shape[1]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [N, P+T]
+        attention_mask = torch.cat([prompt_mask, completion_mask.to(prompt_mask.dtype)], dim=1)
+        mm_token_type_ids = torch.cat(
+            [prompt_mm, torch.zeros_like(completion_ids, dtype=prompt_mm.dtype)], dim=1
+        )
+        forward_kwargs: dict[str, Any] = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            mm_token_type_ids=mm_token_type_ids,
+            image_grid_thw=image_grid_thw[obs_index],
+            use_cache=False,
+        )
+        if share_vision:
+            forward_kwargs["mm_encoder_outputs"] = {
+                "image": self._image_features(model, pixel_values, image_grid_thw, obs_index)
+            }
+        else:
+            forward_kwargs["pixel_values"] = _repeat_pixel_values(pixel_values, image_grid_thw, obs_index)
+        hidden = model.model(**forward_kwargs).last_hidden_state  # [N, P+T, H]
+        # hidden state at position p predicts token p+1: positions P-1 .. P+T-2 predict the completion
+        return hidden[:, prompt_len - 1 : prompt_len + completion_len - 1]
+
+    def _autocast(self, device: torch.device):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+
+    @staticmethod
+    def _image_features(model, pixel_values, image_grid_thw, obs_index):
+        """Vision features of each observation's image, computed once, listed once per completion."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        features = model.get_image_features(pixel_values, image_grid_thw, return_dict=True).pooler_output
+        per_completion = [features[int(i)] for i in obs_index.tolist()]
+        return BaseModelOutputWithPooling(pooler_output=per_completion)
+
+
+def _repeat_pixel_values(
+    pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, obs_index: torch.Tensor
+) -> torch.Tensor:
+    """pixel_values hold all images' flattened patches back to back: pick each completion's block."""
+    counts = image_grid_thw.prod(-1).tolist()
+    blocks = torch.split(pixel_values, counts, dim=0)
+    return torch.cat([blocks[int(i)] for i in obs_index.tolist()], dim=0)

@@ -1,0 +1,458 @@
+"""Build a small, randomly initialised Qwen2-VL / Qwen2.5-VL checkpoint fully offline.
+
+The model is the real architecture (``Qwen2VLForConditionalGeneration`` or
+``Qwen2_5_VLForConditionalGeneration`` built from a config), so every code path used with the released
+checkpoints (processor, chat template, M-RoPE, generation, ``from_pretrained``) runs on it.
+Only the sizes and the tokenizer differ:
+
+- the tokenizer is a byte-level BPE trained here on a synthetic corpus of what the environments say and
+  answer (prompts, colours, shapes, spatial words, JSON boxes, ``(x1,y1),(x2,y2)`` boxes, COCO names),
+  with Qwen's pre-tokenizer regex, so every digit is its own token and numbers tokenise predictably;
+- it carries the Qwen2-VL special tokens in Qwen's order and the Qwen2-VL chat template.
+
+Presets (parameter counts for arch="qwen2-vl"; Qwen2.5-VL is within a few percent):
+
+- ``"tiny"``: hidden 64, 2 layers, ViT 32x2 (patch 14, merge 2): ~0.25M parameters, ~1 MB on disk;
+  generates a group of 8 in about 0.1 s on a laptop CPU. For tests and the CPU demo.
+- ``"small"``: hidden 640, 12 layers, ViT 384x8: ~70M parameters. For speed benchmarks.
+
+``build_tiny_model`` is deterministic: the same (arch, preset, seed) gives bit-identical weights and the
+same tokenizer (the tokenizer does not depend on the seed).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from agents.policies.qwen_vl import count_parameters
+
+__all__ = [
+    "ARCHS",
+    "PRESETS",
+    "QWEN2_VL_CHAT_TEMPLATE",
+    "SPECIAL_TOKENS",
+    "build_tiny_model",
+    "build_tokenizer",
+    "count_parameters",
+    "describe",
+    "make_config",
+    "synthetic_corpus",
+]
+
+ARCHS = ("qwen2-vl", "qwen2.5-vl")
+
+# Qwen2-VL's special tokens, in the order (and relative ids) of the released tokenizer.
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# The chat template of Qwen2-VL-*-Instruct (Qwen2.5-VL uses the same one).
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Qwen2's pre-tokenizer: digits (\p{N}) are split one by one, so no number is ever a single token.
+_QWEN_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
+@dataclass(frozen=True)
+class _Preset:
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    text_intermediate: int
+    mrope_section: tuple[int, int, int]  # sums to head_dim / 2
+    vit_width: int
+    vit_depth: int
+    vit_heads: int
+    vit_intermediate: int  # Qwen2.5-VL's ViT MLP width; Qwen2-VL uses mlp_ratio = this / width
+    vocab_size: int  # BPE vocabulary incl. the 256 byte symbols, before the special tokens
+    max_position_embeddings: int
+
+
+PRESETS: dict[str, _Preset] = {
+    # head_dim 16 -> mrope sections sum to 8
+    "tiny": _Preset(64, 2, 4, 2, 128, (2, 3, 3), 32, 2, 2, 64, 800, 4096),
+    # head_dim 64 -> mrope (8, 12, 12): the released models' (16, 24, 24) for head_dim 128, halved
+    "small": _Preset(640, 12, 10, 2, 1792, (8, 12, 12), 384, 8, 6, 1536, 1024, 32768),
+}
+
+# ----------------------------------------------------------------------------------------------------
+# Synthetic tokenizer corpus
+
+_COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black", "gray", "pink", "brown")
+_SHAPES = ("circle", "square", "triangle", "cross", "star", "diamond", "rectangle", "ellipse", "hexagon")
+_SPATIAL = (
+    "left", "right", "above", "below", "top", "bottom", "leftmost", "rightmost", "topmost", "bottommost",
+    "middle", "center", "next", "to", "of", "the", "near", "far", "largest", "smallest", "biggest",
+    "first", "second", "third", "between", "inside", "outside", "on", "under", "over", "corner",
+)  # fmt: skip
+_COCO = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+_WORDS = (
+    "the a an and or of in on at to is are was were be this that these those it its with for from by as "
+    "image picture photo output all bounding box boxes bbox coordinates names name label how many what "
+    "which where answer number count please locate every item category list set includes format json "
+    "ocr text page read write object objects shape shapes colour color there here one two three four five "
+    "six seven eight nine ten zero no yes none only each total small large big tiny thin thick line word "
+    "you helpful assistant system user hello world quick brown fox jumps lazy dog lorem ipsum dolor sit "
+    "amet paper table figure chapter section title abstract introduction method result results conclusion "
+    "model data train test learning reinforcement policy reward vision language perception grounding "
+    "detection counting referring expression region"
+).split()
+_WORDS = tuple(_WORDS)
+_PROMPTS = (
+    "Output all the bounding boxes of the {obj}",
+    "Output the bounding box of the {ref} in the image.",
+    "How many {colour} {shape}s are in the image? Answer with a number.",
+    "How many {shape}s are there? Answer with a number.",
+    "Please output bbox coordinates and names of {names}.",
+    "Locate every item from the category list in the image and output the coordinates in JSON format. "
+    "The category set includes {names}.",
+    "OCR this image:",
+    "Read the text in the image.",
+)
+
+
+def synthetic_corpus(n_lines: int = 4000, seed: int = 1234) -> list[str]:
+    """Lines resembling the environments' prompts and answers, to train the tokenizer on.
+
+    Independent of the model seed so that every tiny model shares one tokenizer.
+    """
+    rng = random.Random(seed)
+
+    def coord() -> int:
+        return rng.randrange(0, 1000)
+
+    def obj() -> str:
+        return f"{rng.choice(_COLOURS)} {rng.choice(_SHAPES)}"
+
+    def ref() -> str:
+        return f"{obj()} {rng.choice(_SPATIAL)} of the {obj()}"
+
+    def names() -> str:
+        pool = list(_SHAPES) + list(_COCO)
+        return ", ".join(rng.sample(pool, rng.randint(1, 6)))
+
+    def qwen_box_answer() -> str:
+        parts = [f"<|object_ref_start|>{rng.choice([obj(), rng.choice(_COCO)])}<|object_ref_end|>"]
+        for _ in range(rng.randint(1, 3)):
+            parts.append(f"<|box_start|>({coord()},{coord()}),({coord()},{coord()})<|box_end|>")
+        return "".join(parts)
+
+    def json_answer() -> str:
+        items = [
+            {"bbox_2d": [coord(), coord(), coord(), coord()], "label": rng.choice(_SHAPES + _COCO)}
+            for _ in range(rng.randint(1, 3))
+        ]
+        text = json.dumps(items)
+        return f"```json\n{text}\n```" if rng.random() < 0.3 else text
+
+    def prose() -> str:
+        words = [rng.choice(_WORDS + _SPATIAL + _COLOURS + _SHAPES) for _ in range(rng.randint(3, 12))]
+        line = " ".join(words)
+        return line[0].upper() + line[1:] + rng.choice([".", ",", "!", "?", ":", ";", ""])
+
+    lines: list[str] = []
+    # every vocabulary item at least once, alone and with a leading space
+    for w in _WORDS + _SPATIAL + _COLOURS + _SHAPES + _COCO:
+        lines += [w, " " + w, w.capitalize(), w + "s"]
+    # answer labels follow a special token or a quote with no space ("<|object_ref_start|>circle",
+    # '"label": "circle"'): make the bare spellings frequent enough to become whole tokens
+    for w in _SHAPES + _COLOURS:
+        lines += [w, f'"{w}"'] * 12
+    lines += [str(i) for i in range(1001)]
+    lines.append("system\nYou are a helpful assistant.\nuser\nassistant\n")
+    for _ in range(n_lines):
+        kind = rng.randrange(7)
+        if kind == 0:
+            tmpl = rng.choice(_PROMPTS)
+            lines.append(
+                tmpl.format(
+                    obj=rng.choice([obj(), rng.choice(_SHAPES), rng.choice(_COCO)]),
+                    ref=ref(),
+                    colour=rng.choice(_COLOURS),
+                    shape=rng.choice(_SHAPES),
+                    names=names(),
+                )
+            )
+        elif kind == 1:
+            lines.append(qwen_box_answer())
+        elif kind == 2:
+            lines.append(json_answer())
+        elif kind == 3:
+            lines.append(f"({coord()},{coord()}),({coord()},{coord()})")
+        elif kind == 4:
+            lines.append(str(rng.randrange(0, 1001)))
+        else:
+            lines.append(prose())
+    return lines
+
+
+def build_tokenizer(vocab_size: int = 800):
+    """Train a byte-level BPE on ``synthetic_corpus()`` and wrap it as a transformers ``Qwen2Tokenizer``.
+
+    Special tokens take ids ``vocab_size .. vocab_size + 13`` in Qwen's order; eos is ``<|im_end|>`` (as in
+    the Instruct checkpoints), pad and unk ``<|endoftext|>``. Returns the tokenizer.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AddedToken, Qwen2Tokenizer
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+    )
+    # strip the special tokens from the corpus: they are added as whole tokens below
+    corpus = synthetic_corpus()
+    for tok in SPECIAL_TOKENS:
+        corpus = [line.replace(tok, "\n") for line in corpus]
+    bpe.train_from_iterator(corpus, trainer=trainer)
+
+    trained = json.loads(bpe.to_str())["model"]
+    vocab: dict[str, int] = dict(trained["vocab"])
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    base = max(vocab.values()) + 1
+    for i, tok in enumerate(SPECIAL_TOKENS):
+        vocab[tok] = base + i
+
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
+    )
+    tokenizer.add_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True
+    )
+    tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
+    for tok in SPECIAL_TOKENS:
+        if tokenizer.convert_tokens_to_ids(tok) != vocab[tok]:
+            raise RuntimeError(f"special token {tok} did not keep its id")
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model
+
+
+def make_config(arch: str, preset: str, vocab_size: int, token_ids: dict[str, int]):
+    """The transformers config for ``arch`` ("qwen2-vl" | "qwen2.5-vl") at ``preset`` size."""
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    p = PRESETS[preset]
+    head_dim = p.text_hidden // p.text_heads
+    if 2 * sum(p.mrope_section) != head_dim:
+        raise ValueError("mrope sections must sum to head_dim / 2")
+    text_config = dict(
+        vocab_size=vocab_size,
+        hidden_size=p.text_hidden,
+        intermediate_size=p.text_intermediate,
+        num_hidden_layers=p.text_layers,
+        num_attention_heads=p.text_heads,
+        num_key_value_heads=p.text_kv_heads,
+        max_position_embeddings=p.max_position_embeddings,
+        max_window_layers=p.text_layers,
+        use_sliding_window=False,
+        rms_norm_eps=1e-6,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 1_000_000.0,
+            "mrope_section": list(p.mrope_section),
+        },
+        bos_token_id=token_ids["<|endoftext|>"],
+        eos_token_id=token_ids["<|im_end|>"],
+        pad_token_id=token_ids["<|endoftext|>"],
+    )
+    ids = dict(
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
+    )
+    if arch == "qwen2-vl":
+        vision_config = dict(
+            depth=p.vit_depth,
+            embed_dim=p.vit_width,
+            hidden_size=p.text_hidden,  # the merger's output: must equal the text hidden size
+            mlp_ratio=p.vit_intermediate // p.vit_width,
+            num_heads=p.vit_heads,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        )
+        return Qwen2VLConfig(
+            text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, **ids
+        )
+    vision_config = dict(
+        depth=p.vit_depth,
+        hidden_size=p.vit_width,
+        intermediate_size=p.vit_intermediate,
+        num_heads=p.vit_heads,
+        out_hidden_size=p.text_hidden,  # the merger's output: must equal the text hidden size
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,  # pixels: 112 / 14 / 2 = 4x4 merged tokens per attention window
+        fullatt_block_indexes=[p.vit_depth - 1],
+        tokens_per_second=2,
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, **ids
+    )
+
+
+def _parameter_breakdown(model: torch.nn.Module) -> dict[str, int]:
+    inner = model.model
+    vision = count_parameters(inner.visual)
+    language = count_parameters(inner.language_model)
+    total = count_parameters(model)
+    return {"total": total, "vision": vision, "language": language, "lm_head": total - vision - language}
+
+
+def build_model(arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0, tokenizer=None):
+    """Build (model, processor) in memory. Weights depend only on (arch, preset, seed)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from agents.policies.processor import processor_class_for
+
+    p = PRESETS[preset] if preset in PRESETS else None
+    if p is None:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    if tokenizer is None:
+        tokenizer = build_tokenizer(p.vocab_size)
+    token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = make_config(arch, preset, vocab_size=len(tokenizer), token_ids=token_ids)
+    model_cls = Qwen2VLForConditionalGeneration if arch == "qwen2-vl" else Qwen2_5_VLForConditionalGeneration
+    # Initialise under a private RNG so that the caller's global torch RNG is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config)
+    model.eval()
+    gen = model.generation_config
+    gen.eos_token_id = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
+    gen.pad_token_id = token_ids["<|endoftext|>"]
+    gen.bos_token_id = token_ids["<|endoftext|>"]
+    gen.do_sample = True
+    gen.temperature = 1.0
+    gen.top_p = 1.0
+    gen.top_k = 0
+
+    image_processor = Qwen2VLImageProcessorPil(
+        size={"shortest_edge": 56 * 56, "longest_edge": 1_000_000},
+        patch_size=14,
+        temporal_patch_size=2,
+        merge_size=2,
+    )
+    processor = processor_class_for(config.model_type)(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE
+    )
+    return model, processor
+
+
+def build_tiny_model(
+    out_dir: str | Path, arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0
+) -> Path:
+    """Build a random ``arch`` model at ``preset`` size; save model + processor to ``out_dir``.
+
+    Offline and deterministic. The folder loads with ``QwenVLPolicy.from_pretrained(out_dir)`` or with
+    ``AutoModelForImageTextToText.from_pretrained(out_dir)`` like any released checkpoint.
+    Returns ``Path(out_dir)``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model, processor = build_model(arch=arch, preset=preset, seed=seed)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    info = {"arch": arch, "preset": preset, "seed": seed, "parameters": _parameter_breakdown(model)}
+    (out / "tiny_model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def describe(model_or_dir) -> dict:
+    """Parameter counts (total / vision / language / lm_head) and sizes of a model or a saved folder."""
+    if isinstance(model_or_dir, torch.nn.Module):
+        model = model_or_dir
+        info: dict = {}
+    else:
+        from transformers import AutoModelForImageTextToText
+
+        folder = Path(model_or_dir)
+        model = AutoModelForImageTextToText.from_pretrained(folder)
+        info = {"disk_bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file())}
+        meta = folder / "tiny_model.json"
+        if meta.is_file():
+            info.update({k: v for k, v in json.loads(meta.read_text()).items() if k != "parameters"})
+    cfg = model.config
+    info.update(
+        model_type=cfg.model_type,
+        parameters=_parameter_breakdown(model),
+        vocab_size=cfg.text_config.vocab_size,
+        hidden_size=cfg.text_config.hidden_size,
+        num_hidden_layers=cfg.text_config.num_hidden_layers,
+    )
+    return info

@@ -1,0 +1,293 @@
+"""The training loop every agent shares: collect grouped episodes, score, update, log, checkpoint.
+
+Reproducibility contract: the data order and the sampling seed of step ``s``
+are pure functions of ``(config.seed, s)``; a checkpoint holds the policy,
+the optimiser, the schedule and the RNG states. So ``--resume`` after an
+interruption gives the same parameters as an uninterrupted run, and no
+sample is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.base import Agent, EpisodeGroup, RolloutBatch, derive_seed
+from agents.config import TrainConfig
+
+CHECKPOINT_PREFIX = "step-"
+STATE_FILE = "trainer_state.pt"
+
+
+class DataOrder:
+    """Dataset indices for each step: a fresh seeded permutation per epoch, consumed in order."""
+
+    def __init__(self, dataset_size: int, seed: int):
+        self.size = dataset_size
+        self.seed = seed
+
+    def _epoch(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng(derive_seed(self.seed, epoch, 2)).permutation(self.size)
+
+    def indices(self, step: int, batch: int) -> list[int]:
+        """The ``batch`` indices used at ``step`` (positions ``step*batch ... step*batch+batch-1``)."""
+        out = []
+        for position in range(step * batch, (step + 1) * batch):
+            epoch, offset = divmod(position, self.size)
+            out.append(int(self._epoch(epoch)[offset]))
+        return out
+
+
+def success_rate(infos: list[dict[str, Any]]) -> float:
+    return float(np.mean([bool(i.get("is_success", False)) for i in infos])) if infos else 0.0
+
+
+def score_group(env: gym.Env, index: int, answers: list[str]) -> EpisodeGroup:
+    """Reset the env to sample ``index`` once and score each answer (steps do not change the sample)."""
+    observation, _ = env.reset(options={"index": index})
+    rewards, infos = [], []
+    for answer in answers:
+        _, reward, _, _, info = env.step(answer)
+        rewards.append(float(reward))
+        infos.append(info)
+    return EpisodeGroup(index, observation, list(answers), rewards, infos)
+
+
+def evaluate(
+    agent: Agent, env: gym.Env, num_samples: int, batch_size: int = 16, max_new_tokens: int | None = None
+) -> dict[str, Any]:
+    """Greedy answers on samples ``0 .. num_samples-1`` of ``env``: mean reward, success rate and the
+    task's paper metrics (``metrics``: COCO AP, Acc@IoU, count accuracy/MAE, OCR edit distance ...)."""
+    from perception_env.evaluation import task_metrics
+
+    n = min(num_samples, len(env.unwrapped.dataset))
+    rewards, infos, samples = [], [], []
+    was_training = agent.policy.model.training
+    agent.policy.model.eval()
+    for start in range(0, n, batch_size):
+        indices = list(range(start, min(n, start + batch_size)))
+        observations = [env.reset(options={"index": i})[0] for i in indices]
+        answers = agent.act_greedy(observations, max_new_tokens=max_new_tokens)
+        for i, answer in zip(indices, answers):
+            group = score_group(env, i, [answer])
+            rewards.append(group.rewards[0])
+            infos.append(group.infos[0])
+            samples.append(env.unwrapped.sample)
+    agent.policy.model.train(was_training)
+    metrics = task_metrics(env.unwrapped.task, infos, samples, dataset=env.unwrapped.dataset)
+    return {"reward": float(np.mean(rewards)), "success": success_rate(infos), "n": n, "infos": infos,
+            "metrics": metrics}
+
+
+class Trainer:
+    """Runs an :class:`Agent` on an env for ``config.total_steps`` steps."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        config: TrainConfig,
+        run_dir: str | Path,
+        env: gym.Env | None = None,
+        eval_env: gym.Env | None = None,
+        progress: bool = True,
+    ):
+        self.agent = agent
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.env = env if env is not None else gym.make(config.env_id, **config.env_kwargs)
+        if eval_env is None and config.eval_every:
+            eval_env = gym.make(config.env_id, **{**config.env_kwargs, "split": config.eval_split})
+        self.eval_env = eval_env
+        self.order = DataOrder(len(self.env.unwrapped.dataset), config.seed)
+        self.step = 0
+        self.progress = progress
+        self._writer = None
+        self.history: list[dict[str, float]] = []
+
+    # -------------------------------------------------------------- collect
+    def collect(self, step: int) -> RolloutBatch:
+        c = self.config
+        t0 = time.perf_counter()
+        indices = self.order.indices(step, c.prompts_per_step)
+        observations = [self.env.reset(options={"index": i})[0] for i in indices]
+        rollout = self.agent.sample(observations, step=step)
+        t1 = time.perf_counter()
+        texts = list(rollout.texts)
+        g = c.group_size
+        groups = [score_group(self.env, i, texts[b * g : (b + 1) * g]) for b, i in enumerate(indices)]
+        t2 = time.perf_counter()
+        rewards = torch.tensor([grp.rewards for grp in groups], dtype=torch.float32)  # [B, G]
+        return RolloutBatch(step, groups, rollout, rewards, {"generate": t1 - t0, "score": t2 - t1})
+
+    # ---------------------------------------------------------------- train
+    def train(self, stop_at: int | None = None) -> list[dict[str, float]]:
+        """Train to ``config.total_steps`` (or stop early after step ``stop_at``, as an interruption would)."""
+        c = self.config
+        last = c.total_steps if stop_at is None else min(stop_at, c.total_steps)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=2, default=str))
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=c.total_steps,
+                initial=self.step,
+                desc=f"{self.agent.name} {c.env_id}",
+                dynamic_ncols=True,
+                mininterval=2.0,  # seconds: a readable log when stdout is a file
+            )
+        while self.step < last:
+            step = self.step
+            batch = self.collect(step)
+            t0 = time.perf_counter()
+            metrics = self.agent.update(batch)
+            batch.timings["update"] = time.perf_counter() - t0
+            self.step = step + 1
+            row = self._log(batch, metrics)
+            if c.eval_every and self.step % c.eval_every == 0 and self.eval_env is not None:
+                row.update(self._evaluate())
+            self.history.append(row)
+            if bar is not None:
+                bar.update(1)
+                shown = {"reward": row["reward/mean"]}
+                if "train/kl" in row:
+                    shown["kl"] = row["train/kl"]
+                if "eval/success" in row:
+                    shown["eval"] = row["eval/success"]
+                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+            if self.step % c.save_every == 0 or self.step == c.total_steps:
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        if self._writer is not None:
+            self._writer.flush()
+        return self.history
+
+    def _evaluate(self) -> dict[str, float]:
+        result = evaluate(
+            self.agent, self.eval_env, self.config.eval_samples, max_new_tokens=self.config.max_new_tokens
+        )
+        out = {"eval/reward": result["reward"], "eval/success": result["success"]}
+        out.update({f"eval/{k}": float(v) for k, v in result["metrics"].items()
+                    if isinstance(v, (int, float)) and v is not None and k not in ("reward", "success", "n")})
+        for key, value in out.items():
+            self.writer.add_scalar(key, value, self.step)
+        return out
+
+    # ------------------------------------------------------------------ log
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events written after the checkpoint we resumed from.
+            self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step or None)
+            if self.step == 0:
+                rows = "\n".join(f"|{k}|{v}|" for k, v in self.config.to_dict().items())
+                self._writer.add_text("hyperparameters", "|option|value|\n|-|-|\n" + rows, 0)
+        return self._writer
+
+    def _log(self, batch: RolloutBatch, metrics: dict[str, float]) -> dict[str, float]:
+        c = self.config
+        rewards = batch.rewards
+        lengths = batch.rollout.completion_mask.sum(dim=1).float()
+        infos = [info for grp in batch.groups for info in grp.infos]
+        elapsed = sum(batch.timings.values())
+        row = {
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+            "reward/success": success_rate(infos),
+            "completions/mean_length": float(lengths.mean()),
+            "completions/max_length": float(lengths.max()),
+            "perf/samples_per_s": rewards.numel() / max(elapsed, 1e-9),
+            "perf/tokens_per_s": float(lengths.sum()) / max(elapsed, 1e-9),
+            **{f"perf/time_{k}": v for k, v in batch.timings.items()},
+            **{f"train/{k}": v for k, v in metrics.items()},
+        }
+        components: dict[str, list[float]] = {}
+        for info in infos:
+            for key, value in (info.get("reward_components") or {}).items():
+                if isinstance(value, (int, float)):
+                    components.setdefault(key, []).append(float(value))
+        row.update({f"reward/{k}": float(np.mean(v)) for k, v in components.items()})
+        if c.log_every and self.step % c.log_every == 0:
+            for key, value in row.items():
+                self.writer.add_scalar(key, value, self.step)
+        if c.log_samples_every and self.step % c.log_samples_every == 0:
+            self._log_samples(batch)
+        return row
+
+    def _log_samples(self, batch: RolloutBatch) -> None:
+        group = batch.groups[0]
+        lines = [f"**prompt**: {group.observation['prompt']}", ""]
+        lines += [f"- `{a!r}` → {r:.3f}" for a, r in zip(group.answers, group.rewards)]
+        self.writer.add_text("samples", "\n".join(lines), self.step)
+        try:
+            env = gym.make(self.config.env_id, **{**self.config.env_kwargs, "render_mode": "rgb_array"})
+            env.reset(options={"index": group.index})
+            best = int(np.argmax(group.rewards))
+            env.step(group.answers[best])
+            self.writer.add_image("samples/best_answer", env.render(), self.step, dataformats="HWC")
+            env.close()
+        except Exception as error:  # a picture must never stop training; say why it is missing
+            self.writer.add_text("samples/render_error", repr(error), self.step)
+
+    # --------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step-NNNNNN`` atomically (a crash mid-write leaves the previous one intact)."""
+        root = self.run_dir / "checkpoints"
+        final = root / f"{CHECKPOINT_PREFIX}{self.step:06d}"
+        tmp = root / f".tmp-{self.step:06d}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.agent.policy.save_pretrained(tmp / "policy")
+        state = {
+            "step": self.step,
+            "data_position": self.step * self.config.prompts_per_step,
+            "config": self.config.to_dict(),
+            "agent": self.agent.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+        torch.save(state, tmp / STATE_FILE)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        if self._writer is not None:
+            self._writer.flush()
+        return final
+
+    def load_state(self, checkpoint: str | Path) -> None:
+        """Restore optimiser, schedule, RNGs and step (the policy was loaded from ``checkpoint/policy``)."""
+        state = torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
+        self.agent.load_state_dict(state["agent"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.step = int(state["step"])
+
+
+def latest_checkpoint(path: str | Path) -> Path:
+    """``path`` itself if it is a checkpoint, else the newest ``checkpoints/step-*`` under it."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    found = sorted((path / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"))
+    if not found:
+        raise FileNotFoundError(
+            f"no checkpoint under {path} (expected {path}/checkpoints/{CHECKPOINT_PREFIX}NNNNNN)"
+        )
+    return found[-1]

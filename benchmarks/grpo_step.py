@@ -1,0 +1,457 @@
+"""One GRPO optimizer step, timed by phase, against TRL's GRPOTrainer on the same model, data, G and lengths.
+
+    python benchmarks/grpo_step.py --quick                       # tiny model, small image: ~1 min
+    python benchmarks/grpo_step.py --preset small --prompt-tokens 1000 --group-size 8 --max-new-tokens 64
+
+Printed, in one run on one freshly built model (``agents.policies.tiny_model``, random weights):
+
+(a) this project's GRPO step (GRPOAgent's maths, beta = 0, one iteration, no micro-batching) split into
+    generate / score / log-prob forward / backward / optimizer, with generation both ways
+    (``prefill_once`` on and off);
+(b) the training forward+backward, shared-prefix vs per-sequence: time, and peak memory. Memory method:
+    each variant runs in a fresh subprocess that loads the model and the saved rollout, frees what it can
+    (``gc.collect()``, glibc ``malloc_trim(0)``), resets the kernel's peak-RSS mark
+    (``echo 5 > /proc/self/clear_refs``), reads the current RSS, runs forward+backward once and reads the
+    peak (``VmHWM`` in /proc/self/status): the difference is the variant's extra peak (activations,
+    logits, gradient buffers). Without that file it falls back to ``ru_maxrss`` growth (which hides
+    anything below the start-up peak). On CUDA it is ``torch.cuda.max_memory_allocated`` above the
+    allocated baseline. (tracemalloc does not see torch.) The time is that of a second forward+backward
+    in the same subprocess;
+(c) TRL's GRPOTrainer: one step (the second of two, so start-up costs are not counted) on the same model
+    folder, the same images and prompts, G, max completion length, temperature and optimiser; the ratio
+    TRL / ours.
+(d) peak memory of one WHOLE step (generate + score + forward + backward + optimizer), ours vs TRL's, with
+    (b)'s method: each side in a fresh subprocess loads the model, runs one warm-up step (so the AdamW
+    state, lazy initialisations and the allocator's first growth exist on both sides), then frees what it
+    can (``gc.collect()``, glibc ``malloc_trim(0)``), resets the high-water mark, reads the baseline and runs
+    one more step; the step's extra peak is high-water mark minus baseline. Same model folder (float32 on
+    both sides), same images and prompts, G, max new tokens, beta = 0 (TRL then builds no reference model),
+    AdamW, gradients freed after each step on both sides (``zero_grad(set_to_none=True)``). The time of that
+    measured step is printed as well (each side in its own process: a cross-check of (c)'s ratio).
+Last, one line: whether the issue's targets hold (TRL / ours time >= 3, ours / TRL whole-step peak <= 0.5).
+
+The reward is a toy function of the text (the same for both), since only speed and memory are measured.
+Completions of a random model rarely stop early, so both sides sample close to max-new-tokens tokens
+(the mean lengths are printed). Timings are wall-clock on whatever the machine is doing: compare rows
+of one run, not runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROMPT = "How many red squares are in the image? Answer with a number."
+
+
+def reward_fn(completions, **kwargs) -> list[float]:
+    """Toy reward with variance within a group: digits in the answer, mod 3 (TRL's signature)."""
+    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+    return [float(sum(ch.isdigit() for ch in t) % 3) for t in texts]
+
+
+def image_side(prompt_tokens: int) -> int:
+    """Image side (a multiple of 28) giving about ``prompt_tokens`` prompt tokens (one per 28x28 pixels)."""
+    text_tokens = 35  # system turn, user header, the question, assistant header
+    cells = max(4, prompt_tokens - text_tokens)
+    return 28 * max(2, round(cells**0.5))
+
+
+def make_observations(batch: int, side: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(batch)]
+    return [{"image": image, "prompt": PROMPT} for image in images]
+
+
+def load_policy(model_dir: str, side: int, **options):
+    from agents.policies.qwen_vl import QwenVLPolicy
+
+    pixels = side * side
+    return QwenVLPolicy.from_pretrained(
+        model_dir, min_pixels=min(3136, pixels), max_pixels=max(pixels, 3136), **options
+    )
+
+
+def timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------------- (a)
+
+
+def our_step(policy, agent, observations, step: int) -> dict[str, float]:
+    """One step with agent.update's maths (beta = 0, one iteration), each phase timed."""
+    from agents.grpo.advantages import group_advantages
+    from agents.grpo.loss import grpo_loss
+
+    device = policy.device
+    c = agent.config
+    out: dict[str, float] = {}
+    rollout, out["generate"] = timed(lambda: agent.sample(observations, step=step), device)
+    start = time.perf_counter()
+    rewards = torch.tensor(reward_fn(rollout.texts)).view(len(observations), c.group_size)
+    advantages = group_advantages(rewards, scale_std=c.scale_rewards, eps=c.advantage_eps).flatten()
+    out["score"] = time.perf_counter() - start
+    policy.model.train()
+    mask = rollout.completion_mask.float()
+    logp, out["logprob_forward"] = timed(lambda: policy.completion_logprobs(rollout), device)
+    loss, _ = grpo_loss(logp, logp.detach(), advantages.to(device), mask, c.loss_settings())
+    _, out["backward"] = timed(loss.backward, device)
+    _, out["optimizer"] = timed(agent.clip_and_step, device)
+    out["total"] = sum(out.values())
+    out["mean_completion_tokens"] = float(rollout.completion_mask.sum(1).float().mean())
+    out["prompt_tokens"] = float(rollout.prompt_mask.sum(1).float().mean())
+    return out
+
+
+def make_agent(policy, model_dir: str, args):
+    from agents.grpo.agent import GRPOAgent
+    from agents.grpo.config import GRPOConfig
+
+    config = GRPOConfig(
+        model=model_dir, group_size=args.group_size, prompts_per_step=args.batch,
+        max_new_tokens=args.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
+        learning_rate=1e-6, num_iterations=1, loss_type="grpo",
+    )  # fmt: skip
+    return GRPOAgent(policy, config)
+
+
+# ---------------------------------------------------------------------------------------------------- (b)
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to /proc/self/clear_refs resets VmHWM (peak RSS) to the current RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _proc_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _release_free_memory() -> None:
+    """Collect garbage and return the allocator's free pages (glibc): the baseline RSS is then live data."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """Extra peak memory of what runs between ``start()`` and ``stop()`` (bytes), the method of (b) and (d).
+
+    CUDA: ``max_memory_allocated`` above the allocated baseline. CPU on Linux: reset ``VmHWM`` (peak RSS),
+    then ``VmHWM`` minus the RSS at the start. Elsewhere: ``ru_maxrss`` growth (hides what stays below the
+    start-up peak).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.method = "cuda" if device.type == "cuda" else ("vmhwm" if _reset_peak_rss() else "ru_maxrss")
+        self.base = 0
+
+    def start(self) -> None:
+        _release_free_memory()
+        if self.method == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        elif self.method == "vmhwm":
+            _reset_peak_rss()
+            self.base = _proc_status_kib("VmRSS") * 1024
+        else:
+            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+    def stop(self) -> int:
+        if self.method == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() - self.base
+        if self.method == "vmhwm":
+            return _proc_status_kib("VmHWM") * 1024 - self.base
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.base
+
+
+def child_forward_backward(args) -> None:
+    """Subprocess body: peak memory and time of one variant's forward+backward (prints one JSON line)."""
+    torch.set_num_threads(args.threads)
+    side = image_side(args.prompt_tokens)
+    policy = load_policy(args.model_dir, side)
+    rollout = torch.load(args.rollout_file, weights_only=False).to(args.device)
+    policy.model.to(args.device).train()
+    device = policy.device
+    shared = args._child == "shared"
+
+    def step():
+        logp = policy.completion_logprobs(rollout, shared_prefix=shared)
+        (logp.sum() / rollout.completion_mask.sum()).backward()
+        policy.model.zero_grad(set_to_none=False)  # keep grad buffers: they are part of the real peak
+
+    meter = PeakMemory(device)
+    meter.start()
+    step()
+    peak = meter.stop()
+    _, seconds = timed(step, device)
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak}))
+
+
+def run_child(variant: str, model_dir: str, args, *extra: str) -> dict:
+    """Run this script as a subprocess in ``variant`` mode; its last stdout line is a JSON object."""
+    cmd = [
+        sys.executable, __file__, "--_child", variant, "--model-dir", model_dir,
+        "--prompt-tokens", str(args.prompt_tokens), "--threads", str(args.threads), "--device", args.device,
+        "--batch", str(args.batch), "--group-size", str(args.group_size),
+        "--max-new-tokens", str(args.max_new_tokens), *extra,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant} subprocess failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def forward_backward_variants(model_dir: str, rollout, args) -> dict[str, dict]:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rollout.pt")
+        torch.save(rollout.to("cpu"), path)
+        for variant in ("shared", "per_sequence"):
+            results[variant] = run_child(variant, model_dir, args, "--rollout-file", path)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- (c)
+
+
+def trl_step(model_dir: str, observations, args, meter: PeakMemory | None = None) -> dict[str, float]:
+    """Two GRPOTrainer steps on the same model folder and data; the second step's time.
+
+    With ``meter``: also the second step's extra peak memory (``peak_bytes``) and its baseline.
+    """
+    from datasets import Dataset
+    from PIL import Image
+    from transformers import TrainerCallback
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer
+
+    side = image_side(args.prompt_tokens)
+    policy = load_policy(model_dir, side)  # same weights and processor (min/max pixels) as ours
+    rows = [
+        {"prompt": [{"role": "user", "content": o["prompt"]}], "image": Image.fromarray(o["image"])}
+        for o in observations
+    ]
+    dataset = Dataset.from_list(rows * 4)
+    times: list[float] = []
+    memory: dict[str, float] = {}
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args_, state, *a, **k):
+            if meter is not None and state.global_step == 1:  # the second step: after the warm-up step
+                meter.start()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args_, state, *a, **k):
+            times.append(time.perf_counter() - self.start)
+            if meter is not None and state.global_step == 2:  # incremented before on_step_end
+                memory["peak_bytes"] = meter.stop()
+                memory["base_bytes"] = meter.base
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = TRLConfig(
+            output_dir=tmp, use_cpu=args.device == "cpu", bf16=False, fp16=False,
+            per_device_train_batch_size=args.batch * args.group_size, num_generations=args.group_size,
+            gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
+            max_completion_length=args.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
+            beta=0.0, loss_type="grpo", learning_rate=1e-6, max_grad_norm=1.0, max_steps=2,
+            report_to=[], logging_strategy="no", save_strategy="no", disable_tqdm=True,
+            remove_unused_columns=False, shuffle_dataset=False, seed=0, dataloader_num_workers=0,
+        )  # fmt: skip
+        assert config.beta == 0.0  # no reference model: the same weights in memory as ours
+        trainer = GRPOTrainer(
+            model=policy.model,
+            reward_funcs=reward_fn,
+            args=config,
+            train_dataset=dataset,
+            processing_class=policy.processor,
+            callbacks=[StepTimer()],
+        )
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            trainer.train()
+        assert trainer.ref_model is None
+    return {"step": times[-1], "first_step": times[0], **memory}
+
+
+# ---------------------------------------------------------------------------------------------------- (d)
+
+
+def child_whole_step(args) -> None:
+    """Subprocess body: one whole GRPO step's extra peak memory and time, ours or TRL's (one JSON line)."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    side = image_side(args.prompt_tokens)
+    observations = make_observations(args.batch, side)
+    meter = PeakMemory(device)
+    if args._child == "step_trl":
+        out = trl_step(args.model_dir, observations, args, meter)
+        print(json.dumps({"seconds": out["step"], "peak_bytes": out["peak_bytes"],
+                          "base_bytes": out["base_bytes"], "method": meter.method}))  # fmt: skip
+        return
+    policy = load_policy(args.model_dir, side)
+    policy.model.to(device)
+    agent = make_agent(policy, args.model_dir, args)
+    our_step(policy, agent, observations, step=0)  # warm-up, as in (a)
+    meter.start()
+    ours = our_step(policy, agent, observations, step=1)
+    peak = meter.stop()
+    print(json.dumps({"seconds": ours["total"], "peak_bytes": peak, "base_bytes": meter.base,
+                      "method": meter.method}))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def run_preset(preset: str, args) -> None:
+    from agents.policies.tiny_model import build_tiny_model
+
+    device = torch.device(args.device)
+    side = image_side(args.prompt_tokens)
+    observations = make_observations(args.batch, side)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = str(build_tiny_model(Path(tmp) / preset, arch=args.arch, preset=preset, seed=0))
+        policy = load_policy(model_dir, side)
+        policy.model.to(device)
+        n_params = policy.num_parameters()
+        agent = make_agent(policy, model_dir, args)
+        print(f"\n=== preset {preset} ({n_params / 1e6:.2f}M params, {args.arch}), "
+              f"B={args.batch} observations x "
+              f"G={args.group_size}, image {side}x{side}, max {args.max_new_tokens} new tokens, "
+              f"{torch.get_num_threads()} thread(s), {device} ===")
+
+        our_step(policy, agent, observations, step=0)  # warm-up (allocator, lazy inits)
+        ours = our_step(policy, agent, observations, step=1)
+        print(f"prompt tokens {ours['prompt_tokens']:.0f}, "
+              f"mean completion tokens {ours['mean_completion_tokens']:.1f}")
+        phases = ("generate", "score", "logprob_forward", "backward", "optimizer", "total")
+        print("(a) our GRPO step [s]: " + "  ".join(f"{k} {ours[k]:.3f}" for k in phases))
+
+        plain = load_policy(model_dir, side, prefill_once=False)
+        plain.model.load_state_dict(policy.model.state_dict())
+        plain.model.to(device)
+        gen = {}
+        for name, pol in (("prefill_once", policy), ("transformers num_return_sequences", plain)):
+            _, gen[name] = timed(
+                lambda p=pol: p.generate(observations, num_samples=args.group_size, temperature=1.0,
+                                         max_new_tokens=args.max_new_tokens, generator_seed=2), device
+            )  # fmt: skip
+        print("    generate only [s]: " + "  ".join(f"{k} {v:.3f}" for k, v in gen.items()))
+
+        rollout = policy.generate(
+            observations, num_samples=args.group_size, max_new_tokens=args.max_new_tokens, generator_seed=3
+        )
+        variants = forward_backward_variants(model_dir, rollout, args)
+        mem_name = "peak CUDA alloc" if device.type == "cuda" else "peak RSS delta"
+        print(f"(b) training forward+backward ({rollout.completion_ids.shape[0]} completions x "
+              f"{rollout.completion_ids.shape[1]} tokens):")
+        for name, r in variants.items():
+            print(f"    {name:13s} {r['seconds']:.3f} s   {mem_name} {r['peak_bytes'] / 2**20:.1f} MiB")
+        speedup = variants["per_sequence"]["seconds"] / variants["shared"]["seconds"]
+        print(f"    shared-prefix speed-up x{speedup:.2f}")
+
+        if args.skip_trl:
+            return
+        try:
+            trl = trl_step(model_dir, observations, args)
+        except Exception as error:  # report why, keep the rest of the output
+            print(f"(c) TRL GRPOTrainer: failed: {type(error).__name__}: {error}")
+            return
+        time_ratio = trl["step"] / ours["total"]
+        print(f"(c) TRL GRPOTrainer step [s]: {trl['step']:.3f} (first step {trl['first_step']:.3f}); "
+              f"ours {ours['total']:.3f}; TRL / ours = x{time_ratio:.2f}")
+
+        try:
+            whole = {side_: run_child(f"step_{side_}", model_dir, args) for side_ in ("ours", "trl")}
+        except Exception as error:
+            print(f"(d) whole-step peak memory: failed: {type(error).__name__}: {error}")
+            return
+        mem_ratio = whole["ours"]["peak_bytes"] / max(whole["trl"]["peak_bytes"], 1)
+        print(f"(d) whole step (generate+score+forward+backward+optimizer), each side in its own process, "
+              f"{mem_name} above the post-warm-up baseline:")
+        for name, label in (("ours", "ours"), ("trl", "TRL GRPOTrainer")):
+            r = whole[name]
+            print(f"    {label:16s} {mem_name} {r['peak_bytes'] / 2**20:.1f} MiB  (baseline "
+                  f"{r['base_bytes'] / 2**20:.1f} MiB)   step {r['seconds']:.3f} s")
+        print(f"    ours / TRL peak memory = x{mem_ratio:.2f}; in these processes TRL / ours time = "
+              f"x{whole['trl']['seconds'] / whole['ours']['seconds']:.2f}")
+        speed_ok, memory_ok = time_ratio >= 3.0, mem_ratio <= 0.5
+        verdict = "MET" if speed_ok and memory_ok else "NOT MET"
+        print(f"TARGETS {verdict}: speed TRL / ours x{time_ratio:.2f} (target >= 3: "
+              f"{'met' if speed_ok else 'not met'}); peak memory ours / TRL x{mem_ratio:.2f} (target <= 0.5: "
+              f"{'met' if memory_ok else 'not met'})")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="both", choices=("tiny", "small", "both"))
+    parser.add_argument("--arch", default="qwen2-vl", choices=("qwen2-vl", "qwen2.5-vl"))
+    parser.add_argument(
+        "--prompt-tokens", type=int, default=1000, help="about this many prompt tokens (sets the image size)"
+    )
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=2, help="observations per step")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="tiny preset, ~200 prompt tokens, 16 new tokens")
+    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rollout-file", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    if args._child in ("step_ours", "step_trl"):
+        child_whole_step(args)
+        return
+    if args._child:
+        child_forward_backward(args)
+        return
+    if args.quick:
+        args.preset, args.prompt_tokens, args.max_new_tokens = "tiny", 200, 16
+    torch.set_num_threads(args.threads)
+    presets = ("tiny", "small") if args.preset == "both" else (args.preset,)
+    for preset in presets:
+        run_preset(preset, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The offline tiny-model builder: determinism, size, reload, tokenizer, processor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from agents.policies.processor import ImageOnlyQwen2_5_VLProcessor, ImageOnlyQwen2VLProcessor, load_processor
+from agents.policies.qwen_vl import QwenVLPolicy
+from agents.policies.tiny_model import (
+    ARCHS,
+    PRESETS,
+    SPECIAL_TOKENS,
+    build_model,
+    build_tiny_model,
+    count_parameters,
+    describe,
+    make_config,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Shared fixtures (tests/agents/test_policy.py imports them). The checkpoints are built once per session:
+# the cache below also covers the copy of the fixture that pytest registers for the importing module.
+
+_BUILT: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # At this size a second thread gains nothing, and on a 2-core machine with any other load it costs
+    # 4-5x (OpenMP threads wait on a descheduled sibling): 19 s vs 85 s for these tests, measured.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory) -> dict:
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _BUILT:
+        root = tmp_path_factory.mktemp("tiny_models")
+        _BUILT[key] = {a: build_tiny_model(root / a, arch=a, preset="tiny", seed=0) for a in ARCHS}
+    return _BUILT[key]
+
+
+@pytest.fixture(scope="session", params=ARCHS)
+def arch(request) -> str:
+    return request.param
+
+
+@pytest.fixture()
+def observations():
+    """Two observations whose prompts differ in length and whose images differ in size (-> left padding)."""
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "image": rng.integers(0, 256, (112, 112, 3), dtype=np.uint8),
+            "prompt": "How many red squares are in the image? Answer with a number.",
+        },
+        {"image": rng.integers(0, 256, (56, 140, 3), dtype=np.uint8), "prompt": "OCR this image:"},
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+
+ANSWERS = [
+    "<|object_ref_start|>circle<|object_ref_end|><|box_start|>(12,34),(56,78)<|box_end|>",
+    "<|object_ref_start|>the red circle left of the blue square<|object_ref_end|>"
+    "<|box_start|>(0,999),(1000,5)<|box_end|><|box_start|>(1,2),(3,4)<|box_end|>",
+    '[{"bbox_2d": [12, 34, 56, 78], "label": "circle"}]',
+    '```json\n[{"bbox_2d": [0, 7, 640, 480], "label": "traffic light"}, '
+    '{"bbox_2d": [1, 2, 3, 4], "label": "star"}]\n```',
+    "How many red squares are in the image? Answer with a number.",
+    "Please output bbox coordinates and names of circle, square, triangle.",
+    "OCR this image:",
+    "The quick brown fox jumps over the lazy dog. Émile's café: 42 €!",
+    "3",
+    "17",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dirs):
+    return load_processor(tiny_model_dirs["qwen2-vl"]).tokenizer
+
+
+def test_build_is_deterministic_for_a_seed(arch):
+    model_a, _ = build_model(arch=arch, preset="tiny", seed=0)
+    model_b, _ = build_model(arch=arch, preset="tiny", seed=0)
+    model_c, _ = build_model(arch=arch, preset="tiny", seed=1)
+    state_a, state_b, state_c = model_a.state_dict(), model_b.state_dict(), model_c.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+    assert any(not torch.equal(state_a[k], state_c[k]) for k in state_a if state_a[k].is_floating_point())
+
+
+def test_build_leaves_global_rng_alone():
+    before = torch.get_rng_state()
+    build_model(arch="qwen2-vl", preset="tiny", seed=3)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_saved_folder_is_small_and_described(arch, tiny_model_dirs):
+    folder = tiny_model_dirs[arch]
+    info = describe(folder)
+    assert info["disk_bytes"] < 3_000_000
+    assert 100_000 < info["parameters"]["total"] < 1_000_000
+    assert info["parameters"]["vision"] > 0 and info["parameters"]["language"] > 0
+    assert info["arch"] == arch and info["preset"] == "tiny"
+    assert not any(p.name.endswith((".bin", ".pt")) for p in folder.iterdir())
+
+
+def test_reload_gives_bit_identical_logits(arch, tiny_model_dirs, observations):
+    in_memory, _ = build_model(arch=arch, preset="tiny", seed=0)
+    in_memory.eval()
+    policy = QwenVLPolicy.from_pretrained(tiny_model_dirs[arch])
+    assert type(policy.model) is type(in_memory)
+    inputs = policy.encode_prompts(observations)
+    with torch.no_grad():
+        reloaded_logits = policy.model(**inputs).logits
+        memory_logits = in_memory(**inputs).logits
+    assert torch.equal(reloaded_logits, memory_logits)
+
+
+def test_small_preset_size(arch):
+    # count on the meta device: no memory, no init time
+    from transformers import AutoModelForImageTextToText
+
+    ids = {t: 1024 + i for i, t in enumerate(SPECIAL_TOKENS)}
+    config = make_config(arch, "small", vocab_size=1024 + len(SPECIAL_TOKENS), token_ids=ids)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    assert 55e6 < count_parameters(model) < 85e6
+    assert config.text_config.hidden_size == PRESETS["small"].text_hidden
+
+
+@pytest.mark.parametrize("text", ANSWERS)
+def test_tokenizer_round_trips_answer_formats(tokenizer, text):
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False) == text
+    assert tokenizer.unk_token_id not in ids
+
+
+def test_special_tokens_are_single_tokens(tokenizer):
+    vocab = tokenizer.get_vocab()
+    ids = [vocab[t] for t in SPECIAL_TOKENS]
+    assert ids == list(range(ids[0], ids[0] + len(SPECIAL_TOKENS)))  # Qwen's order, contiguous
+    for token in SPECIAL_TOKENS:
+        assert tokenizer.encode(token, add_special_tokens=False) == [vocab[token]]
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+
+
+def test_digits_are_single_tokens_and_numbers_split_per_digit(tokenizer):
+    digit_ids = [tokenizer.encode(d, add_special_tokens=False) for d in "0123456789"]
+    assert all(len(ids) == 1 for ids in digit_ids)
+    flat = [ids[0] for ids in digit_ids]
+    for number in (0, 7, 42, 315, 999, 1000):
+        ids = tokenizer.encode(str(number), add_special_tokens=False)
+        assert ids == [flat[int(c)] for c in str(number)]
+
+
+def test_prompts_tokenize_compactly(tokenizer):
+    # the corpus covers the env vocabulary: prompts take about one token per word, not one per byte
+    prompt = "Output the bounding box of the red circle left of the blue square in the image."
+    assert len(tokenizer.encode(prompt, add_special_tokens=False)) <= 20
+
+
+def test_chat_template_matches_qwen2_vl(tokenizer):
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "OCR this image:"}]}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>OCR this image:<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_processor_loads_without_torchvision_and_saves_standard_names(arch, tiny_model_dirs, tmp_path):
+    folder = tiny_model_dirs[arch]
+    saved = json.loads((folder / "processor_config.json").read_text())
+    expected = "Qwen2VLProcessor" if arch == "qwen2-vl" else "Qwen2_5_VLProcessor"
+    assert saved["processor_class"] == expected
+    processor = load_processor(folder, min_pixels=3136, max_pixels=50_000)
+    assert hasattr(processor, "image_processor") and hasattr(processor, "tokenizer")
+    assert dict(processor.image_processor.size) == {"shortest_edge": 3136, "longest_edge": 50_000}
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # torchvision absent or broken: our image-only class is used
+        assert isinstance(processor, (ImageOnlyQwen2VLProcessor, ImageOnlyQwen2_5_VLProcessor))
+    # round trip
+    processor.save_pretrained(tmp_path)
+    again = load_processor(tmp_path)
+    assert again.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    image = np.zeros((300, 200, 3), dtype=np.uint8)
+    out = processor(
+        text=["<|vision_start|><|image_pad|><|vision_end|>hi"], images=[image], return_tensors="pt"
+    )
+    t, h, w = out["image_grid_thw"][0].tolist()
+    assert (
+        h * w * 14 * 14 <= 50_000 and (out["input_ids"] == processor.image_token_id).sum() == t * h * w // 4
+    )
+    assert out["mm_token_type_ids"].sum() == t * h * w // 4

@@ -1,0 +1,164 @@
+"""GRPO training on the tiny model: a step learns, metrics are finite, resume is exact, the CLI runs."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import perception_env  # noqa: F401
+from agents.cli import main, train
+from agents.grpo.agent import GRPOAgent
+from agents.grpo.config import GRPOConfig
+from agents.policies.qwen_vl import QwenVLPolicy
+from agents.trainer import DataOrder, Trainer, latest_checkpoint
+
+ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
+
+
+def _config(model, tmp_path, **overrides):
+    values = dict(
+        env_id="PerceptionR1/Counting-v0", env_kwargs=ENV_KWARGS, model=model, output_dir=str(tmp_path),
+        run_name="run", total_steps=4, prompts_per_step=2, group_size=4, max_new_tokens=3,
+        learning_rate=1e-2, save_every=2, log_samples_every=2, beta=0.04,
+    )
+    values.update(overrides)
+    return GRPOConfig(**values)
+
+
+class AnswerLengthBonus(gym.Wrapper):
+    """Adds 0.1 x answer length to the reward: a random tiny model's groups then always disagree,
+    so every step has a learning signal (the loop's exactness is under test here, not perception)."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward + 0.1 * len(action), terminated, truncated, info
+
+
+def _env():
+    return AnswerLengthBonus(gym.make("PerceptionR1/Counting-v0", **ENV_KWARGS))
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_data_order_covers_each_epoch_once_and_is_seeded():
+    order = DataOrder(10, seed=3)
+    seen = [i for step in range(5) for i in order.indices(step, 2)]
+    assert sorted(seen) == list(range(10))
+    assert order.indices(7, 3) == DataOrder(10, seed=3).indices(7, 3)
+    assert order.indices(0, 10) != DataOrder(10, seed=4).indices(0, 10)
+
+
+def test_one_grpo_step_changes_parameters_and_gives_finite_metrics(tiny_model_dir, tmp_path):
+    config = _config(tiny_model_dir, tmp_path, total_steps=1)
+    policy = QwenVLPolicy.from_pretrained(tiny_model_dir)
+    before = _params(policy.model)
+    agent = GRPOAgent(policy, config)
+    trainer = Trainer(agent, config, tmp_path / "run", env=_env(), progress=False)
+    batch = trainer.collect(0)
+    assert (batch.rewards.std(dim=1) > 0).any()
+    metrics = agent.update(batch)
+    after = _params(policy.model)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    assert {"loss", "kl", "clip_fraction", "entropy", "grad_norm", "frac_reward_zero_std"} <= set(metrics)
+    # the reference model stays frozen at the start
+    ref = dict(agent.reference.named_parameters())
+    assert all(torch.equal(before[k], ref[k]) for k in ref if k in before)
+    texts = batch.rollout.texts
+    assert not any("<|image_pad|>" in t or "<|vision_start|>" in t for t in texts)
+
+
+def test_beta_zero_loads_no_reference(tiny_model_dir, tmp_path):
+    agent = GRPOAgent(QwenVLPolicy.from_pretrained(tiny_model_dir), _config(tiny_model_dir, tmp_path, beta=0.0))
+    assert agent.reference is None
+
+
+@pytest.mark.parametrize("micro_batch_size", [0, 3])
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tiny_model_dir, tmp_path, micro_batch_size):
+    # a decaying schedule, so a scheduler that was not restored would show
+    straight = _config(tiny_model_dir, tmp_path / "a", micro_batch_size=micro_batch_size, lr_scheduler="linear")
+    train(straight, progress=False, env=_env())
+    # interrupted: stop after 2 of 4 steps (as if killed after the step-2 checkpoint), then resume
+    interrupted = _config(tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear")
+    train(interrupted, progress=False, env=_env(), stop_at=2)
+    state = torch.load(latest_checkpoint(tmp_path / "b" / "run") / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 2 and state["data_position"] == 4
+    resumed = _config(tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear")
+    train(resumed, resume=str(tmp_path / "b" / "run"), progress=False, env=_env())
+
+    a = QwenVLPolicy.from_pretrained(str(latest_checkpoint(tmp_path / "a" / "run") / "policy")).model
+    b = QwenVLPolicy.from_pretrained(str(latest_checkpoint(tmp_path / "b" / "run") / "policy")).model
+    base = _params(QwenVLPolicy.from_pretrained(tiny_model_dir).model)
+    pa, pb = _params(a), _params(b)
+    assert any(not torch.equal(pa[k], base[k]) for k in pa), "training did not move the parameters"
+    for k in pa:
+        torch.testing.assert_close(pa[k], pb[k], rtol=0, atol=0, msg=k)
+
+
+def test_tensorboard_logs_are_written(tiny_model_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = train(_config(tiny_model_dir, tmp_path, total_steps=2, eval_every=2, eval_samples=4), progress=False)
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"reward/mean", "reward/std", "reward/frac_reward_zero_std" if False else "train/frac_reward_zero_std",
+            "train/kl", "train/entropy", "completions/mean_length", "perf/samples_per_s",
+            "train/learning_rate", "train/clip_fraction"} <= scalars
+    assert any(tag.startswith("reward/") and tag not in ("reward/mean", "reward/std") for tag in scalars)
+    assert "samples/best_answer" in events.Tags()["images"]
+    assert {"eval/success", "eval/accuracy", "eval/mae"} <= scalars  # the paper's counting metrics, periodically
+    assert json.loads((run_dir / "config.json").read_text())["group_size"] == 4
+
+
+def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
+    args = ["train", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
+            "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "cli",
+            "--total-steps", "1", "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2",
+            "--beta", "0", "--scale-rewards", "false"]
+    main(args)
+    assert (tmp_path / "cli" / "checkpoints" / "step-000001" / "policy").is_dir()
+    main(["train", "--resume", str(tmp_path / "cli"), "--total-steps", "2", "--model", tiny_model_dir,
+          "--env-kwargs", json.dumps(ENV_KWARGS), "--group-size", "2", "--prompts-per-step", "1",
+          "--max-new-tokens", "2", "--beta", "0", "--output-dir", str(tmp_path), "--run-name", "cli"])
+    out = capsys.readouterr().out
+    assert "resumed from" in out and (tmp_path / "cli" / "checkpoints" / "step-000002").is_dir()
+
+
+def test_cli_config_file_and_unknown_option(tmp_path):
+    from agents.config import TrainConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 0.5\ngroup_size: 3\n")
+    config = GRPOConfig.from_file(path)
+    assert config.learning_rate == 0.5 and config.group_size == 3 and config.beta == 0.04
+    path.write_text("learning_rat: 0.5\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        TrainConfig.from_file(path)
+
+
+def test_make_env_scoring_of_groups_matches_the_env(tiny_model_dir):
+    from agents.trainer import score_group
+
+    env = gym.make("PerceptionR1/Counting-v0", **ENV_KWARGS)
+    env.reset(options={"index": 4})
+    truth = env.unwrapped.oracle_answer()
+    group = score_group(env, 4, [truth, "no idea", truth])
+    assert group.rewards == [1.0, 0.0, 1.0] and group.index == 4
+
+
+def test_cli_rloo_with_lora_trains_and_resumes(tiny_model_dir, tmp_path, capsys):
+    common = ["--agent", "rloo", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
+              "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "lora",
+              "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2", "--lora-r", "4"]
+    main(["train", *common, "--total-steps", "1"])
+    policy_dir = tmp_path / "lora" / "checkpoints" / "step-000001" / "policy"
+    assert (policy_dir / "adapter_config.json").is_file()  # adapters only, not the whole model
+    main(["train", *common, "--total-steps", "2", "--resume", str(tmp_path / "lora")])
+    assert "resumed from" in capsys.readouterr().out
+    assert (tmp_path / "lora" / "checkpoints" / "step-000002" / "policy" / "adapter_config.json").is_file()
+    config = json.loads((tmp_path / "lora" / "config.json").read_text())
+    assert config["lora_r"] == 4 and "normalize_advantages" in config
