@@ -1,0 +1,57 @@
+"""The markdown table says what metrics.json says."""
+
+import json
+import math
+
+from perception_env.evaluation.report import COLUMNS, format_value, markdown_table, write_outputs
+
+
+def _parse_table(text):
+    """{row label: {column header: cell}} of every table in ``text``."""
+    rows = {}
+    header = None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None if not line.strip() or line.startswith("###") else header
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not set(line) <= set("|-: "):
+            rows[cells[1]] = dict(zip(header, cells))
+    return rows
+
+
+def test_table_matches_metrics_json(tmp_path):
+    runs = [
+        {
+            "task": "detection",
+            "benchmark": "COCO val2017",
+            "agent": "model-a",
+            "metrics": {"AP": 0.3191, "AP50": 0.467, "AP75": 0.334, "APs": 0.1, "APm": 0.25, "APl": float("nan"), "n": 5000.0, "reward": 1.234, "success": 0.05},
+        },
+        {
+            "task": "ocr",
+            "benchmark": "PageOCR en",
+            "agent": "model-b",
+            "metrics": {"edit_distance": 0.035, "f1": 0.982, "precision": 0.99, "recall": 0.975, "bleu": 0.9, "meteor_exact_stem": 0.95, "n": 100.0, "reward": 0.96, "success": 0.4},
+        },
+    ]
+    paths = write_outputs(tmp_path, runs[0], [{"index": 0}])
+    on_disk = json.loads(paths["metrics"].read_text())
+    assert on_disk["metrics"]["APl"] is None  # NaN -> null
+    table = markdown_table([on_disk, runs[1]])
+    parsed = _parse_table(table)
+    assert parsed["model-a"]["AP"] == "31.9" and parsed["model-a"]["AP_L"] == "–"
+    assert parsed["model-b"]["edit dist ↓"] == "3.5"  # the paper's units
+    assert "METEOR (exact+stem, no WordNet)" in parsed["model-b"] and "METEOR" not in parsed["model-b"]
+    for run in (on_disk, runs[1]):
+        row = parsed[run["agent"]]
+        for key, header, kind in COLUMNS[run["task"]]:
+            if key in run["metrics"]:
+                value = run["metrics"][key]
+                assert row[header] == format_value(value, kind)
+                if value is not None and not math.isnan(value) and kind == "pct":
+                    assert float(row[header]) == round(100 * value, 1)
+    assert _parse_table(paths["table"].read_text())["model-a"]["AP"] == "31.9"
+    assert paths["predictions"].read_text().strip() == '{"index": 0}'
