@@ -2,7 +2,11 @@
 
     python benchmarks/rewards.py
 
-Single-threaded: BLAS/OpenMP pools are pinned to one thread before numpy loads.
+One core: the process is pinned to one CPU (where the OS allows) and the
+BLAS/OpenMP pools to one thread before numpy loads. Each "naive" function
+restates the official code's formula (REFERENCE.md) in plain Python; the run
+asserts that it gives the same reward as ours on the benchmark input, then
+times both in the same process, so the ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+if hasattr(os, "sched_setaffinity"):  # Linux: one core, as the targets are stated
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import math  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -23,7 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perception_env.data.sample import Sample  # noqa: E402
 from perception_env.formats import get_format  # noqa: E402
-from perception_env.rewards import detection_reward, score_detection, score_grounding, score_ocr  # noqa: E402
+from perception_env.rewards import (  # noqa: E402
+    DetectionRewardConfig,
+    detection_reward,
+    score_counting,
+    score_detection,
+    score_grounding,
+    score_ocr,
+)
 from perception_env.rewards.matching import hungarian_match  # noqa: E402
 
 
@@ -66,7 +80,8 @@ def naive_giou(a, b):
 
 
 def naive_detection_reward(pred, pred_labels, gt, gt_labels, w, h):
-    """The paper's detection reward with Python loops for the cost matrix (scipy for the assignment)."""
+    """The official detection reward: Python loops for the cost matrix (scipy for the assignment),
+    label and IoU terms averaged over the TP matches (ours: ``match_denominator="tp"``)."""
     cost = []
     for p, pl in zip(pred, pred_labels):
         row = []
@@ -79,9 +94,36 @@ def naive_detection_reward(pred, pred_labels, gt, gt_labels, w, h):
     rows, cols = hungarian_match(np.array(cost))
     tp = [(r, c) for r, c in zip(rows, cols) if naive_iou(pred[r], gt[c]) > 0.5]
     f1 = 2 * len(tp) / (len(pred) + len(gt))
-    label = sum(pred_labels[r] == gt_labels[c] for r, c in tp) / max(len(pred), len(gt))
-    iou = sum(naive_iou(pred[r], gt[c]) for r, c in tp) / max(len(pred), len(gt))
+    label = sum(pred_labels[r] == gt_labels[c] for r, c in tp) / len(tp) if tp else 0.0
+    iou = sum(naive_iou(pred[r], gt[c]) for r, c in tp) / len(tp) if tp else 0.0
     return 0.25 + 0.75 * f1 + label + iou
+
+
+_NAIVE_BOX_RE = re.compile(r"\((\d+),(\d+)\),\((\d+),(\d+)\)")
+_NAIVE_POINT_RE = re.compile(r"\((\d+),(\d+)\)")
+
+
+def naive_grounding_reward(answer: str, gt, w, h):
+    """The official grounding reward: regex for the first box, [0,1000) -> pixels, IoU squared."""
+    m = _NAIVE_BOX_RE.search(answer)
+    if m is None:
+        return 0.0
+    x1, y1, x2, y2 = (int(v) for v in m.groups())
+    box = [x1 * w / 1000, y1 * h / 1000, x2 * w / 1000, y2 * h / 1000]
+    return naive_iou(box, gt) ** 2
+
+
+def naive_counting_reward(answer: str, gt_points_1000):
+    """The official counting reward on [0,1000) points: Python-loop L2 costs, scipy Hungarian,
+    count ratio * (1 - mean matched distance / (1000 * sqrt 2))."""
+    pred = [(int(x), int(y)) for x, y in _NAIVE_POINT_RE.findall(answer)]
+    if not pred:
+        return 0.0
+    cost = [[math.dist(p, g) for g in gt_points_1000] for p in pred]
+    rows, cols = hungarian_match(np.array(cost))
+    mean_d = sum(cost[r][c] for r, c in zip(rows, cols)) / len(rows)
+    ratio = min(len(pred), len(gt_points_1000)) / max(len(pred), len(gt_points_1000))
+    return ratio * (1 - mean_d / (1000 * math.sqrt(2)))
 
 
 def naive_levenshtein(a: str, b: str) -> int:
@@ -101,6 +143,10 @@ def naive_ocr_reward(pred: str, gt: str) -> float:
 
 
 # --------------------------------------------------------------------------- main
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
 def main() -> None:
     rng = np.random.default_rng(0)
     w, h = 640, 480
@@ -111,6 +157,7 @@ def main() -> None:
         wh = rng.uniform(10, 60, size=(n, 2))
         return np.concatenate([xy, xy + wh], axis=1)
 
+    # -- detection: 100 predicted x 100 target boxes, Qwen2.5-VL JSON in resized pixels
     gt = random_boxes(100)
     gt_labels = [classes[i] for i in rng.integers(0, 5, 100)]
     pred = gt + rng.normal(0, 3, gt.shape)
@@ -118,41 +165,76 @@ def main() -> None:
     sample = Sample("bench", w, h, boxes=gt, labels=tuple(gt_labels))
     fmt = get_format("qwen2.5-vl")
     answer = fmt.write(boxes=pred, labels=pred_labels, frame=fmt.make_frame(w, h))
+    official = DetectionRewardConfig(match_denominator="tp")  # the official code's "mean over matches"
 
-    fast = detection_reward(pred, pred_labels, gt, gt_labels, w, h)[0]
-    slow = naive_detection_reward(pred.tolist(), pred_labels, gt.tolist(), gt_labels, w, h)
-    assert abs(fast - slow) < 1e-9, (fast, slow)
+    def ours_official():
+        return detection_reward(pred, pred_labels, gt, gt_labels, w, h, config=official)
 
+    def naive_det():
+        return naive_detection_reward(pred.tolist(), pred_labels, gt.tolist(), gt_labels, w, h)
+
+    assert abs(ours_official()[0] - naive_det()) < 1e-9, (ours_official()[0], naive_det())
     t_arrays = per_call(lambda: detection_reward(pred, pred_labels, gt, gt_labels, w, h))
     t_full = per_call(lambda: score_detection(answer, sample, fmt))
-    t_naive = per_call(lambda: naive_detection_reward(pred.tolist(), pred_labels, gt.tolist(), gt_labels, w, h))
+    t_official = per_call(ours_official)
+    t_naive = per_call(naive_det)
 
+    # -- grounding: one Qwen2-VL box answer in [0,1000), IoU^2
+    q2 = get_format("qwen2-vl")
     g_sample = Sample("g", w, h, boxes=gt[:1], labels=("the dog",), query="the dog")
     g_answer = "<|object_ref_start|>the dog<|object_ref_end|><|box_start|>(20,40),(300,500)<|box_end|>"
-    q2 = get_format("qwen2-vl")
+    g_box = gt[0].tolist()
+    g_ours = score_grounding(g_answer, g_sample, q2).reward
+    assert abs(g_ours - naive_grounding_reward(g_answer, g_box, w, h)) < 1e-12, g_ours
     t_ground = per_call(lambda: score_grounding(g_answer, g_sample, q2))
-    box = gt[1].tolist()
-    t_ground_naive = per_call(lambda: naive_iou(box, gt[0].tolist()) ** 2)
+    t_ground_naive = per_call(lambda: naive_grounding_reward(g_answer, g_box, w, h))
 
+    # -- counting: 50 predicted x 50 target points, Qwen2-VL points in [0,1000)
+    pts_fmt = get_format("qwen2-vl-points")
+    c_gt = rng.uniform(0, [w, h], size=(50, 2))
+    c_sample = Sample("c", w, h, points=c_gt, query="dot")
+    c_answer = pts_fmt.write(points=c_gt + rng.normal(0, 4, c_gt.shape), labels=["dot"] * 50,
+                             frame=pts_fmt.make_frame(w, h))
+    c_gt_1000 = (c_gt * [1000 / w, 1000 / h]).tolist()
+    c_ours = score_counting(c_answer, c_sample, pts_fmt).reward
+    assert abs(c_ours - naive_counting_reward(c_answer, c_gt_1000)) < 1e-9, c_ours
+    t_count = per_call(lambda: score_counting(c_answer, c_sample, pts_fmt))
+    t_count_naive = per_call(lambda: naive_counting_reward(c_answer, c_gt_1000))
+
+    # -- OCR: a page of text, 1 - normalised edit distance
     words = "the quick brown fox jumps over the lazy dog".split()
     page = " ".join(rng.choice(words, 400))  # ~1,800 characters, a page-sized OCR text
     noisy = page.replace("o", "0", 20).replace(" the ", "  teh ", 5)
     o_sample = Sample("o", w, h, text=page)
+    assert abs(score_ocr(noisy, o_sample, "text").reward - naive_ocr_reward(noisy, page)) < 1e-12
     t_ocr = per_call(lambda: score_ocr(noisy, o_sample, "text"))
     t_ocr_naive = per_call(lambda: naive_ocr_reward(noisy, page), min_time=2.0)
-    assert abs(score_ocr(noisy, o_sample, "text").reward - naive_ocr_reward(noisy, page)) < 1e-12
 
-    print(f"threads: OMP/OPENBLAS/MKL = {os.environ['OMP_NUM_THREADS']}; numpy {np.__version__}")
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "all"
+    threads = os.environ["OMP_NUM_THREADS"]
+    print(f"one core: CPUs {cpus}; OMP/OPENBLAS/MKL threads = {threads}; numpy {np.__version__}")
+    print("naive = the official code's formula restated in plain Python; same reward asserted before timing")
     print("detection, 100 predicted x 100 target boxes (paper reward):")
+    print(f"  score_detection from JSON     {t_full * 1e3:8.3f} ms/call  (parse + frame + reward; "
+          f"target < 5 ms: {verdict(t_full < 5e-3)})")
     print(f"  detection_reward on arrays    {t_arrays * 1e3:8.3f} ms/call")
-    print(f"  score_detection from JSON     {t_full * 1e3:8.3f} ms/call  (parse + frame + reward; target < 5 ms)")
-    print(f"  naive pure-Python reference   {t_naive * 1e3:8.3f} ms/call  -> {t_naive / t_arrays:6.1f}x slower")
+    print(f"  same, official denominators   {t_official * 1e3:8.3f} ms/call")
+    print(f"  naive official formula        {t_naive * 1e3:8.3f} ms/call  "
+          f"-> ours/naive speed {t_naive / t_official:6.1f}x")
     print("grounding (qwen2-vl answer, IoU^2):")
-    print(f"  score_grounding               {1 / t_ground:10,.0f} answers/s  (target >= 10,000/s)")
-    print(f"  naive IoU^2 alone (no parse)  {1 / t_ground_naive:10,.0f} pairs/s")
+    print(f"  score_grounding               {1 / t_ground:10,.0f} answers/s  (target >= 10,000/s: "
+          f"{verdict(1 / t_ground >= 10_000)})")
+    print(f"  naive official formula        {1 / t_ground_naive:10,.0f} answers/s  "
+          f"-> ours/naive speed {t_ground_naive / t_ground:6.2f}x")
+    print("    (ours also checks well-formedness, reads floats/NaN/inverted boxes, clips, explains in info)")
+    print("counting, 50 predicted x 50 target points (paper reward):")
+    print(f"  score_counting                {1 / t_count:10,.0f} answers/s")
+    print(f"  naive official formula        {1 / t_count_naive:10,.0f} answers/s  "
+          f"-> ours/naive speed {t_count_naive / t_count:6.2f}x")
     print(f"OCR ({len(page):,}-char page, 1 - normalised edit distance):")
     print(f"  score_ocr (rapidfuzz)         {1 / t_ocr:10,.0f} answers/s")
-    print(f"  naive Python Levenshtein      {1 / t_ocr_naive:10,.1f} answers/s  -> {t_ocr_naive / t_ocr:6.0f}x slower")
+    print(f"  naive Python Levenshtein      {1 / t_ocr_naive:10,.1f} answers/s  "
+          f"-> ours/naive speed {t_ocr_naive / t_ocr:6.0f}x")
 
 
 if __name__ == "__main__":

@@ -150,9 +150,18 @@ class PerceptionEnv(gym.Env[Observation, str]):
         """The current question, from the template and the sample."""
         return self.prompt_template.format(**self._prompt_fields(self.sample))
 
-    def oracle_answer(self) -> str:
-        """A perfect answer for the current sample, in this env's answer format."""
-        return self.answer_format.write(frame=self.frame, **self._oracle_targets(self.sample))
+    def oracle_answer(self, exact: bool = False) -> str:
+        """A perfect answer for the current sample, in this env's answer format.
+
+        Coordinates are integers, as a model writes them, so a box of a few pixels can lose a
+        little IoU to rounding. ``exact=True`` writes unrounded coordinates (4 decimals) where the
+        format allows them (Qwen2.5-VL JSON), for evaluations that must reach AP 100 exactly;
+        the Qwen2-VL formats are integers in ``[0, 1000)`` by definition and ignore it.
+        """
+        targets = self._oracle_targets(self.sample)
+        if exact and self.answer_format.fractional_coordinates:
+            return self.answer_format.write(frame=self.frame, decimals=4, **targets)
+        return self.answer_format.write(frame=self.frame, **targets)
 
     def _fresh_observation(self) -> Observation:
         # A new, writable array per call: users keep and may modify what they are given.

@@ -188,6 +188,8 @@ class AnswerFormat(ABC):
     name: str
     frame_name: str  # "relative-1000" | "resized-pixels" | "none"
     produces: str  # "boxes" | "points" | "count" | "text": what a well-formed answer carries
+    # Whether a well-formed answer may hold non-integer coordinates (then ``write`` takes ``decimals``).
+    fractional_coordinates: bool = False
 
     def parse(self, answer: Any, frame: CoordinateFrame | None = None) -> ParsedAnswer:
         """Read ``answer``; never raises. Non-``str`` input gives an empty, not-well-formed result.
@@ -247,6 +249,11 @@ def _as_objects(boxes, points, labels) -> tuple[np.ndarray, list[str | None], st
 def _to_answer_ints(arr: np.ndarray, frame: CoordinateFrame | None, lo: float, hi: np.ndarray | float) -> np.ndarray:
     units = arr if frame is None else frame.from_pixels(arr)
     return np.clip(np.rint(units), lo, hi).astype(np.int64)
+
+
+def _to_answer_decimals(arr: np.ndarray, frame: CoordinateFrame | None, lo: float, hi, decimals: int):
+    units = arr if frame is None else frame.from_pixels(arr)
+    return np.round(np.clip(units, lo, hi), decimals)
 
 
 # --------------------------------------------------------------------------- qwen2-vl
@@ -459,6 +466,7 @@ class Qwen25VLFormat(AnswerFormat):
     name = "qwen2.5-vl"
     frame_name = "resized-pixels"
     produces = "boxes"
+    fractional_coordinates = True
 
     def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
         problems: list[str] = []
@@ -560,14 +568,24 @@ class Qwen25VLFormat(AnswerFormat):
         problems.append(f"not valid JSON; salvaged {len(items)} object(s) from complete {{...}} chunks")
         return items
 
-    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
-        """A one-line JSON list with integer coordinates, clamped to the resized image."""
+    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None,
+              decimals: int | None = None) -> str:
+        """A one-line JSON list with integer coordinates (as the model writes), clamped to the resized image.
+
+        ``decimals=k`` writes coordinates rounded to k decimals instead (still well-formed): the
+        answer then maps back to the original pixels to within ``10**-k`` of a unit, free of the
+        integer rounding that costs a box of a few pixels its IoU > 0.95 (see
+        ``PerceptionEnv.oracle_answer(exact=True)``).
+        """
         arr, labels, kind = _as_objects(boxes, points, labels)
         hi = np.inf if frame is None else np.tile(np.asarray(frame.extent), arr.shape[1] // 2)
-        ints = _to_answer_ints(arr, frame, 0, hi)
+        if decimals is None:
+            units = _to_answer_ints(arr, frame, 0, hi)
+        else:
+            units = _to_answer_decimals(arr, frame, 0, hi, decimals)
         key = "bbox_2d" if kind == "box" else "point_2d"
         out = []
-        for coords, lab in zip(ints.tolist(), labels):
+        for coords, lab in zip(units.tolist(), labels):
             obj: dict[str, Any] = {key: coords}
             if lab is not None:
                 obj["label"] = lab

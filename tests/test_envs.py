@@ -8,7 +8,8 @@ from gymnasium.utils.env_checker import check_env
 import perception_env
 from perception_env.spaces import ImageSpace, UnicodeText
 
-ENV_IDS = list(perception_env.ENV_IDS)
+# Parametrised from Gymnasium's registry itself, so a newly registered env cannot escape the checks.
+ENV_IDS = sorted(env_id for env_id, spec in gym.registry.items() if spec.namespace == "PerceptionR1")
 FORMATS = {
     "PerceptionR1/Detection-v0": ["qwen2.5-vl", "qwen2-vl"],
     "PerceptionR1/Counting-v0": ["qwen2-vl", "qwen2-vl-points", "qwen2.5-vl", "number"],
@@ -18,15 +19,16 @@ FORMATS = {
 
 
 def test_registry_is_complete():
-    assert set(ENV_IDS) == set(FORMATS)
-    for env_id in ENV_IDS:
-        assert env_id in gym.registry
+    assert set(ENV_IDS) == set(FORMATS) == set(perception_env.ENV_IDS)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_check_env(env_id):
     env = gym.make(env_id)
     check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+    env = gym.make(env_id, render_mode="rgb_array")  # and the render check
+    check_env(env.unwrapped)
     env.close()
 
 
@@ -53,6 +55,12 @@ def test_seeding_is_deterministic(env_id):
         (oa, ia), (ob, ib) = a.reset(seed=seed), b.reset(seed=seed)
         assert ia["sample_id"] == ib["sample_id"] and oa["prompt"] == ob["prompt"]
         np.testing.assert_array_equal(oa["image"], ob["image"])
+        (oa, ia), (ob, ib) = a.reset(), b.reset()  # unseeded resets continue the seeded stream
+        assert ia["sample_id"] == ib["sample_id"]
+        np.testing.assert_array_equal(oa["image"], ob["image"])
+        assert a.step("(1,2),(3,4)")[1] == b.step("(1,2),(3,4)")[1]
+    # ... and the seed matters: ten seeds do not all give the same sample
+    assert len({a.reset(seed=seed)[1]["sample_id"] for seed in range(10)}) > 1
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -61,9 +69,17 @@ def test_index_option_replays_the_same_sample(env_id):
     o1, i1 = env.reset(seed=0, options={"index": 7})
     env.reset(seed=99)
     o2, i2 = env.reset(options={"index": 7})
-    assert i1["index"] == i2["index"] == 7
+    assert i1["index"] == i2["index"] == 7 and i1["sample_id"] == i2["sample_id"]
     np.testing.assert_array_equal(o1["image"], o2["image"])
     assert o1["prompt"] == o2["prompt"]
+    # replay in a fresh env, whatever its seed: the same sample, and the same answer earns the same reward
+    other = gym.make(env_id)
+    o3, i3 = other.reset(seed=1234, options={"index": 7})
+    assert i3["sample_id"] == i1["sample_id"] and o3["prompt"] == o1["prompt"]
+    np.testing.assert_array_equal(o3["image"], o1["image"])
+    answer = env.unwrapped.oracle_answer()
+    assert other.unwrapped.oracle_answer() == answer
+    assert env.step(answer)[1] == other.step(answer)[1]
     with pytest.raises(IndexError):
         env.reset(options={"index": 10**9})
 
@@ -79,6 +95,9 @@ def test_oracle_earns_the_maximum(env_id, difficulty):
             # integer coordinates quantise boxes (a 14-px object at "hard" loses up to ~4% of IoU**2)
             assert reward >= 0.95 * info["max_reward"], (answer_format, info)
             assert info["is_success"], (answer_format, info)
+            if env.unwrapped.answer_format.fractional_coordinates:  # unrounded: no quantisation loss
+                exact = env.step(env.unwrapped.oracle_answer(exact=True))[1]
+                assert exact == pytest.approx(info["max_reward"], rel=1e-4), answer_format
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -101,3 +101,16 @@ def test_parse_never_raises_on_bytes_garbage(raw):
             p = fmt.parse(answer, CoordinateFrame.relative_1000(640, 480))
             assert np.isfinite(p.boxes).all() and np.isfinite(p.points).all()
             assert len(p.boxes) == len(p.points) == len(p.labels)
+
+
+def test_qwen25_decimals_round_trip_exactly():
+    """``decimals`` (the exact oracle) maps back to the original pixels; integers lose up to half a unit."""
+    fmt = get_format("qwen2.5-vl")
+    frame = CoordinateFrame.resized_pixels(640, 480)  # 644 x 476
+    boxes = np.array([[5, 400, 25, 420], [10.5, 10, 110, 209.25]])
+    exact = fmt.parse(fmt.write(boxes=boxes, labels=["dog", "person"], frame=frame, decimals=4), frame)
+    assert exact.well_formed and exact.labels == ["dog", "person"]
+    np.testing.assert_allclose(exact.boxes, boxes, atol=1e-3)
+    rounded = fmt.parse(fmt.write(boxes=boxes, labels=["dog", "person"], frame=frame), frame)
+    assert np.abs(rounded.boxes - boxes).max() > 0.1
+    assert fmt.fractional_coordinates and not get_format("qwen2-vl").fractional_coordinates

@@ -268,3 +268,44 @@ def test_jsonl_unreadable_image(tmp_path):
 def test_jsonl_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         JsonlDataset(tmp_path / "nope.jsonl", "ocr")
+
+
+# -- every loader: a missing image fails at load time, naming its full path and who referenced it ----
+def _coco_missing(tmp_path):
+    ann, images = write_coco(tmp_path)
+    return lambda: CocoDetection(ann, images), images / "b.png", ann, "image 3"
+
+
+def _refcoco_missing(tmp_path):
+    folder = write_refer(tmp_path)
+    images = tmp_path / "images" / "mscoco" / "images" / "train2014"
+    load = lambda: RefCocoGrounding.from_root(tmp_path, split="val")  # noqa: E731
+    return load, images / "b.png", folder / "instances.json", "image 3"
+
+
+def _pixmo_missing(tmp_path):
+    write_png(tmp_path / "p.png")
+    path = write_jsonl(tmp_path / "train.jsonl", [{"image": "p.png", "label": "a", "count": 0, "points": []},
+                                                  {"image": "b.png", "label": "a", "count": 0, "points": []}])
+    return lambda: PixmoCount(path), tmp_path / "b.png", path, "line 2"
+
+
+def _page_ocr_missing(tmp_path):
+    path = write_jsonl(tmp_path / "test.jsonl", [{"image": "pages/b.png", "text": "x"}])
+    return lambda: PageOcr(path), tmp_path / "pages" / "b.png", path, "line 1"
+
+
+def _jsonl_missing(tmp_path):
+    path = write_jsonl(tmp_path / "g.jsonl", [{"image": "b.png", "expression": "it", "box": [1, 1, 4, 4]}])
+    return lambda: JsonlDataset(path, "grounding"), tmp_path / "b.png", path, "line 1"
+
+
+@pytest.mark.parametrize(
+    "setup", [_coco_missing, _refcoco_missing, _pixmo_missing, _page_ocr_missing, _jsonl_missing]
+)
+def test_missing_image_names_the_path(tmp_path, setup):
+    load, missing, referenced_by, entry = setup(tmp_path)
+    missing.unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError) as e:
+        load()
+    assert str(missing) in str(e.value) and str(referenced_by) in str(e.value) and entry in str(e.value)

@@ -172,3 +172,40 @@ def test_qwen25_empty_answers_are_ap_0():
     result = run_evaluation(_resized_env(), empty_answerer)
     assert result.metrics["AP"] == 0.0 and result.metrics["AP50"] == 0.0
     assert result.records[0]["answer"] == "[]"
+
+
+def test_qwen25_oracle_on_the_official_coco_file_is_ap_100(coco_fixture):
+    """Original COCO annotations (non-contiguous ids, a crowd, an image without objects, sizes that
+    smart_resize changes): Qwen2.5-VL answers in resized pixels -> original pixels -> COCOeval -> AP 100."""
+    path, root = coco_fixture
+    ds = CocoDetection(path, root)
+    env = DetectionEnv(dataset=ds, answer_format="qwen2.5-vl")
+    frames = []
+    for i in range(3):
+        env.reset(options={"index": i})
+        frames.append((env.frame.image_width, env.frame.image_height, *env.frame.extent))
+    assert frames == [(640, 480, 644.0, 476.0), (320, 240, 308.0, 252.0), (100, 100, 112.0, 112.0)]
+    result = run_evaluation(env, oracle_answerer)
+    assert result.metrics["official_coco_gt"] == 1.0 and result.metrics["dropped_predictions"] == 0
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+        assert result.metrics[key] == pytest.approx(1.0, abs=1e-12), key
+    image_ids = [r["image_id"] for r in result.records]
+    labels = [r["parsed"]["labels"] for r in result.records]
+
+    def ap_of(answers, read_as_pixels=False):
+        boxes = []
+        for i, answer in enumerate(answers):
+            env.reset(options={"index": i})
+            boxes.append(env.answer_format.parse(answer, None if read_as_pixels else env.frame).boxes)
+        return detection_metrics(ds.coco, image_ids, boxes, labels, ds.name_to_category_id)
+
+    # integer answers, as a model writes them: rounding in the 644x476 frame costs the 20x20 dog
+    # its IoU > 0.95 (0.949), so only the strictest thresholds of the small-object AP drop
+    integer = []
+    for i in range(3):
+        env.reset(options={"index": i})
+        integer.append(env.oracle_answer())
+    m = ap_of(integer)
+    assert m["AP50"] == m["AP75"] == pytest.approx(1.0) and m["APs"] == pytest.approx(0.9)
+    # the same answers read as original pixels (the official code's frame mistake) lose AP
+    assert ap_of([r["answer"] for r in result.records], read_as_pixels=True)["AP"] < 0.9

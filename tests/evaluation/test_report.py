@@ -55,3 +55,22 @@ def test_table_matches_metrics_json(tmp_path):
                     assert float(row[header]) == round(100 * value, 1)
     assert _parse_table(paths["table"].read_text())["model-a"]["AP"] == "31.9"
     assert paths["predictions"].read_text().strip() == '{"index": 0}'
+
+
+def test_every_paper_metric_has_a_column():
+    """No metric the evaluation computes can silently be missing from the table."""
+    from perception_env.evaluation.coco import COCO_STAT_NAMES
+    from perception_env.evaluation.metrics import counting_metrics, grounding_metrics, ocr_sample_metrics
+
+    produced = {
+        "detection": set(COCO_STAT_NAMES[:6]),  # AP, AP50, AP75, APs, APm, APl: the paper's columns
+        "grounding": set(grounding_metrics([[0, 0, 1, 1]], [[0, 0, 1, 1]])),
+        "counting": set(counting_metrics([1], [1])),
+        "ocr": set(ocr_sample_metrics("a b", "a b")) | {"meteor", "meteor_exact_stem"},
+    }
+    for task, keys in produced.items():
+        assert keys == {key for key, _, _ in COLUMNS[task]}, task
+    run = {"task": "grounding", "benchmark": "RefCOCO val", "agent": "m",
+           "metrics": grounding_metrics([[0, 0, 10, 10], [0, 0, 10, 5]], [[0, 0, 10, 10]] * 2)}
+    row = _parse_table(markdown_table([run]))["m"]
+    assert row["Acc@0.5"] == "100.0" and row["Acc@0.75"] == "50.0" and row["mIoU"] == "75.0"  # by hand

@@ -104,3 +104,12 @@ def test_counting_env_ratio_reward_config():
     _, reward, _, _, info = env.step(str(n - 1))
     assert reward == (n - 1) / n and info["reward_components"]["exact"] == 0.0 and not info["is_success"]
     assert env.step(str(n))[1] == 1.0
+
+
+def test_duplicate_correct_point_does_not_pay_twice():
+    # 3 exact points plus a copy of the first: ratio 3/4, distances 0 -> 0.75 (and the copy is unmatched)
+    r, b = counting_points_reward(np.vstack([GT, GT[:1]]), GT, 100, 100)
+    assert r == pytest.approx(0.75) and b["unmatched_predictions"] == [3]
+    # the same point three times for three targets: matched distances 0, 0.4*sqrt2, 0.8*sqrt2 (of sqrt2)
+    r, _ = counting_points_reward(np.repeat(GT[:1], 3, axis=0), GT, 100, 100)
+    assert r == pytest.approx(1 - (0 + 0.4 + 0.8) / 3)

@@ -27,12 +27,15 @@ SAMPLE = Sample(
     points=(BOXES[:, :2] + BOXES[:, 2:]) / 2, query="dog", text="Hello world, 2025.",
 )
 GROUNDING = Sample("g", W, H, boxes=BOXES[:1], labels=("person",), query="the person")
+EMPTY = Sample("e", W, H, query="dog")  # an image with nothing to find
 SCORERS = [
     (score_detection, SAMPLE, DetectionRewardConfig()),
+    (score_detection, EMPTY, DetectionRewardConfig(fp_fn_penalty=0.5)),
     (score_detection, SAMPLE, DetectionRewardConfig(kind="matched-iou")),
     (score_detection, SAMPLE, DetectionRewardConfig(fp_fn_penalty=0.5)),
     (score_counting, SAMPLE, None),
     (score_counting, SAMPLE, CountingRewardConfig(kind="exact")),
+    (score_counting, EMPTY, None),
     (score_grounding, GROUNDING, None),
     (score_grounding, GROUNDING, GroundingRewardConfig(format_weight=0.5)),
     (score_ocr, SAMPLE, None),
@@ -52,7 +55,16 @@ answers = st.one_of(
 def _check(result):
     assert math.isfinite(result.reward) and 0.0 <= result.reward <= result.max_reward
     assert all(math.isfinite(v) for v in result.components.values())
-    json.dumps(result.to_info(), allow_nan=False)
+    info = result.to_info()
+    json.dumps(info, allow_nan=False)
+    if not result.parsed.well_formed:  # an answer that could not be read cleanly says why
+        assert isinstance(info["reason"], str) and info["reason"], info
+
+
+def test_every_task_and_format_is_covered():
+    assert {scorer.__name__ for scorer, _, _ in SCORERS} == {
+        "score_detection", "score_counting", "score_grounding", "score_ocr"}
+    assert set(FORMATS) == {"qwen2-vl", "qwen2.5-vl", "qwen2-vl-points", "number", "text"}
 
 
 @settings(max_examples=120, deadline=None)
@@ -61,6 +73,32 @@ def test_any_answer_any_format_any_task_is_finite_and_in_range(answer):
     for fmt in FORMATS.values():
         for scorer, sample, cfg in SCORERS:
             _check(scorer(answer, sample, fmt, None, cfg))
+
+
+any_number = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6))
+json_objects = st.lists(
+    st.tuples(
+        st.sampled_from(["box", "point"]),
+        st.lists(any_number, min_size=4, max_size=4),
+        st.one_of(st.none(), st.sampled_from(["person", "dog", "cup", "", "DOG "])),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(json_objects)
+def test_any_json_objects_any_numbers_are_finite_and_in_range(objs):
+    """Qwen2.5-VL answers with arbitrary numbers (NaN, inf, negative, huge, inverted) in valid JSON."""
+    items = []
+    for kind, nums, label in objs:
+        item = {"bbox_2d": nums} if kind == "box" else {"point_2d": nums[:2]}
+        if label is not None:
+            item["label"] = label
+        items.append(item)
+    answer = json.dumps(items)  # NaN/inf become the non-standard NaN/Infinity tokens models also write
+    for scorer, sample, cfg in SCORERS:
+        _check(scorer(answer, sample, "qwen2.5-vl", None, cfg))
 
 
 def _oracle(task, fmt, sample):
@@ -82,6 +120,8 @@ def _oracle(task, fmt, sample):
         ("counting", score_counting, SAMPLE, ["qwen2-vl", "qwen2.5-vl", "qwen2-vl-points", "number"]),
         ("grounding", score_grounding, GROUNDING, ["qwen2-vl", "qwen2.5-vl"]),
         ("ocr", score_ocr, SAMPLE, ["text"]),
+        ("detection", score_detection, EMPTY, ["qwen2-vl", "qwen2.5-vl"]),  # "[]" / "" on an empty image
+        ("counting", score_counting, EMPTY, ["qwen2-vl", "qwen2.5-vl", "qwen2-vl-points", "number"]),
     ],
 )
 def test_oracle_answer_earns_the_max(task, scorer, sample, names):
