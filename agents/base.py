@@ -11,11 +11,14 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from agents.config import TrainConfig
+from agents.distributed import LogProbModule, Parallel
+from agents.policies.sampling import derive_seed
 
 
 @dataclass
@@ -44,14 +47,6 @@ class RolloutBatch:
         return self.rewards.shape[1]
 
 
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (run seed, step, ...): same inputs, same seed, on every machine."""
-    import hashlib
-
-    digest = hashlib.sha256(",".join(str(int(p)) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 class Agent(abc.ABC):
     """An RL algorithm acting through a policy (see agents.policies.QwenVLPolicy).
 
@@ -64,14 +59,28 @@ class Agent(abc.ABC):
     def __init__(self, policy: Any, config: TrainConfig):
         self.policy = policy
         self.config = config
-        params = [p for p in policy.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            params,
-            lr=config.learning_rate,
-            betas=(config.adam_beta1, config.adam_beta2),
-            weight_decay=config.weight_decay,
+        self.parallel = Parallel.single()
+        self.trainable: torch.nn.Module = LogProbModule(policy, policy.model)
+        self.optimizer, self.scheduler = self._build_optimizer()
+
+    def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        c = self.config
+        params = [p for p in self.policy.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=c.learning_rate, betas=(c.adam_beta1, c.adam_beta2), weight_decay=c.weight_decay
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+
+    def distribute(self, parallel: Parallel) -> None:
+        """Train data-parallel (``agents/distributed.py``); call before the first update.
+
+        The training forward then runs through DDP or FSDP2; under FSDP2 the parameters become shards,
+        so the optimiser is rebuilt over them.
+        """
+        self.parallel = parallel
+        self.trainable = parallel.wrap(self.policy)
+        if parallel.shards_parameters:
+            self.optimizer, self.scheduler = self._build_optimizer()
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
@@ -101,10 +110,14 @@ class Agent(abc.ABC):
         return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
     # ------------------------------------------------------------- acting
-    def sample(self, observations: list[dict[str, Any]], *, step: int) -> Any:
-        """G answers per observation; the sampling seed is derived from (seed, step) so resumed runs repeat it."""
+    def sample(self, observations: list[dict[str, Any]], *, step: int, positions: Sequence[int] | None = None) -> Any:
+        """G answers per observation. Observation ``positions[b]`` of step ``step`` (default: ``b``) samples
+        with seed ``(seed, step, position)``: a resumed run, or the same step split over other ranks or
+        micro-batches, draws the same answers."""
         c = self.config
-        return self.policy.generate(
+        positions = range(len(observations)) if positions is None else positions
+        return self.parallel.generate(
+            self.policy,
             observations,
             num_samples=c.group_size,
             temperature=c.temperature,
@@ -112,12 +125,13 @@ class Agent(abc.ABC):
             top_k=c.top_k,
             max_new_tokens=c.max_new_tokens,
             do_sample=True,
-            generator_seed=derive_seed(c.seed, step, 1),
+            observation_seeds=[derive_seed(c.seed, step, 1, p) for p in positions],
         )
 
     def act_greedy(self, observations: list[dict[str, Any]], max_new_tokens: int | None = None) -> list[str]:
         """One deterministic answer per observation (evaluation)."""
-        rollout = self.policy.generate(
+        rollout = self.parallel.generate(
+            self.policy,
             observations,
             num_samples=1,
             max_new_tokens=max_new_tokens or self.config.max_new_tokens,
@@ -128,7 +142,20 @@ class Agent(abc.ABC):
     # ------------------------------------------------------------ learning
     @abc.abstractmethod
     def update(self, batch: RolloutBatch) -> dict[str, float]:
-        """Learn from one rollout batch; return scalar metrics (logged under ``train/``)."""
+        """Learn from one rollout batch; return scalar metrics (logged under ``train/``).
+
+        Compute the log-probs you differentiate with :meth:`logprobs` (not ``policy.completion_logprobs``):
+        that forward is the one DDP / FSDP2 synchronise. In a data-parallel run ``batch`` is this rank's
+        shard; normalise the loss as if it were the whole batch (gradients are averaged over ranks).
+        """
+
+    def logprobs(self, rollout: Any) -> torch.Tensor:
+        """Completion log-probs [N, T] under the policy being trained, differentiable."""
+        return self.trainable(rollout)
+
+    def accumulate(self, last: bool):
+        """Context for one micro-batch's backward: gradients are reduced over ranks only at the ``last``."""
+        return self.parallel.no_gradient_sync(skip=not last)
 
     def clip_and_step(self) -> float:
         """Gradient-norm clip (if set), optimiser and scheduler step; returns the pre-clip norm."""
@@ -142,9 +169,10 @@ class Agent(abc.ABC):
 
     # --------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the policy weights (saved by the policy itself)."""
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        """Everything but the policy weights (saved by the policy itself); full tensors, on every rank."""
+        return {"optimizer": self.parallel.optimizer_state(self.trainable, self.optimizer),
+                "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.parallel.load_optimizer_state(self.trainable, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -67,10 +67,13 @@ def build_train_parser(sub, agent: str = "grpo") -> None:
         help="RL training (GRPO by default) on a perception env",
         description="Train a Qwen2-VL / Qwen2.5-VL policy with an RL agent. Flags override --config.",
     )
-    p.add_argument("--agent", default="grpo", choices=sorted(AGENTS), help="training algorithm (its options follow)")
+    p.add_argument("--agent", default=agent, choices=sorted(AGENTS),
+                   help="training algorithm (its options follow); a resumed run keeps its own")
     p.add_argument("--env", dest="env_id_alias", default=None, help="alias of --env-id")
     p.add_argument("--config", default=None, help="YAML file of options (flags override it)")
-    p.add_argument("--resume", default=None, help="run folder or checkpoint folder to continue from")
+    p.add_argument("--resume", default=None,
+                   help="run folder or checkpoint folder to continue from, with the run's own options "
+                   "(flags given now override them, e.g. --total-steps to train longer)")
     add_arguments(p, AGENTS[agent][1])
     p.set_defaults(func=cmd_train)
 
@@ -81,9 +84,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.env_id_alias and not args.env_id:
         args.env_id = args.env_id_alias
-    config = config_from_args(AGENTS[args.agent][1], args, args.config)
+    saved = saved_run(args.resume)[1] if args.resume else None  # flags given now override it
+    config = config_from_args(AGENTS[args.agent][1], args, args.config, base=saved)
     run_dir = train(config, resume=args.resume)
-    print(f"done. TensorBoard: tensorboard --logdir {run_dir}")
+    from agents.distributed import env_world
+
+    if env_world()[0] == 0:
+        print(f"done. TensorBoard: tensorboard --logdir {run_dir}")
 
 
 def run_directory(config) -> Path:
@@ -96,23 +103,28 @@ def run_directory(config) -> Path:
 def train(config, resume: str | None = None, progress: bool = True, env=None, eval_env=None,
           stop_at: int | None = None):
     """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder."""
+    from agents.distributed import Parallel
     from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference
     from agents.policies.qwen_vl import QwenVLPolicy
     from agents.registry import make_agent
     from agents.trainer import Trainer, latest_checkpoint
 
     _torch_threads()
+    parallel = Parallel.from_environment(config.device, config.parallel)
     checkpoint = None
     if resume:
         checkpoint = latest_checkpoint(resume)
         run_dir = checkpoint.parent.parent
     else:
-        run_dir = run_directory(config)
+        run_dir = parallel.broadcast(run_directory(config))  # the ranks' clocks may read different seconds
     if not config.model:
         raise SystemExit(
             "--model is required (a hub id or a local folder; `perception-r1 make-tiny-model DIR` builds one)"
         )
-    load = dict(device=config.device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels)
+    if config.lora_r and parallel.shards_parameters:
+        raise SystemExit("LoRA runs data-parallel with --parallel ddp (the adapters are small; nothing to shard)")
+    device = parallel.device(config.device)
+    load = dict(device=device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels)
     if checkpoint is not None and (checkpoint / "policy" / "adapter_config.json").is_file():
         policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
     else:
@@ -128,12 +140,19 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
             # the reference is the run's STARTING model, not the checkpoint
             reference = QwenVLPolicy.from_pretrained(config.model, **load).model
     agent = make_agent(policy, config, reference_model=reference)
+    agent.distribute(parallel)
+    if parallel.enabled and parallel.is_main:
+        print(f"data-parallel: {parallel.describe(policy.model)}", flush=True)
     env = env if env is not None else _make_env(config.env_id, config.env_kwargs)
     trainer = Trainer(agent, config, run_dir, env=env, eval_env=eval_env, progress=progress)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
-        print(f"resumed from {checkpoint} at step {trainer.step}")
-    trainer.train(stop_at=stop_at)
+        if parallel.is_main:
+            print(f"resumed from {checkpoint} at step {trainer.step}")
+    try:
+        trainer.train(stop_at=stop_at)
+    finally:
+        parallel.close()
     return run_dir
 
 
@@ -172,7 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("make-tiny-model", help="build a randomly initialised tiny Qwen2-VL offline")
     p.add_argument("out_dir")
     p.add_argument("--arch", default="qwen2-vl", choices=["qwen2-vl", "qwen2.5-vl"])
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "2b", "3b"],
+                   help="tiny (0.26M, the demo), small (~70M), 2b / 3b (Qwen2-VL-2B / Qwen2.5-VL-3B sizes)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_tiny_model)
 
@@ -206,10 +226,24 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _chosen_agent(argv: list[str]) -> str:
-    """The --agent given to ``train`` (its flags depend on it), before full parsing."""
+    """The --agent given to ``train`` (its flags depend on it), before full parsing; a resumed run's own."""
     peek = argparse.ArgumentParser(add_help=False)
-    peek.add_argument("--agent", default="grpo")
-    return peek.parse_known_args(argv)[0].agent
+    peek.add_argument("--agent", default=None)
+    peek.add_argument("--resume", default=None)
+    known = peek.parse_known_args(argv)[0]
+    if known.agent is None and known.resume and argv[:1] == ["train"]:
+        return saved_run(known.resume)[0]
+    return known.agent or "grpo"
+
+
+def saved_run(resume: str) -> tuple[str, dict]:
+    """(agent name, config) of the run a ``--resume`` path points into."""
+    import torch
+
+    from agents.trainer import STATE_FILE, latest_checkpoint
+
+    state = torch.load(latest_checkpoint(resume) / STATE_FILE, weights_only=False, map_location="cpu")
+    return state.get("agent_name", "grpo"), state["config"]
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ class TrainConfig:
     seed: int = opt(0, "Seed of data order, sampling and initialisation.")
     device: str = opt("cpu", "torch device, e.g. cpu or cuda.")
     dtype: str = opt("float32", "Model dtype: float32, bfloat16 or float16.")
+    parallel: str = opt(
+        "ddp",
+        "Data-parallel strategy under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
+        "gradients and optimiser state sharded over the ranks). Ignored in a single process.",
+    )
     min_pixels: int = opt(3136, "Smallest image area the processor resizes to (pixels).")
     max_pixels: int = opt(1_000_000, "Largest image area the processor resizes to (pixels).")
 
@@ -140,9 +145,11 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
-def config_from_args(config_cls: type, args: argparse.Namespace, file: str | None = None) -> Any:
-    """Defaults < ``--config`` file < explicit flags."""
-    values: dict[str, Any] = {}
+def config_from_args(
+    config_cls: type, args: argparse.Namespace, file: str | None = None, base: dict[str, Any] | None = None
+) -> Any:
+    """Defaults < ``base`` (a resumed run's own config) < ``--config`` file < explicit flags."""
+    values: dict[str, Any] = dict(base or {})
     if file:
         values.update(config_cls.from_file(file).to_dict())
     for f in dataclasses.fields(config_cls):

@@ -65,24 +65,35 @@ def evaluate(
     agent: Agent, env: gym.Env, num_samples: int, batch_size: int = 16, max_new_tokens: int | None = None
 ) -> dict[str, Any]:
     """Greedy answers on samples ``0 .. num_samples-1`` of ``env``: mean reward, success rate and the
-    task's paper metrics (``metrics``: COCO AP, Acc@IoU, count accuracy/MAE, OCR edit distance ...)."""
+    task's paper metrics (``metrics``: COCO AP, Acc@IoU, count accuracy/MAE, OCR edit distance ...).
+
+    In a data-parallel run each rank answers an equal share (padded with repeats, which are dropped) and
+    every rank returns the figures of the whole set.
+    """
     from perception_env.evaluation import task_metrics
 
+    parallel = agent.parallel
     n = min(num_samples, len(env.unwrapped.dataset))
-    rewards, infos, samples = [], [], []
+    mine = list(range(parallel.rank, n, parallel.world_size))
+    per_rank = -(-n // parallel.world_size)
+    # equal call counts on every rank (FSDP2 sampling is collective); the padding is not scored
+    padded = mine + [mine[-1] if mine else 0] * (per_rank - len(mine))
+    results = []
     was_training = agent.policy.model.training
     agent.policy.model.eval()
-    for start in range(0, n, batch_size):
-        indices = list(range(start, min(n, start + batch_size)))
+    for start in range(0, per_rank, batch_size):
+        indices = padded[start : start + batch_size]
         observations = [env.reset(options={"index": i})[0] for i in indices]
         answers = agent.act_greedy(observations, max_new_tokens=max_new_tokens)
-        for i, answer in zip(indices, answers):
-            group = score_group(env, i, [answer])
-            rewards.append(group.rewards[0])
-            infos.append(group.infos[0])
-            samples.append(env.unwrapped.sample)
+        for position, (i, answer) in enumerate(zip(indices, answers), start=start):
+            if position < len(mine):
+                group = score_group(env, i, [answer])
+                results.append((i, group.rewards[0], group.infos[0], env.unwrapped.sample))
     agent.policy.model.train(was_training)
-    metrics = task_metrics(env.unwrapped.task, infos, samples, dataset=env.unwrapped.dataset)
+    results = sorted(parallel.gather_objects(results), key=lambda r: r[0])
+    rewards = [r[1] for r in results]
+    infos = [r[2] for r in results]
+    metrics = task_metrics(env.unwrapped.task, infos, [r[3] for r in results], dataset=env.unwrapped.dataset)
     return {"reward": float(np.mean(rewards)), "success": success_rate(infos), "n": n, "infos": infos,
             "metrics": metrics}
 
@@ -107,6 +118,8 @@ class Trainer:
             eval_env = gym.make(config.env_id, **{**config.env_kwargs, "split": config.eval_split})
         self.eval_env = eval_env
         self.order = DataOrder(len(self.env.unwrapped.dataset), config.seed)
+        self.parallel = agent.parallel
+        self.parallel.shard(config.prompts_per_step)  # fail now if the batch does not split over the ranks
         self.step = 0
         self.progress = progress
         self._writer = None
@@ -114,17 +127,20 @@ class Trainer:
 
     # -------------------------------------------------------------- collect
     def collect(self, step: int) -> RolloutBatch:
+        """This rank's share of step ``step``'s groups: sampled, scored (rewards ``[b, G]``)."""
         c = self.config
         t0 = time.perf_counter()
-        indices = self.order.indices(step, c.prompts_per_step)
+        global_indices = self.order.indices(step, c.prompts_per_step)
+        positions = self.parallel.shard(c.prompts_per_step)
+        indices = [global_indices[p] for p in positions]
         observations = [self.env.reset(options={"index": i})[0] for i in indices]
-        rollout = self.agent.sample(observations, step=step)
+        rollout = self.agent.sample(observations, step=step, positions=positions)
         t1 = time.perf_counter()
         texts = list(rollout.texts)
         g = c.group_size
         groups = [score_group(self.env, i, texts[b * g : (b + 1) * g]) for b, i in enumerate(indices)]
         t2 = time.perf_counter()
-        rewards = torch.tensor([grp.rewards for grp in groups], dtype=torch.float32)  # [B, G]
+        rewards = torch.tensor([grp.rewards for grp in groups], dtype=torch.float32)  # [b, G]
         return RolloutBatch(step, groups, rollout, rewards, {"generate": t1 - t0, "score": t2 - t1})
 
     # ---------------------------------------------------------------- train
@@ -132,10 +148,11 @@ class Trainer:
         """Train to ``config.total_steps`` (or stop early after step ``stop_at``, as an interruption would)."""
         c = self.config
         last = c.total_steps if stop_at is None else min(stop_at, c.total_steps)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=2, default=str))
+        if self.parallel.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=2, default=str))
         bar = None
-        if self.progress:
+        if self.progress and self.parallel.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(
@@ -149,7 +166,7 @@ class Trainer:
             step = self.step
             batch = self.collect(step)
             t0 = time.perf_counter()
-            metrics = self.agent.update(batch)
+            metrics = self.parallel.mean_metrics(self.agent.update(batch))
             batch.timings["update"] = time.perf_counter() - t0
             self.step = step + 1
             row = self._log(batch, metrics)
@@ -179,8 +196,9 @@ class Trainer:
         out = {"eval/reward": result["reward"], "eval/success": result["success"]}
         out.update({f"eval/{k}": float(v) for k, v in result["metrics"].items()
                     if isinstance(v, (int, float)) and v is not None and k not in ("reward", "success", "n")})
-        for key, value in out.items():
-            self.writer.add_scalar(key, value, self.step)
+        if self.parallel.is_main:
+            for key, value in out.items():
+                self.writer.add_scalar(key, value, self.step)
         return out
 
     # ------------------------------------------------------------------ log
@@ -197,19 +215,20 @@ class Trainer:
         return self._writer
 
     def _log(self, batch: RolloutBatch, metrics: dict[str, float]) -> dict[str, float]:
+        """The step's figures over the global batch (every rank computes them; rank 0 writes them)."""
         c = self.config
-        rewards = batch.rewards
-        lengths = batch.rollout.completion_mask.sum(dim=1).float()
+        parallel = self.parallel
+        rewards = parallel.all_gather_rows(batch.rewards)  # [B, G]
+        lengths = parallel.all_gather_rows(batch.rollout.completion_mask.sum(dim=1).float().cpu())  # [B*G]
         infos = [info for grp in batch.groups for info in grp.infos]
-        elapsed = sum(batch.timings.values())
+        elapsed = max(sum(batch.timings.values()), 1e-9)  # seconds of this rank, which ran in parallel
         row = {
             "reward/mean": float(rewards.mean()),
             "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
-            "reward/success": success_rate(infos),
             "completions/mean_length": float(lengths.mean()),
             "completions/max_length": float(lengths.max()),
-            "perf/samples_per_s": rewards.numel() / max(elapsed, 1e-9),
-            "perf/tokens_per_s": float(lengths.sum()) / max(elapsed, 1e-9),
+            "perf/samples_per_s": rewards.numel() / elapsed,
+            "perf/tokens_per_s": float(lengths.sum()) / elapsed,
             **{f"perf/time_{k}": v for k, v in batch.timings.items()},
             **{f"train/{k}": v for k, v in metrics.items()},
         }
@@ -218,11 +237,13 @@ class Trainer:
             for key, value in (info.get("reward_components") or {}).items():
                 if isinstance(value, (int, float)):
                     components.setdefault(key, []).append(float(value))
-        row.update({f"reward/{k}": float(np.mean(v)) for k, v in components.items()})
-        if c.log_every and self.step % c.log_every == 0:
+        shard_means = {"reward/success": success_rate(infos)}
+        shard_means.update({f"reward/{k}": float(np.mean(v)) for k, v in components.items()})
+        row.update(parallel.mean_metrics(shard_means))  # equal shards: the mean of means is the mean
+        if parallel.is_main and c.log_every and self.step % c.log_every == 0:
             for key, value in row.items():
                 self.writer.add_scalar(key, value, self.step)
-        if c.log_samples_every and self.step % c.log_samples_every == 0:
+        if parallel.is_main and c.log_samples_every and self.step % c.log_samples_every == 0:
             self._log_samples(batch)
         return row
 
@@ -243,31 +264,40 @@ class Trainer:
 
     # --------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-NNNNNN`` atomically (a crash mid-write leaves the previous one intact)."""
+        """Write ``checkpoints/step-NNNNNN`` atomically (a crash mid-write leaves the previous one intact).
+
+        Full, unsharded tensors, written by rank 0 once (every rank takes part in gathering them)."""
         root = self.run_dir / "checkpoints"
         final = root / f"{CHECKPOINT_PREFIX}{self.step:06d}"
         tmp = root / f".tmp-{self.step:06d}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        self.agent.policy.save_pretrained(tmp / "policy")
-        state = {
-            "step": self.step,
-            "data_position": self.step * self.config.prompts_per_step,
-            "config": self.config.to_dict(),
-            "agent": self.agent.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
-        }
-        torch.save(state, tmp / STATE_FILE)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        if self._writer is not None:
-            self._writer.flush()
+        parallel = self.parallel
+        weights = parallel.full_model_state(self.agent.trainable)  # FSDP2 only; collective
+        agent_state = self.agent.state_dict()  # collective under FSDP2
+        if parallel.is_main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            self.agent.policy.save_pretrained(tmp / "policy", state_dict=weights)
+            state = {
+                "step": self.step,
+                "data_position": self.step * self.config.prompts_per_step,
+                "world_size": parallel.world_size,
+                "agent_name": self.agent.name,
+                "config": self.config.to_dict(),
+                "agent": agent_state,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                },
+            }
+            torch.save(state, tmp / STATE_FILE)
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            if self._writer is not None:
+                self._writer.flush()
+        parallel.barrier()  # no rank goes on (or exits) before the checkpoint exists
         return final
 
     def load_state(self, checkpoint: str | Path) -> None:

@@ -48,7 +48,7 @@ class ReinforceAgent(Agent):
         advantages = rewards - self.baseline  # [N]
         mask = batch.rollout.completion_mask.float()  # [N, T]
         self.policy.model.train()
-        logp = self.policy.completion_logprobs(batch.rollout)  # [N, T], differentiable
+        logp = self.logprobs(batch.rollout)  # [N, T], differentiable (and synchronised across ranks)
         loss = -(advantages.unsqueeze(1) * logp * mask).sum(dim=1).mean()
         loss.backward()
         grad_norm = self.clip_and_step()

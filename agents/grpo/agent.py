@@ -29,10 +29,12 @@ class GRPOAgent(Agent):
         self.reference = self.make_reference(config.beta, reference_model)
 
     @torch.no_grad()
-    def _logprobs_no_grad(self, rollout: Any, chunks: list[torch.Tensor], model: Any = None) -> torch.Tensor:
-        return torch.cat(
-            [self.policy.completion_logprobs(rollout.select(idx), model=model) for idx in chunks]
-        )
+    def _logprobs_no_grad(self, rollout: Any, chunks: list[torch.Tensor], reference: bool = False) -> torch.Tensor:
+        if reference:
+            return torch.cat(
+                [self.policy.completion_logprobs(rollout.select(i), model=self.reference) for i in chunks]
+            )
+        return torch.cat([self.logprobs(rollout.select(i)) for i in chunks])
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         c = self.config
@@ -43,13 +45,12 @@ class GRPOAgent(Agent):
         mask = rollout.completion_mask.float()  # [N, T]
         n = mask.shape[0]
         chunks = self.micro_batches(n)
-        total_tokens = mask.sum().clamp(min=1)
+        # dapo's mean runs over every token of the global batch; gradients are averaged over the W ranks
+        tokens_per_rank = self.parallel.all_sum(mask.sum()).clamp(min=1) / self.parallel.world_size
 
         self.policy.model.train()
         old_logp = self._logprobs_no_grad(rollout, chunks) if c.num_iterations > 1 else None
-        ref_logp = (
-            self._logprobs_no_grad(rollout, chunks, self.reference) if self.reference is not None else None
-        )
+        ref_logp = self._logprobs_no_grad(rollout, chunks, reference=True) if self.reference is not None else None
 
         sums: dict[str, float] = {}
         entropy = 0.0
@@ -57,17 +58,18 @@ class GRPOAgent(Agent):
         learning_rate = self.scheduler.get_last_lr()[0]  # the rate these updates use
         for iteration in range(c.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            for idx in chunks:
-                logp = self.policy.completion_logprobs(rollout.select(idx))  # [n_chunk, T], with grad
-                old = old_logp[idx] if old_logp is not None else logp.detach()
-                ref = ref_logp[idx] if ref_logp is not None else None
-                loss, metrics = grpo_loss(logp, old, advantages[idx], mask[idx], settings, ref)
-                # Chunk weights make the sum over chunks equal the loss of the whole batch.
-                if settings.loss_type == "dapo":
-                    weight = mask[idx].sum() / total_tokens
-                else:
-                    weight = torch.tensor(len(idx) / n)
-                (loss * weight).backward()
+            for k, idx in enumerate(chunks):
+                with self.accumulate(last=k == len(chunks) - 1):
+                    logp = self.logprobs(rollout.select(idx))  # [n_chunk, T], with grad
+                    old = old_logp[idx] if old_logp is not None else logp.detach()
+                    ref = ref_logp[idx] if ref_logp is not None else None
+                    loss, metrics = grpo_loss(logp, old, advantages[idx], mask[idx], settings, ref)
+                    # Chunk weights make the sum over chunks equal the loss of the whole batch.
+                    if settings.loss_type == "dapo":
+                        weight = mask[idx].sum() / tokens_per_rank
+                    else:
+                        weight = torch.tensor(len(idx) / n)
+                    (loss * weight).backward()
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value * float(weight) / c.num_iterations
                 if iteration == 0:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from agents.policies.processor import load_processor
+from agents.policies.sampling import PerRowGumbelSampler, derive_seed, row_seeds
 from agents.policies.shared_prefix import shared_prefix_hidden, supports_shared_prefix, token_logprobs
 
 __all__ = ["Rollout", "QwenVLPolicy", "VISION_SPECIAL_TOKENS", "count_parameters"]
@@ -208,6 +209,8 @@ class QwenVLPolicy:
         self.shared_prefix = shared_prefix
         self.prefill_once = prefill_once
         self.autocast_dtype = _resolve_dtype(autocast_dtype)
+        # FSDP2 (agents/distributed.py) sets it: every rank keeps stepping until all have stopped
+        self.synced_gpus = False
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"
         tok = self.tokenizer
@@ -234,15 +237,16 @@ class QwenVLPolicy:
         min_pixels: int = 3136,
         max_pixels: int = 1_000_000,
         attn_implementation: str | None = None,
-        activation_checkpointing: bool = False,
+        activation_checkpointing: bool | str = False,
         **options: Any,
     ) -> QwenVLPolicy:
         """Load model and processor from a local folder or a hub id (same code path).
 
         ``min_pixels`` / ``max_pixels`` bound the image area after the processor's resize to multiples of 28.
         ``attn_implementation``: None (transformers' default, sdpa), "eager", "sdpa" or "flash_attention_2".
-        ``activation_checkpointing``: recompute each layer's activations in backward (less memory, ~30% more
-        compute; GPU-oriented). ``options``: ``shared_prefix``, ``prefill_once``, ``autocast_dtype`` (see
+        ``activation_checkpointing``: recompute activations in backward (less memory, more compute;
+        GPU-oriented): ``"vision"`` for the vision tower's blocks only (keeps the shared-prefix forward),
+        ``True`` / ``"all"`` for every layer (the log-prob forward then goes per sequence). ``options``: ``shared_prefix``, ``prefill_once``, ``autocast_dtype`` (see
         ``__init__``).
         """
         from transformers import AutoModelForImageTextToText
@@ -253,20 +257,29 @@ class QwenVLPolicy:
         model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kwargs)
         model.to(device)
         model.eval()
+        if activation_checkpointing not in (False, True, "all", "vision"):
+            raise ValueError(f"activation_checkpointing must be False, True/'all' or 'vision', got {activation_checkpointing!r}")
         if activation_checkpointing:
+            # "vision": only the ViT's blocks (large images are most of the activations; the shared-prefix
+            # forward still applies). True/"all": every layer (the log-prob forward goes per sequence).
+            target = model.model.visual if activation_checkpointing == "vision" else model
             # transformers 5.x: activation_checkpointing_enable (gradient_checkpointing_enable deprecated)
-            enable = getattr(model, "activation_checkpointing_enable", None)
-            enable = enable or model.gradient_checkpointing_enable
+            enable = getattr(target, "activation_checkpointing_enable", None) or target.gradient_checkpointing_enable
             enable({"use_reentrant": False})
         processor = load_processor(
             name_or_path, min_pixels=min_pixels, max_pixels=max_pixels, model_type=model.config.model_type
         )
         return cls(model, processor, **options)
 
-    def save_pretrained(self, out_dir: str | os.PathLike) -> Path:
+    def save_pretrained(self, out_dir: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Model and processor, loadable by :meth:`from_pretrained`. ``state_dict``: the weights to write
+        instead of the model's own (FSDP2 passes the gathered full tensors)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
+        if state_dict is None:
+            self.model.save_pretrained(out)
+        else:
+            self.model.save_pretrained(out, state_dict=state_dict)
         self.processor.save_pretrained(out)
         return out
 
@@ -323,15 +336,18 @@ class QwenVLPolicy:
         max_new_tokens: int = 64,
         do_sample: bool = True,
         generator_seed: int | None = None,
+        observation_seeds: Sequence[int] | None = None,
     ) -> Rollout:
         """Sample ``num_samples`` answers for each observation (observation-major order).
 
         ``do_sample=False`` or ``temperature <= 0``: greedy decoding (G identical answers).
-        ``top_k=0`` disables top-k. ``generator_seed``: when given, sampling runs under a forked torch RNG
-        seeded with it (same seed, same model and inputs -> same answers; the caller's global RNG state is
-        left untouched). When None, the global torch RNG is used (and advanced).
+        ``top_k=0`` disables top-k. Sampling is seeded per answer (``agents/policies/sampling.py``): answer
+        ``j`` of observation ``b`` depends only on the model, that observation and ``(seed_b, j)``, never on
+        what else is in the batch. ``observation_seeds`` gives ``seed_b`` directly (one per observation);
+        else ``generator_seed`` derives them as ``derive_seed(generator_seed, b)``; with neither, they are
+        drawn from the global torch RNG (which advances).
         """
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, LogitsProcessorList
 
         if num_samples < 1:
             raise ValueError("num_samples must be >= 1")
@@ -339,59 +355,84 @@ class QwenVLPolicy:
             raise ValueError("max_new_tokens must be >= 1")
         greedy = (not do_sample) or temperature <= 0
         inputs = self.encode_prompts(observations)
-        # greedy answers are identical within a group: decode once, repeat (transformers refuses
-        # num_return_sequences > 1 without sampling)
-        gen_kwargs: dict[str, Any] = dict(
+        batch_size = inputs["input_ids"].shape[0]
+        # Every option is explicit: unset ones would be filled from the checkpoint's generation_config.json
+        # (Qwen2-VL-Instruct ships temperature 0.01, top-k 1, repetition penalty 1.05), and the answers'
+        # log-probs must be those of the model's own distribution. Temperature, top-k and top-p act inside
+        # PerRowGumbelSampler, which leaves one token possible per row.
+        generation_config = GenerationConfig(
             max_new_tokens=max_new_tokens,
-            num_return_sequences=1 if greedy else num_samples,
+            do_sample=not greedy,
+            num_return_sequences=1,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            repetition_penalty=1.0,
             eos_token_id=self.stop_token_ids,
             pad_token_id=self.pad_token_id,
             bos_token_id=self.pad_token_id,
             suppress_tokens=self.vision_token_ids,
             use_cache=True,
         )
-        if greedy:
-            gen_kwargs.update(do_sample=False)
-        else:
-            gen_kwargs.update(
-                do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k)
-            )
-        generation_config = GenerationConfig(**gen_kwargs)
-
         was_training = self.model.training
         self.model.eval()
-        run = self._generate_prefill_once if (self.prefill_once and not greedy) else self.model.generate
         try:
-            if generator_seed is None:
-                sequences = run(**inputs, generation_config=generation_config)
+            if greedy:
+                # G identical answers: decode once, repeat
+                sequences = self.model.generate(
+                    **inputs, generation_config=generation_config, synced_gpus=self.synced_gpus
+                )
+                sequences = sequences.repeat_interleave(num_samples, dim=0)
             else:
+                seeds = self._observation_seeds(batch_size, observation_seeds, generator_seed)
+                sampler = PerRowGumbelSampler(
+                    row_seeds(seeds, num_samples), temperature, top_k, top_p, device=self.device
+                )
+                processors = LogitsProcessorList([sampler])
+                # transformers' multinomial then has one choice per row, but still draws from the global
+                # RNG: fork it, so that sampling leaves the caller's random state as it was
                 devices = [self.device] if self.device.type == "cuda" else []
                 with torch.random.fork_rng(devices=devices):
-                    torch.manual_seed(int(generator_seed))
-                    sequences = run(**inputs, generation_config=generation_config)
+                    if self.prefill_once:
+                        sequences = self._generate_prefill_once(inputs, num_samples, generation_config, processors)
+                    else:
+                        config = copy.deepcopy(generation_config)
+                        config.num_return_sequences = num_samples  # transformers repeats the prompt G times
+                        sequences = self.model.generate(
+                            **inputs, generation_config=config, logits_processor=processors,
+                            synced_gpus=self.synced_gpus,
+                        )
         finally:
             self.model.train(was_training)
 
-        if greedy and num_samples > 1:
-            sequences = sequences.repeat_interleave(num_samples, dim=0)
         prompt_len = inputs["input_ids"].shape[1]
         completion_ids, completion_mask = self._completion_from_sequences(sequences[:, prompt_len:])
         texts = self.decode_completions(completion_ids, completion_mask)
-        batch_size = inputs["input_ids"].shape[0]
         obs_index = torch.arange(batch_size, device=completion_ids.device).repeat_interleave(num_samples)
         return Rollout.from_prompt_inputs(inputs, completion_ids, completion_mask, obs_index, texts, num_samples)
 
-    def _generate_prefill_once(self, *, generation_config, **inputs) -> torch.Tensor:
+    @staticmethod
+    def _observation_seeds(batch_size: int, observation_seeds, generator_seed) -> list[int]:
+        if observation_seeds is not None:
+            if len(observation_seeds) != batch_size:
+                raise ValueError(f"{len(observation_seeds)} observation seeds for {batch_size} observations")
+            return [int(s) for s in observation_seeds]
+        if generator_seed is not None:
+            return [derive_seed(generator_seed, b) for b in range(batch_size)]
+        return torch.randint(0, 2**62, (batch_size,)).tolist()
+
+    def _generate_prefill_once(
+        self, inputs: Mapping[str, torch.Tensor], repeats: int, generation_config, logits_processor=None
+    ) -> torch.Tensor:
         """``model.generate`` with the G-fold expansion moved after the prefill.
 
         The image is encoded and the prompt (all but its last token) prefilled once per observation; the KV
         cache and the M-RoPE deltas are then repeated G times and ``generate`` continues from the cache with
-        the last prompt token, sampling exactly as with ``num_return_sequences=G`` (same logits up to float
-        reordering, same RNG draws in the same order). Returns [B*G, P + new tokens], observation-major.
+        the last prompt token, computing the same logits as ``num_return_sequences=G`` (up to float
+        reordering) at 1/G of the prefill cost. Returns [B*G, P + new tokens], observation-major.
         """
         from transformers import DynamicCache
 
-        repeats = generation_config.num_return_sequences
         model = self.model
         cache = DynamicCache(config=model.config)
         model(
@@ -409,13 +450,15 @@ class QwenVLPolicy:
         cache.batch_repeat_interleave(repeats)
         model.model.rope_deltas = rope_deltas.repeat_interleave(repeats, dim=0)
         config = copy.deepcopy(generation_config)
-        config.num_return_sequences = 1
+        config.num_return_sequences = 1  # the rows are already repeated
         # no pixel_values / image_grid_thw: every vision token is in the cache, positions come from the deltas
         return model.generate(
             input_ids=inputs["input_ids"].repeat_interleave(repeats, dim=0),
             attention_mask=inputs["attention_mask"].repeat_interleave(repeats, dim=0),
             past_key_values=cache,
             generation_config=config,
+            logits_processor=logits_processor,
+            synced_gpus=self.synced_gpus,
         )
 
     def teacher_forcing(self, observations: Sequence[Mapping[str, Any]], answers: Sequence[str]) -> Rollout:

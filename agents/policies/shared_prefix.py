@@ -22,7 +22,8 @@ activations receive the sum of the G answers' gradients, as G copies of it would
 
 Groups cut by micro-batching (observations with fewer than G answers in the batch) are padded with dummy
 answer slots whose outputs are discarded. Needs the ``eager`` or ``sdpa`` attention implementation (a 4-D
-mask is passed to the layers) and no HF gradient checkpointing (it drops the KV cache);
+mask is passed to the layers) and no HF gradient checkpointing in the decoder (it drops the KV cache; the
+vision tower's blocks may be checkpointed);
 :func:`supports_shared_prefix` says whether a model qualifies, and the caller falls back otherwise.
 """
 
@@ -47,7 +48,9 @@ def supports_shared_prefix(model: torch.nn.Module) -> bool:
         return False
     if getattr(text_config, "use_sliding_window", False):
         return False
-    checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    # checkpointed vision blocks are fine: only the decoder's KV cache must survive
+    decoder = model.model.language_model
+    checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in decoder.modules())
     return not (checkpointing and model.training)
 
 

@@ -83,30 +83,33 @@ class RLOOAgent(Agent):
         rollout = batch.rollout
         advantages = leave_one_out_advantages(batch.rewards).flatten()  # [N] group-major
         if c.normalize_advantages:
-            advantages = advantages / (advantages.std() + 1e-8) if advantages.numel() > 1 else advantages
+            everyone = self.parallel.all_gather_rows(advantages)  # the std of the global batch
+            advantages = advantages / (everyone.std() + 1e-8) if everyone.numel() > 1 else advantages
         advantages = advantages.to(rollout.completion_mask.device)
         mask = rollout.completion_mask.float()  # [N, T]
         n = mask.shape[0]
         chunks = self.micro_batches(n)
-        total_tokens = mask.sum().clamp(min=1)
+        # the token-level mean runs over the global batch; gradients are averaged over the W ranks
+        tokens_per_rank = self.parallel.all_sum(mask.sum()).clamp(min=1) / self.parallel.world_size
 
         self.policy.model.train()
         learning_rate = self.scheduler.get_last_lr()[0]
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         entropy = 0.0
-        for idx in chunks:
+        for k, idx in enumerate(chunks):
             ref = None
             if self.reference is not None:
                 with torch.no_grad():
                     ref = self.policy.completion_logprobs(rollout.select(idx), model=self.reference)
-            logp = self.policy.completion_logprobs(rollout.select(idx))  # [n_chunk, T], with grad
-            loss, metrics = rloo_loss(
-                logp, advantages[idx], mask[idx], c.loss_type, c.beta, ref, c.kl_estimator
-            )
-            # Chunk weights make the sum over chunks equal the loss of the whole batch.
-            weight = mask[idx].sum() / total_tokens if c.loss_type == "token" else torch.tensor(len(idx) / n)
-            (loss * weight).backward()
+            with self.accumulate(last=k == len(chunks) - 1):
+                logp = self.logprobs(rollout.select(idx))  # [n_chunk, T], with grad
+                loss, metrics = rloo_loss(
+                    logp, advantages[idx], mask[idx], c.loss_type, c.beta, ref, c.kl_estimator
+                )
+                # Chunk weights make the sum over chunks equal the loss of the whole batch.
+                weight = mask[idx].sum() / tokens_per_rank if c.loss_type == "token" else torch.tensor(len(idx) / n)
+                (loss * weight).backward()
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value * float(weight)
             # E[-log p(x)] over sampled x is the policy's entropy (per token).

@@ -133,15 +133,18 @@ def test_shared_prefix_runs_the_prompt_once(policy, observations):  # noqa: F811
     assert tokens["decoder"] == num_obs * prompt_len + num_obs * G * (rollout.completion_ids.shape[1] - 1)
 
 
-def test_gradient_checkpointing_falls_back_and_matches(tiny_model_dirs, observations):  # noqa: F811
+@pytest.mark.parametrize("checkpointing, shared", [(True, False), ("vision", True)])
+def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs, observations):  # noqa: F811
+    """Everything checkpointed: per-sequence fallback; vision tower only: the shared prefix stays."""
     policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2.5-vl"])
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
     weights = torch.randn(rollout.completion_ids.shape, generator=torch.Generator().manual_seed(1))
     policy.model.train()
     plain, plain_grads = _logprobs_and_grads(policy, rollout, True, weights)
-    policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2.5-vl"], activation_checkpointing=True)
+    policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2.5-vl"], activation_checkpointing=checkpointing)
     policy.model.train()
-    assert not supports_shared_prefix(policy.model)
+    assert supports_shared_prefix(policy.model) is shared
+    assert any(getattr(m, "gradient_checkpointing", False) for m in policy.model.model.visual.modules())
     ckpt, ckpt_grads = _logprobs_and_grads(policy, rollout, True, weights)
     torch.testing.assert_close(ckpt, plain, atol=1e-5, rtol=0)
     for name, grad in plain_grads.items():
@@ -206,7 +209,7 @@ def test_prefill_once_samples_like_num_return_sequences(policy, observations):  
     try:
         with torch.no_grad(), torch.random.fork_rng():
             torch.manual_seed(0)
-            once = policy._generate_prefill_once(**inputs, generation_config=config)
+            once = policy._generate_prefill_once(inputs, G, config)
             assert calls["vision"] == [inputs["pixel_values"].shape[0]]
             assert calls["decoder"][:2] == [(num_obs, prompt_len - 1), (num_obs * G, 1)]
             calls["vision"].clear(), calls["decoder"].clear()
