@@ -2,6 +2,7 @@
 
     python benchmarks/grpo_step.py --quick                       # tiny model, small image: ~1 min
     python benchmarks/grpo_step.py --preset small --prompt-tokens 1000 --group-size 8 --max-new-tokens 64
+    python benchmarks/grpo_step.py --preset 2b --device cuda --dtype bfloat16     # GPU: Qwen2-VL-2B size
 
 Printed, in one run on one freshly built model (``agents.policies.tiny_model``, random weights):
 
@@ -28,7 +29,7 @@ Printed, in one run on one freshly built model (``agents.policies.tiny_model``, 
     both sides), same images and prompts, G, max new tokens, beta = 0 (TRL then builds no reference model),
     AdamW, gradients freed after each step on both sides (``zero_grad(set_to_none=True)``). The time of that
     measured step is printed as well (each side in its own process: a cross-check of (c)'s ratio).
-Last, one line: whether the issue's targets hold (TRL / ours time >= 3, ours / TRL whole-step peak <= 0.5).
+Last, on CPU, one line: whether issue 5's CPU targets hold (TRL / ours time >= 3, ours / TRL whole-step peak <= 0.5).
 
 The reward is a toy function of the text (the same for both), since only speed and memory are measured.
 Completions of a random model rarely stop early, so both sides sample close to max-new-tokens tokens
@@ -76,12 +77,15 @@ def make_observations(batch: int, side: int) -> list[dict]:
     return [{"image": image, "prompt": PROMPT} for image in images]
 
 
+DTYPE = "float32"  # set from --dtype: the weights' dtype on both sides (ours and TRL's)
+
+
 def load_policy(model_dir: str, side: int, **options):
     from agents.policies.qwen_vl import QwenVLPolicy
 
     pixels = side * side
     return QwenVLPolicy.from_pretrained(
-        model_dir, min_pixels=min(3136, pixels), max_pixels=max(pixels, 3136), **options
+        model_dir, dtype=DTYPE, min_pixels=min(3136, pixels), max_pixels=max(pixels, 3136), **options
     )
 
 
@@ -227,7 +231,7 @@ def run_child(variant: str, model_dir: str, args, *extra: str) -> dict:
         sys.executable, __file__, "--_child", variant, "--model-dir", model_dir,
         "--prompt-tokens", str(args.prompt_tokens), "--threads", str(args.threads), "--device", args.device,
         "--batch", str(args.batch), "--group-size", str(args.group_size),
-        "--max-new-tokens", str(args.max_new_tokens), *extra,
+        "--max-new-tokens", str(args.max_new_tokens), "--dtype", args.dtype, *extra,
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -241,16 +245,22 @@ def forward_backward_variants(model_dir: str, rollout, args) -> dict[str, dict]:
         path = os.path.join(tmp, "rollout.pt")
         torch.save(rollout.to("cpu"), path)
         for variant in ("shared", "per_sequence"):
-            results[variant] = run_child(variant, model_dir, args, "--rollout-file", path)
+            try:
+                results[variant] = run_child(variant, model_dir, args, "--rollout-file", path)
+            except RuntimeError as error:  # e.g. out of memory at GPU sizes: say so, keep the others
+                results[variant] = {"failed": str(error).strip().splitlines()[-1][:200]}
     return results
 
 
 # ---------------------------------------------------------------------------------------------------- (c)
 
 
-def trl_step(model_dir: str, observations, args, meter: PeakMemory | None = None) -> dict[str, float]:
+def trl_step(
+    model_dir: str, observations, args, meter: PeakMemory | None = None, checkpointing: bool = True
+) -> dict[str, float]:
     """Two GRPOTrainer steps on the same model folder and data; the second step's time.
 
+    ``checkpointing``: TRL's own default (True) recomputes activations in backward; False keeps them.
     With ``meter``: also the second step's extra peak memory (``peak_bytes``) and its baseline.
     """
     from datasets import Dataset
@@ -290,6 +300,7 @@ def trl_step(model_dir: str, observations, args, meter: PeakMemory | None = None
             beta=0.0, loss_type="grpo", learning_rate=1e-6, max_grad_norm=1.0, max_steps=2,
             report_to=[], logging_strategy="no", save_strategy="no", disable_tqdm=True,
             remove_unused_columns=False, shuffle_dataset=False, seed=0, dataloader_num_workers=0,
+            gradient_checkpointing=checkpointing,
         )  # fmt: skip
         assert config.beta == 0.0  # no reference model: the same weights in memory as ours
         trainer = GRPOTrainer(
@@ -317,12 +328,13 @@ def child_whole_step(args) -> None:
     side = image_side(args.prompt_tokens)
     observations = make_observations(args.batch, side)
     meter = PeakMemory(device)
-    if args._child == "step_trl":
-        out = trl_step(args.model_dir, observations, args, meter)
+    if args._child.startswith("step_trl"):
+        out = trl_step(args.model_dir, observations, args, meter, checkpointing=args._child == "step_trl")
         print(json.dumps({"seconds": out["step"], "peak_bytes": out["peak_bytes"],
                           "base_bytes": out["base_bytes"], "method": meter.method}))  # fmt: skip
         return
-    policy = load_policy(args.model_dir, side)
+    checkpointing = "vision" if args._child == "step_ours_vision_ckpt" else False
+    policy = load_policy(args.model_dir, side, activation_checkpointing=checkpointing)
     policy.model.to(device)
     agent = make_agent(policy, args.model_dir, args)
     our_step(policy, agent, observations, step=0)  # warm-up, as in (a)
@@ -336,6 +348,15 @@ def child_whole_step(args) -> None:
 # ---------------------------------------------------------------------------------------------------- main
 
 
+def _release_device_memory(device: torch.device) -> None:
+    """Give this process's freed CUDA blocks back, so that a measuring subprocess has the whole GPU."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def run_preset(preset: str, args) -> None:
     from agents.policies.tiny_model import build_tiny_model
 
@@ -343,12 +364,13 @@ def run_preset(preset: str, args) -> None:
     side = image_side(args.prompt_tokens)
     observations = make_observations(args.batch, side)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = str(build_tiny_model(Path(tmp) / preset, arch=args.arch, preset=preset, seed=0))
+        saved_dtype = getattr(torch, args.dtype)  # a 2B model in bfloat16 is 4.4 GB on disk, not 8.8
+        model_dir = str(build_tiny_model(Path(tmp) / preset, arch=args.arch, preset=preset, seed=0, dtype=saved_dtype))
         policy = load_policy(model_dir, side)
         policy.model.to(device)
         n_params = policy.num_parameters()
         agent = make_agent(policy, model_dir, args)
-        print(f"\n=== preset {preset} ({n_params / 1e6:.2f}M params, {args.arch}), "
+        print(f"\n=== preset {preset} ({n_params / 1e6:.2f}M params, {args.arch}, {args.dtype} weights), "
               f"B={args.batch} observations x "
               f"G={args.group_size}, image {side}x{side}, max {args.max_new_tokens} new tokens, "
               f"{torch.get_num_threads()} thread(s), {device} ===")
@@ -359,6 +381,15 @@ def run_preset(preset: str, args) -> None:
               f"mean completion tokens {ours['mean_completion_tokens']:.1f}")
         phases = ("generate", "score", "logprob_forward", "backward", "optimizer", "total")
         print("(a) our GRPO step [s]: " + "  ".join(f"{k} {ours[k]:.3f}" for k in phases))
+        n = args.batch * args.group_size
+        sampled = n * ours["mean_completion_tokens"]
+        trained = n * (ours["prompt_tokens"] + ours["mean_completion_tokens"])
+        print(f"    throughput: {sampled / ours['generate']:.0f} sampled tokens/s; "
+              f"{trained / (ours['logprob_forward'] + ours['backward']):.0f} trained tokens/s (forward+backward, "
+              f"prompt+completion as a per-sequence trainer counts them); {n / ours['total']:.2f} answers/s")
+        if device.type == "cuda":
+            print(f"    peak CUDA memory in this process so far: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB "
+                  f"on {torch.cuda.get_device_name()}")
 
         plain = load_policy(model_dir, side, prefill_once=False)
         plain.model.load_state_dict(policy.model.state_dict())
@@ -374,14 +405,21 @@ def run_preset(preset: str, args) -> None:
         rollout = policy.generate(
             observations, num_samples=args.group_size, max_new_tokens=args.max_new_tokens, generator_seed=3
         )
+        rollout = rollout.to("cpu")
+        del policy, plain, pol, agent  # the subprocesses below measure memory on the same device
+        _release_device_memory(device)
         variants = forward_backward_variants(model_dir, rollout, args)
         mem_name = "peak CUDA alloc" if device.type == "cuda" else "peak RSS delta"
         print(f"(b) training forward+backward ({rollout.completion_ids.shape[0]} completions x "
               f"{rollout.completion_ids.shape[1]} tokens):")
         for name, r in variants.items():
-            print(f"    {name:13s} {r['seconds']:.3f} s   {mem_name} {r['peak_bytes'] / 2**20:.1f} MiB")
-        speedup = variants["per_sequence"]["seconds"] / variants["shared"]["seconds"]
-        print(f"    shared-prefix speed-up x{speedup:.2f}")
+            if "failed" in r:
+                print(f"    {name:13s} failed: {r['failed']}")
+            else:
+                print(f"    {name:13s} {r['seconds']:.3f} s   {mem_name} {r['peak_bytes'] / 2**20:.1f} MiB")
+        if all("seconds" in r for r in variants.values()):
+            speedup = variants["per_sequence"]["seconds"] / variants["shared"]["seconds"]
+            print(f"    shared-prefix speed-up x{speedup:.2f}")
 
         if args.skip_trl:
             return
@@ -390,27 +428,41 @@ def run_preset(preset: str, args) -> None:
         except Exception as error:  # report why, keep the rest of the output
             print(f"(c) TRL GRPOTrainer: failed: {type(error).__name__}: {error}")
             return
+        _release_device_memory(device)
         time_ratio = trl["step"] / ours["total"]
         print(f"(c) TRL GRPOTrainer step [s]: {trl['step']:.3f} (first step {trl['first_step']:.3f}); "
               f"ours {ours['total']:.3f}; TRL / ours = x{time_ratio:.2f}")
 
-        try:
-            whole = {side_: run_child(f"step_{side_}", model_dir, args) for side_ in ("ours", "trl")}
-        except Exception as error:
-            print(f"(d) whole-step peak memory: failed: {type(error).__name__}: {error}")
+        labels = {
+            "ours": "ours",
+            "ours_vision_ckpt": "ours, vision tower checkpointed",
+            "trl": "TRL GRPOTrainer (its default: activation checkpointing)",
+            "trl_nockpt": "TRL GRPOTrainer, no checkpointing",
+        }
+        whole = {}
+        for name in labels:
+            try:
+                whole[name] = run_child(f"step_{name}", model_dir, args)
+            except Exception as error:  # e.g. out of memory: say so, measure the others
+                print(f"(d) {labels[name]}: failed: {str(error).strip().splitlines()[-1][:300]}")
+        if "ours" not in whole or "trl" not in whole:
             return
         mem_ratio = whole["ours"]["peak_bytes"] / max(whole["trl"]["peak_bytes"], 1)
-        print(f"(d) whole step (generate+score+forward+backward+optimizer), each side in its own process, "
+        print(f"(d) whole step (generate+score+forward+backward+optimizer), each in its own process, "
               f"{mem_name} above the post-warm-up baseline:")
-        for name, label in (("ours", "ours"), ("trl", "TRL GRPOTrainer")):
-            r = whole[name]
-            print(f"    {label:16s} {mem_name} {r['peak_bytes'] / 2**20:.1f} MiB  (baseline "
+        for name, r in whole.items():
+            print(f"    {labels[name]:57s} {r['peak_bytes'] / 2**20:9.1f} MiB  (baseline "
                   f"{r['base_bytes'] / 2**20:.1f} MiB)   step {r['seconds']:.3f} s")
         print(f"    ours / TRL peak memory = x{mem_ratio:.2f}; in these processes TRL / ours time = "
               f"x{whole['trl']['seconds'] / whole['ours']['seconds']:.2f}")
+        if "ours_vision_ckpt" in whole:
+            print(f"    with the vision tower checkpointed: ours / TRL peak memory = "
+                  f"x{whole['ours_vision_ckpt']['peak_bytes'] / max(whole['trl']['peak_bytes'], 1):.2f}")
+        if device.type != "cpu":
+            return
         speed_ok, memory_ok = time_ratio >= 3.0, mem_ratio <= 0.5
         verdict = "MET" if speed_ok and memory_ok else "NOT MET"
-        print(f"TARGETS {verdict}: speed TRL / ours x{time_ratio:.2f} (target >= 3: "
+        print(f"CPU TARGETS {verdict}: speed TRL / ours x{time_ratio:.2f} (target >= 3: "
               f"{'met' if speed_ok else 'not met'}); peak memory ours / TRL x{mem_ratio:.2f} (target <= 0.5: "
               f"{'met' if memory_ok else 'not met'})")
 
@@ -419,7 +471,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", default="both", choices=("tiny", "small", "both"))
+    parser.add_argument("--preset", default="both", choices=("tiny", "small", "both", "2b", "3b"),
+                        help="model size: tiny (0.26M), small (~70M), both; 2b / 3b = Qwen2-VL-2B / "
+                        "Qwen2.5-VL-3B sizes with random weights (GPU)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="weights' dtype on both sides (bfloat16 for the GPU sizes)")
     parser.add_argument("--arch", default="qwen2-vl", choices=("qwen2-vl", "qwen2.5-vl"))
     parser.add_argument(
         "--prompt-tokens", type=int, default=1000, help="about this many prompt tokens (sets the image size)"
@@ -435,11 +491,13 @@ def main(argv=None) -> None:
     parser.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rollout-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global DTYPE
+    DTYPE = args.dtype
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    if args._child in ("step_ours", "step_trl"):
+    if args._child and args._child.startswith("step_"):
         child_whole_step(args)
         return
     if args._child:

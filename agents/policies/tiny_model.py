@@ -105,6 +105,10 @@ class _Preset:
     vit_intermediate: int  # Qwen2.5-VL's ViT MLP width; Qwen2-VL uses mlp_ratio = this / width
     vocab_size: int  # BPE vocabulary incl. the 256 byte symbols, before the special tokens
     max_position_embeddings: int
+    # released sizes: the embedding has the real vocabulary's rows (ids past the local tokenizer are never
+    # produced by it and decode to nothing), tied to the output head as in the released checkpoints
+    model_vocab_size: int | None = None
+    tie_word_embeddings: bool = False
 
 
 PRESETS: dict[str, _Preset] = {
@@ -112,6 +116,10 @@ PRESETS: dict[str, _Preset] = {
     "tiny": _Preset(64, 2, 4, 2, 128, (2, 3, 3), 32, 2, 2, 64, 800, 4096),
     # head_dim 64 -> mrope (8, 12, 12): the released models' (16, 24, 24) for head_dim 128, halved
     "small": _Preset(640, 12, 10, 2, 1792, (8, 12, 12), 384, 8, 6, 1536, 1024, 32768),
+    # Qwen2-VL-2B-Instruct's config.json (random weights): 2.2B parameters, head_dim 128
+    "2b": _Preset(1536, 28, 12, 2, 8960, (16, 24, 24), 1280, 32, 16, 5120, 1024, 32768, 151_936, True),
+    # Qwen2.5-VL-3B-Instruct's config.json: 3.8B parameters (ViT MLP width 3420)
+    "3b": _Preset(2048, 36, 16, 2, 11008, (16, 24, 24), 1280, 32, 16, 3420, 1024, 128_000, 151_936, True),
 }
 
 # ----------------------------------------------------------------------------------------------------
@@ -345,7 +353,7 @@ def make_config(arch: str, preset: str, vocab_size: int, token_ids: dict[str, in
             temporal_patch_size=2,
         )
         return Qwen2VLConfig(
-            text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, **ids
+            text_config=text_config, vision_config=vision_config, tie_word_embeddings=p.tie_word_embeddings, **ids
         )
     vision_config = dict(
         depth=p.vit_depth,
@@ -357,11 +365,12 @@ def make_config(arch: str, preset: str, vocab_size: int, token_ids: dict[str, in
         spatial_merge_size=2,
         temporal_patch_size=2,
         window_size=112,  # pixels: 112 / 14 / 2 = 4x4 merged tokens per attention window
-        fullatt_block_indexes=[p.vit_depth - 1],
+        # full attention every 8th block, as the released models ([7, 15, 23, 31] at depth 32)
+        fullatt_block_indexes=list(range(7, p.vit_depth, 8)) or [p.vit_depth - 1],
         tokens_per_second=2,
     )
     return Qwen2_5_VLConfig(
-        text_config=text_config, vision_config=vision_config, tie_word_embeddings=False, **ids
+        text_config=text_config, vision_config=vision_config, tie_word_embeddings=p.tie_word_embeddings, **ids
     )
 
 
@@ -386,7 +395,7 @@ def build_model(arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0, tok
     if tokenizer is None:
         tokenizer = build_tokenizer(p.vocab_size)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = make_config(arch, preset, vocab_size=len(tokenizer), token_ids=token_ids)
+    config = make_config(arch, preset, vocab_size=max(len(tokenizer), p.model_vocab_size or 0), token_ids=token_ids)
     model_cls = Qwen2VLForConditionalGeneration if arch == "qwen2-vl" else Qwen2_5_VLForConditionalGeneration
     # Initialise under a private RNG so that the caller's global torch RNG is left untouched.
     with torch.random.fork_rng(devices=[]):
@@ -415,9 +424,13 @@ def build_model(arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0, tok
 
 
 def build_tiny_model(
-    out_dir: str | Path, arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0
+    out_dir: str | Path, arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Build a random ``arch`` model at ``preset`` size; save model + processor to ``out_dir``.
+
+    ``dtype``: the dtype of the saved weights (default float32; e.g. torch.bfloat16 halves a 2B model's
+    8.8 GB on disk).
 
     Offline and deterministic. The folder loads with ``QwenVLPolicy.from_pretrained(out_dir)`` or with
     ``AutoModelForImageTextToText.from_pretrained(out_dir)`` like any released checkpoint.
@@ -426,6 +439,8 @@ def build_tiny_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, processor = build_model(arch=arch, preset=preset, seed=seed)
+    if dtype is not None:
+        model.to(dtype)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     info = {"arch": arch, "preset": preset, "seed": seed, "parameters": _parameter_breakdown(model)}
