@@ -154,3 +154,29 @@ def test_difficulty_by_name_or_instance():
         Difficulty(object_size=(10, 40))
     with pytest.raises(ValueError, match="range"):
         Difficulty(num_objects=(3, 1))
+
+
+def test_difficulty_from_a_json_mapping():
+    """The form --env-kwargs and checkpoints carry: overrides on a preset, lists as tuples."""
+    d = get_difficulty({"base": "medium", "shapes": ["circle", "star"], "count_range": [1, 3]})
+    assert (d.image_size, d.shapes, d.count_range, d.name) == (224, ("circle", "star"), (1, 3), "medium+custom")
+    assert get_difficulty({"count_query": "all"}).image_size == EASY.image_size  # base defaults to easy
+    with pytest.raises(ValueError, match="unknown difficulty field"):
+        get_difficulty({"colour": ["red"]})
+    with pytest.raises(ValueError, match="count_query"):
+        get_difficulty({"count_query": "some"})
+    with pytest.raises(ValueError, match="two shape classes"):
+        get_difficulty({"shapes": ["circle"]})  # counting one class among others needs others
+    assert get_difficulty({"shapes": ["circle"], "count_query": "all"}).shapes == ("circle",)
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_counting_every_object_is_balanced_in_every_split(split):
+    """An empty image has one form; it must not pile up in the one split its hash picks."""
+    ds = ShapesCounting(split=split, size=400, difficulty={"base": "easy", "count_query": "all"})
+    samples = [ds[i] for i in range(len(ds))]
+    counts = np.bincount([s.count for s in samples], minlength=5)
+    assert len(counts) == 5 and counts.min() >= 50 and counts.max() <= 115  # 80 each if uniform
+    for s in samples:
+        assert s.query == "object" and s.count == len(s.meta["objects"]) == len(s.points)
+        assert (s.count == 0) == (s.image.std() == 0)  # nothing drawn on an empty image

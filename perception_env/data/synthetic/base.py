@@ -10,7 +10,9 @@ never the random noise), and the CRC32 of that signature picks a bucket 0-9;
 ``test`` keeps buckets 0-1, ``val`` bucket 2, ``train`` buckets 3-9. A
 candidate that falls in another split's bucket is redrawn from the same
 generator. So no test image ever appears in training, even at the easy level
-where the number of distinct scenes is small.
+where the number of distinct scenes is small. The one exception is content
+with a single form (an empty image when every object is counted): it is in
+every split, at the same rate as any other content, so the answers stay balanced.
 """
 
 from __future__ import annotations
@@ -92,7 +94,11 @@ class SyntheticDataset:
             content = self.draw(rng)
             if content is None:  # did not fit: draw again
                 continue
-            if stable_hash(self.signature(content)) % 10 in SPLIT_BUCKETS[self.split]:
+            signature = self.signature(content)
+            # content that has only one form (an empty image) cannot be kept out of the other splits: it
+            # gets a random bucket, so each split accepts it at the rate of any other content
+            bucket = int(rng.integers(10)) if signature is None else stable_hash(signature) % 10
+            if bucket in SPLIT_BUCKETS[self.split]:
                 return self.render(rng, content, f"{self.name}/{self.split}/{index}")
         raise RuntimeError(f"{self.name}: no sample for split {self.split!r} after {_MAX_DRAWS} draws")
 
@@ -101,8 +107,9 @@ class SyntheticDataset:
         """The sample's content (objects and question), or ``None`` to draw again."""
         raise NotImplementedError
 
-    def signature(self, content: Any) -> Hashable:
-        """What makes two samples the same (decides the split bucket)."""
+    def signature(self, content: Any) -> Hashable | None:
+        """What makes two samples the same (decides the split bucket); ``None`` for content with a single
+        form, which every split may hold."""
         raise NotImplementedError
 
     def render(self, rng: np.random.Generator, content: Any, sample_id: str) -> Sample:

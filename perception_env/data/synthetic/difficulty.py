@@ -8,7 +8,10 @@ for anything in between.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # Every shape and colour the generator knows, in the order presets take them
 # (a preset with k classes uses the first k, so easy classes are a subset of hard ones).
@@ -37,6 +40,10 @@ class Difficulty:
     * ``count_range``: inclusive range of the asked count in counting (0 = the
       asked class is absent); the count is drawn first, uniformly, so the
       answers are balanced.
+    * ``count_query``: what counting asks for: ``"shape"`` (the objects of one
+      shape class among others: perception of shape) or ``"all"`` (every
+      object, "How many objects ...": only presence, the easiest task there is;
+      0 is an empty image).
 
     Rendered text (OCR):
 
@@ -59,6 +66,7 @@ class Difficulty:
     noise_std: float = 0.0
     clutter: int = 0
     count_range: tuple[int, int] = (0, 4)
+    count_query: str = "shape"
     page_size: tuple[int, int] = (112, 56)
     font_size: tuple[int, int] = (24, 24)
     words_per_line: tuple[int, int] = (1, 1)
@@ -90,8 +98,12 @@ class Difficulty:
         unknown = set(self.shapes) - set(ALL_SHAPES) or set(self.colors) - set(ALL_COLORS)
         if unknown:
             raise ValueError(f"unknown shapes/colours {sorted(unknown)}; known: {ALL_SHAPES}, {ALL_COLORS}")
-        if len(self.shapes) < 2 or not self.colors:
-            raise ValueError("need at least two shape classes (counting asks for absent ones) and one colour")
+        if self.count_query not in ("shape", "all"):
+            raise ValueError(f"Difficulty.count_query must be 'shape' or 'all', got {self.count_query!r}")
+        if not self.shapes or not self.colors:
+            raise ValueError("need at least one shape class and one colour")
+        if len(self.shapes) < 2 and self.count_query == "shape":
+            raise ValueError("counting one shape class among others needs two shape classes (count_query='all' does not)")
         if not 0.0 <= self.max_overlap < 1.0:
             raise ValueError(f"Difficulty.max_overlap must be in [0, 1), got {self.max_overlap}")
 
@@ -161,10 +173,23 @@ OCR: a 672x448 page of 6-14 lines of 4-10 words, 14-20 px font, noise."""
 PRESETS: dict[str, Difficulty] = {d.name: d for d in (EASY, MEDIUM, HARD)}
 
 
-def get_difficulty(difficulty: str | Difficulty) -> Difficulty:
-    """A preset by name, or the given :class:`Difficulty` unchanged."""
+def get_difficulty(difficulty: str | Difficulty | Mapping[str, Any]) -> Difficulty:
+    """A preset by name, the given :class:`Difficulty` unchanged, or a mapping of overrides on a preset.
+
+    The mapping form is what JSON can carry (``--env-kwargs``, configs, checkpoints):
+    ``{"base": "easy", "shapes": ["square"]}`` is ``dataclasses.replace(EASY, shapes=("square",))``.
+    """
     if isinstance(difficulty, Difficulty):
         return difficulty
+    if isinstance(difficulty, Mapping):
+        overrides = dict(difficulty)
+        base = get_difficulty(overrides.pop("base", "easy"))
+        known = {f.name for f in dataclasses.fields(Difficulty)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown difficulty field(s) {unknown}; known: {sorted(known)}")
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+        return dataclasses.replace(base, **{"name": f"{base.name}+custom", **overrides})
     try:
         return PRESETS[difficulty]
     except (KeyError, TypeError):

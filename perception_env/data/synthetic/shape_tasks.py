@@ -64,8 +64,13 @@ class ShapesDetection(_ShapesDataset):
         )
 
 
+ALL_OBJECTS = "object"  # the counting query when every object counts (Difficulty.count_query == "all")
+
+
 class ShapesCounting(_ShapesDataset):
     """Count the objects of one class: ``query`` = a shape name, ``points`` = their box centres.
+
+    With ``difficulty.count_query == "all"``, every object counts and ``query`` is ``"object"``.
 
     The count ``k`` is drawn first, uniformly from ``difficulty.count_range``
     (capped by the largest number of objects), so every answer is equally
@@ -80,10 +85,13 @@ class ShapesCounting(_ShapesDataset):
         d = self.difficulty
         lo, hi = d.num_objects
         k = int(rng.integers(d.count_range[0], min(d.count_range[1], hi) + 1))
-        query = d.shapes[int(rng.integers(len(d.shapes)))]
-        others = [s for s in d.shapes if s != query]
-        n = int(rng.integers(max(lo, k, 1), max(hi, k) + 1))
-        attributes = self.random_attributes(rng, k, (query,)) + self.random_attributes(rng, n - k, others)
+        if d.count_query == "all":  # every object counts; k = 0 is an empty image
+            query, attributes = ALL_OBJECTS, self.random_attributes(rng, k)
+        else:
+            query = d.shapes[int(rng.integers(len(d.shapes)))]
+            others = [s for s in d.shapes if s != query]
+            n = int(rng.integers(max(lo, k, 1), max(hi, k) + 1))
+            attributes = self.random_attributes(rng, k, (query,)) + self.random_attributes(rng, n - k, others)
         objects = place_objects(rng, d, attributes)
         if objects is None:
             return None
@@ -92,12 +100,12 @@ class ShapesCounting(_ShapesDataset):
 
     def signature(self, content):
         query, objects = content
-        return query, _signature(objects)
+        return (query, _signature(objects)) if objects else None  # one empty image, in every split
 
     def render(self, rng, content, sample_id):
         query, objects = content
         d = self.difficulty
-        counted = [o for o in objects if o.shape == query]
+        counted = [o for o in objects if query in (ALL_OBJECTS, o.shape)]
         return Sample(
             sample_id=sample_id,
             width=d.image_size,
