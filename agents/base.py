@@ -109,6 +109,18 @@ class Agent(abc.ABC):
         size = self.config.micro_batch_size or n
         return [torch.arange(i, min(i + size, n)) for i in range(0, n, size)]
 
+    def chunk_weights(self, mask: torch.Tensor, chunks: list[torch.Tensor], token_level: bool) -> list[float]:
+        """Weights that make the sum of the chunks' losses the loss of the whole (global) batch.
+
+        ``mask``: [N, T] completion tokens of this rank. A per-answer mean weighs a chunk by its share of
+        answers; a token-level mean by its share of the tokens of *every* rank's batch, times the number
+        of ranks, since DDP / FSDP2 average gradients over ranks.
+        """
+        if not token_level:
+            return [len(idx) / mask.shape[0] for idx in chunks]
+        tokens_per_rank = float(self.parallel.all_sum(mask.sum()).clamp(min=1)) / self.parallel.world_size
+        return [float(mask[idx].sum()) / tokens_per_rank for idx in chunks]
+
     # ------------------------------------------------------------- acting
     def sample(self, observations: list[dict[str, Any]], *, step: int, positions: Sequence[int] | None = None) -> Any:
         """G answers per observation. Observation ``positions[b]`` of step ``step`` (default: ``b``) samples

@@ -60,33 +60,34 @@ def cmd_sft(args: argparse.Namespace) -> None:
 def build_train_parser(sub, agent: str = "grpo") -> None:
     """``train``'s flags are the chosen agent's config fields (``--agent rloo --help`` lists RLOO's)."""
     from agents.config import add_arguments
-    from agents.registry import AGENTS
+    from agents.registry import AGENTS, resolve_agent
 
     p = sub.add_parser(
         "train",
         help="RL training (GRPO by default) on a perception env",
         description="Train a Qwen2-VL / Qwen2.5-VL policy with an RL agent. Flags override --config.",
     )
-    p.add_argument("--agent", default=agent, choices=sorted(AGENTS),
-                   help="training algorithm (its options follow); a resumed run keeps its own")
+    p.add_argument("--agent", default=agent,
+                   help=f"training algorithm: {', '.join(sorted(AGENTS))}, or your own as module:Class or "
+                   "file.py:Class (its options follow); a resumed run keeps its own")
     p.add_argument("--env", dest="env_id_alias", default=None, help="alias of --env-id")
     p.add_argument("--config", default=None, help="YAML file of options (flags override it)")
     p.add_argument("--resume", default=None,
                    help="run folder or checkpoint folder to continue from, with the run's own options "
                    "(flags given now override them, e.g. --total-steps to train longer)")
-    add_arguments(p, AGENTS[agent][1])
+    add_arguments(p, resolve_agent(agent)[1])
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from agents.config import config_from_args
-    from agents.registry import AGENTS
+    from agents.registry import resolve_agent
 
     if args.env_id_alias and not args.env_id:
         args.env_id = args.env_id_alias
     saved = saved_run(args.resume)[1] if args.resume else None  # flags given now override it
-    config = config_from_args(AGENTS[args.agent][1], args, args.config, base=saved)
-    run_dir = train(config, resume=args.resume)
+    config = config_from_args(resolve_agent(args.agent)[1], args, args.config, base=saved)
+    run_dir = train(config, resume=args.resume, agent=args.agent)
     from agents.distributed import env_world
 
     if env_world()[0] == 0:
@@ -101,8 +102,10 @@ def run_directory(config) -> Path:
 
 
 def train(config, resume: str | None = None, progress: bool = True, env=None, eval_env=None,
-          stop_at: int | None = None):
-    """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder."""
+          stop_at: int | None = None, agent: str | None = None):
+    """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder.
+
+    ``agent``: a registered name or ``module:Class`` / ``file.py:Class`` (default ``config.agent_name``)."""
     from agents.distributed import Parallel
     from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference
     from agents.policies.qwen_vl import QwenVLPolicy
@@ -139,12 +142,12 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
         elif checkpoint is not None:
             # the reference is the run's STARTING model, not the checkpoint
             reference = QwenVLPolicy.from_pretrained(config.model, **load).model
-    agent = make_agent(policy, config, reference_model=reference)
-    agent.distribute(parallel)
+    learner = make_agent(policy, config, reference_model=reference, spec=agent)
+    learner.distribute(parallel)
     if parallel.enabled and parallel.is_main:
         print(f"data-parallel: {parallel.describe(policy.model)}", flush=True)
     env = env if env is not None else _make_env(config.env_id, config.env_kwargs)
-    trainer = Trainer(agent, config, run_dir, env=env, eval_env=eval_env, progress=progress)
+    trainer = Trainer(learner, config, run_dir, env=env, eval_env=eval_env, progress=progress)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
         if parallel.is_main:

@@ -282,7 +282,7 @@ class Trainer:
                 "step": self.step,
                 "data_position": self.step * self.config.prompts_per_step,
                 "world_size": parallel.world_size,
-                "agent_name": self.agent.name,
+                "agent_name": getattr(self.agent, "spec", self.agent.name),  # what --resume rebuilds
                 "config": self.config.to_dict(),
                 "agent": agent_state,
                 "rng": {

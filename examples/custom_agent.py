@@ -1,6 +1,7 @@
 """A new RL algorithm in under 100 lines: REINFORCE with a running-mean baseline, on the shared Trainer.
 
     python examples/custom_agent.py --steps 3
+    perception-r1 train --agent examples/custom_agent.py:ReinforceAgent --model DIR --env ...   # same agent, CLI
 
 The Trainer collects B observations x G answers and scores them; an agent only implements
 ``update(batch) -> metrics``. Options are a ``TrainConfig`` subclass (typed fields with help text),
@@ -38,6 +39,7 @@ class ReinforceAgent(Agent):
     """loss = -(r - b) * log pi(answer), b a running mean of past rewards (not of this group)."""
 
     name = "reinforce"
+    config_class = ReinforceConfig  # what `perception-r1 train --agent file.py:ReinforceAgent` builds
 
     def __init__(self, policy, config: ReinforceConfig):
         super().__init__(policy, config)
@@ -76,14 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default=None, help="run folder (default: a temporary one)")
-    parser.add_argument("--quick", action="store_true", help="2 steps")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out or tempfile.mkdtemp(prefix="reinforce-"))
     model = build_tiny_model(out / "tiny-model", arch="qwen2-vl", preset="tiny", seed=0)
     config = ReinforceConfig(
         env_id="PerceptionR1/Counting-v0", env_kwargs={"difficulty": "easy", "answer_format": "number"},
-        model=str(model), total_steps=2 if args.quick else args.steps, prompts_per_step=2, group_size=4,
+        model=str(model), total_steps=args.steps, prompts_per_step=2, group_size=4,
         max_new_tokens=4, learning_rate=1e-3, log_samples_every=0, save_every=1000,
     )
     env = AnswerLengthBonus(gym.make(config.env_id, **config.env_kwargs))

@@ -47,12 +47,34 @@ def test_custom_reward_wrapper_adds_the_bonus_and_trains(tmp_path):
 def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
     import torch
 
-    out = run_example("custom_agent.py", "--quick", "--out", str(tmp_path))
+    out = run_example("custom_agent.py", "--steps", "2", "--out", str(tmp_path))
     assert "step 2:" in out
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000002"
     state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
     assert state["agent"]["baseline"] > 0
     assert len((ROOT / "examples" / "custom_agent.py").read_text().splitlines()) < 100
+
+
+def test_custom_agent_plugs_into_the_train_command(tmp_path, capsys):
+    """`perception-r1 train --agent file.py:Class`: its own options, checkpoints, and --resume alone."""
+    import json
+
+    import torch
+
+    from agents.cli import main
+    from agents.policies.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model")
+    spec = f"{ROOT / 'examples' / 'custom_agent.py'}:ReinforceAgent"
+    main(["train", "--agent", spec, "--baseline-momentum", "0.5", "--model", str(model),
+          "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps({"answer_format": "number"}),
+          "--total-steps", "1", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "3",
+          "--output-dir", str(tmp_path), "--run-name", "mine", "--log-samples-every", "0"])
+    main(["train", "--resume", str(tmp_path / "mine"), "--total-steps", "2"])  # the agent comes back by itself
+    assert "resumed from" in capsys.readouterr().out
+    state = torch.load(tmp_path / "mine" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
+    assert state["agent_name"] == spec and state["config"]["baseline_momentum"] == 0.5
+    assert "baseline" in state["agent"]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +92,7 @@ def tutorial_output(tmp_path_factory):
 
 
 def test_tutorial_one_step_raises_the_objective_and_trains(tutorial_output):
-    line = next(l for l in tutorial_output.splitlines() if "objective mean_i" in l)
+    line = next(row for row in tutorial_output.splitlines() if "objective mean_i" in row)
     before, after = (float(v) for v in line.split(":")[1].split("->"))
     assert after >= before  # strictly, unless the group happened to agree (advantages all 0)
     assert "step   3:" in tutorial_output and "held-out greedy accuracy" in tutorial_output

@@ -23,6 +23,7 @@ class GRPOAgent(Agent):
 
     name = "grpo"
     config: GRPOConfig
+    config_class = GRPOConfig
 
     def __init__(self, policy: Any, config: GRPOConfig, reference_model: torch.nn.Module | None = None):
         super().__init__(policy, config)
@@ -45,8 +46,7 @@ class GRPOAgent(Agent):
         mask = rollout.completion_mask.float()  # [N, T]
         n = mask.shape[0]
         chunks = self.micro_batches(n)
-        # dapo's mean runs over every token of the global batch; gradients are averaged over the W ranks
-        tokens_per_rank = self.parallel.all_sum(mask.sum()).clamp(min=1) / self.parallel.world_size
+        weights = self.chunk_weights(mask, chunks, token_level=settings.loss_type == "dapo")
 
         self.policy.model.train()
         old_logp = self._logprobs_no_grad(rollout, chunks) if c.num_iterations > 1 else None
@@ -64,14 +64,9 @@ class GRPOAgent(Agent):
                     old = old_logp[idx] if old_logp is not None else logp.detach()
                     ref = ref_logp[idx] if ref_logp is not None else None
                     loss, metrics = grpo_loss(logp, old, advantages[idx], mask[idx], settings, ref)
-                    # Chunk weights make the sum over chunks equal the loss of the whole batch.
-                    if settings.loss_type == "dapo":
-                        weight = mask[idx].sum() / tokens_per_rank
-                    else:
-                        weight = torch.tensor(len(idx) / n)
-                    (loss * weight).backward()
+                    (loss * weights[k]).backward()
                 for key, value in metrics.items():
-                    sums[key] = sums.get(key, 0.0) + value * float(weight) / c.num_iterations
+                    sums[key] = sums.get(key, 0.0) + value * weights[k] / c.num_iterations
                 if iteration == 0:
                     # E[-log p(x)] over sampled x is the policy's entropy (per token).
                     entropy += float(masked_mean(-old, mask[idx])) * len(idx) / n

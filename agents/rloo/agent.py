@@ -73,6 +73,7 @@ class RLOOAgent(Agent):
 
     name = "rloo"
     config: RLOOConfig
+    config_class = RLOOConfig
 
     def __init__(self, policy: Any, config: RLOOConfig, reference_model: torch.nn.Module | None = None):
         super().__init__(policy, config)
@@ -89,8 +90,7 @@ class RLOOAgent(Agent):
         mask = rollout.completion_mask.float()  # [N, T]
         n = mask.shape[0]
         chunks = self.micro_batches(n)
-        # the token-level mean runs over the global batch; gradients are averaged over the W ranks
-        tokens_per_rank = self.parallel.all_sum(mask.sum()).clamp(min=1) / self.parallel.world_size
+        weights = self.chunk_weights(mask, chunks, token_level=c.loss_type == "token")
 
         self.policy.model.train()
         learning_rate = self.scheduler.get_last_lr()[0]
@@ -107,11 +107,9 @@ class RLOOAgent(Agent):
                 loss, metrics = rloo_loss(
                     logp, advantages[idx], mask[idx], c.loss_type, c.beta, ref, c.kl_estimator
                 )
-                # Chunk weights make the sum over chunks equal the loss of the whole batch.
-                weight = mask[idx].sum() / tokens_per_rank if c.loss_type == "token" else torch.tensor(len(idx) / n)
-                (loss * weight).backward()
+                (loss * weights[k]).backward()
             for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + value * float(weight)
+                sums[key] = sums.get(key, 0.0) + value * weights[k]
             # E[-log p(x)] over sampled x is the policy's entropy (per token).
             entropy += float(masked_mean(-logp.detach(), mask[idx])) * len(idx) / n
         grad_norm = self.clip_and_step()

@@ -110,3 +110,15 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused():
     with pytest.raises(ValueError, match="divisible"):
         Parallel(rank=1, world_size=3).shard(8)
     assert list(Parallel(rank=1, world_size=4).shard(8)) == [2, 3]
+
+
+def test_chunk_weights_add_up_to_the_whole_batch():
+    from types import SimpleNamespace
+
+    from agents.base import Agent
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]])  # 6 tokens in 3 answers
+    chunks = [torch.tensor([0, 1]), torch.tensor([2])]
+    one = SimpleNamespace(parallel=Parallel.single())
+    assert Agent.chunk_weights(one, mask, chunks, token_level=False) == [2 / 3, 1 / 3]
+    assert Agent.chunk_weights(one, mask, chunks, token_level=True) == [4 / 6, 2 / 6]
