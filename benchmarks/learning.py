@@ -35,12 +35,16 @@ def main() -> None:
             r = run_demo(Path(args.out) / f"{task}-seed{seed}", seed=seed, grpo_steps=args.grpo_steps, task=task,
                          progress=False, eval_every=args.eval_every)
             results[f"{task}/seed{seed}"] = {"before": r["before"], "after": r["after"], "curve": r["curve"],
+                                             "reward_curve": r["reward_curve"],
                                              "seconds": time.perf_counter() - t0}
     print("\nheld-out greedy accuracy (success rate) by GRPO step")
     for name, r in results.items():
         curve = "  ".join(f"{step}:{acc:.0%}" for step, acc in r["curve"])
         print(f"  {name:18s} {r['before']:5.1%} -> {r['after']:5.1%} ({100 * (r['after'] - r['before']):+5.1f} pts,"
               f" {r['seconds']:.0f} s)   {curve}")
+    print("\nheld-out mean reward by GRPO step")
+    for name, r in results.items():
+        print(f"  {name:18s} " + "  ".join(f"{step}:{reward:.3f}" for step, reward in r["reward_curve"]))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "learning.json").write_text(json.dumps(results, indent=2))
 

@@ -360,13 +360,14 @@ class QwenVLPolicy:
         # (Qwen2-VL-Instruct ships temperature 0.01, top-k 1, repetition penalty 1.05), and the answers'
         # log-probs must be those of the model's own distribution. Temperature, top-k and top-p act inside
         # PerRowGumbelSampler, which leaves one token possible per row.
+        # (greedy decoding applies no warper; there, transformers' own defaults keep it from warning that
+        # a checkpoint's sampling settings are unused)
+        neutral_warpers = {"temperature": 1.0, "top_k": 50 if greedy else 0, "top_p": 1.0}
         generation_config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=not greedy,
             num_return_sequences=1,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
+            **neutral_warpers,
             repetition_penalty=1.0,
             eos_token_id=self.stop_token_ids,
             pad_token_id=self.pad_token_id,
