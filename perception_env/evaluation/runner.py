@@ -17,7 +17,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import gymnasium as gym
 from perception_env.data.sample import Sample

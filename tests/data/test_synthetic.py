@@ -40,13 +40,10 @@ def test_deterministic_and_access_order_free(cls, difficulty):
 def test_splits_differ_and_never_share_content(cls):
     train, test = cls(split="train", size=300), cls(split="test", size=100)
     assert not _same(train[0], test[0])
-    sig = lambda s: (
-        s.text,
-        s.query,
-        s.boxes.tobytes(),
-        str(s.meta.get("objects")),
-        str(s.meta.get("origin")),
-    )
+
+    def sig(s):
+        return s.text, s.query, s.boxes.tobytes(), str(s.meta.get("objects")), str(s.meta.get("origin"))
+
     assert not {sig(train[i]) for i in range(len(train))} & {sig(test[i]) for i in range(len(test))}
 
 
