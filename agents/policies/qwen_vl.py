@@ -33,7 +33,12 @@ import torch
 
 from agents.policies.processor import load_processor
 from agents.policies.sampling import PerRowGumbelSampler, derive_seed, row_seeds
-from agents.policies.shared_prefix import shared_prefix_hidden, supports_shared_prefix, token_logprobs
+from agents.policies.shared_prefix import (
+    checkpointed_layers,
+    shared_prefix_hidden,
+    supports_shared_prefix,
+    token_logprobs,
+)
 
 __all__ = ["Rollout", "QwenVLPolicy", "VISION_SPECIAL_TOKENS", "count_parameters"]
 
@@ -195,20 +200,22 @@ class QwenVLPolicy:
         shared_prefix: bool = True,
         prefill_once: bool = True,
         autocast_dtype: torch.dtype | None = None,
+        checkpoint_decoder: bool = False,
     ):
         """``shared_prefix``: the default of ``completion_logprobs(shared_prefix=...)`` (prompt run once per
         group in the training forward). ``prefill_once``: ``generate`` encodes each image and prefills each
         prompt once per group, then samples the G answers from copies of that KV cache (transformers'
         ``num_return_sequences`` repeats the prompt G times *before* the prefill). ``autocast_dtype``:
         e.g. ``torch.bfloat16`` runs the log-prob forward under ``torch.autocast`` (GPU-oriented; keep the
-        weights in float32). Activation checkpointing (``from_pretrained(activation_checkpointing=True)``):
-        the log-prob forward then takes the per-sequence path, since HF's checkpointing drops the KV cache.
+        weights in float32). ``checkpoint_decoder``: recompute each decoder layer in backward (set by
+        ``from_pretrained(activation_checkpointing=True)``), in the shared-prefix and per-sequence paths.
         """
         self.model = model
         self.processor = processor
         self.shared_prefix = shared_prefix
         self.prefill_once = prefill_once
         self.autocast_dtype = _resolve_dtype(autocast_dtype)
+        self.checkpoint_decoder = checkpoint_decoder
         # FSDP2 (agents/distributed.py) sets it: every rank keeps stepping until all have stopped
         self.synced_gpus = False
         self.tokenizer = processor.tokenizer
@@ -244,9 +251,9 @@ class QwenVLPolicy:
 
         ``min_pixels`` / ``max_pixels`` bound the image area after the processor's resize to multiples of 28.
         ``attn_implementation``: None (transformers' default, sdpa), "eager", "sdpa" or "flash_attention_2".
-        ``activation_checkpointing``: recompute activations in backward (less memory, more compute;
-        GPU-oriented): ``"vision"`` for the vision tower's blocks only (keeps the shared-prefix forward),
-        ``True`` / ``"all"`` for every layer (the log-prob forward then goes per sequence). ``options``: ``shared_prefix``, ``prefill_once``, ``autocast_dtype`` (see
+        ``activation_checkpointing``: recompute activations in backward (less memory, more compute):
+        ``"vision"`` for the vision tower's blocks only, ``True`` / ``"all"`` for the decoder's layers too
+        (``checkpoint_decoder``). Both keep the shared-prefix forward. ``options``: ``shared_prefix``, ``prefill_once``, ``autocast_dtype`` (see
         ``__init__``).
         """
         from transformers import AutoModelForImageTextToText
@@ -260,15 +267,16 @@ class QwenVLPolicy:
         if activation_checkpointing not in (False, True, "all", "vision"):
             raise ValueError(f"activation_checkpointing must be False, True/'all' or 'vision', got {activation_checkpointing!r}")
         if activation_checkpointing:
-            # "vision": only the ViT's blocks (large images are most of the activations; the shared-prefix
-            # forward still applies). True/"all": every layer (the log-prob forward goes per sequence).
-            target = model.model.visual if activation_checkpointing == "vision" else model
+            # the ViT's blocks through transformers; decoder layers (True / "all") through
+            # shared_prefix.checkpointed_layers, which, unlike transformers', keeps the shared-prefix cache
+            visual = model.model.visual
             # transformers 5.x: activation_checkpointing_enable (gradient_checkpointing_enable deprecated)
-            enable = getattr(target, "activation_checkpointing_enable", None) or target.gradient_checkpointing_enable
+            enable = getattr(visual, "activation_checkpointing_enable", None) or visual.gradient_checkpointing_enable
             enable({"use_reentrant": False})
         processor = load_processor(
             name_or_path, min_pixels=min_pixels, max_pixels=max_pixels, model_type=model.config.model_type
         )
+        options.setdefault("checkpoint_decoder", activation_checkpointing in (True, "all"))
         return cls(model, processor, **options)
 
     def save_pretrained(self, out_dir: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
@@ -570,6 +578,7 @@ class QwenVLPolicy:
                     completion_mask=completion_mask,
                     obs_index=obs_index,
                     pad_token_id=self.pad_token_id,
+                    checkpoint_layers=self.checkpoint_decoder,
                 )  # [N, T, H]
             else:
                 hidden = self._per_sequence_hidden(
@@ -607,7 +616,8 @@ class QwenVLPolicy:
             }
         else:
             forward_kwargs["pixel_values"] = _repeat_pixel_values(pixel_values, image_grid_thw, obs_index)
-        hidden = model.model(**forward_kwargs).last_hidden_state  # [N, P+T, H]
+        with checkpointed_layers(model.model.language_model.layers, self.checkpoint_decoder):
+            hidden = model.model(**forward_kwargs).last_hidden_state  # [N, P+T, H]
         # hidden state at position p predicts token p+1: positions P-1 .. P+T-2 predict the completion
         return hidden[:, prompt_len - 1 : prompt_len + completion_len - 1]
 

@@ -23,18 +23,22 @@ activations receive the sum of the G answers' gradients, as G copies of it would
 Groups cut by micro-batching (observations with fewer than G answers in the batch) are padded with dummy
 answer slots whose outputs are discarded. Needs the ``eager`` or ``sdpa`` attention implementation (a 4-D
 mask is passed to the layers) and no HF gradient checkpointing in the decoder (it drops the KV cache; the
-vision tower's blocks may be checkpointed);
+vision tower's blocks may be checkpointed; :func:`checkpointed_layers` checkpoints decoder layers with their
+cache);
 :func:`supports_shared_prefix` says whether a model qualifies, and the caller falls back otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
+from transformers import DynamicCache
 
-__all__ = ["shared_prefix_hidden", "supports_shared_prefix", "token_logprobs"]
+__all__ = ["checkpointed_layers", "shared_prefix_hidden", "supports_shared_prefix", "token_logprobs"]
 
 # Logits are materialised for at most this many (token x vocabulary) entries at a time (~64 MB in float32).
 LOGITS_CHUNK_ELEMENTS = 1 << 24
@@ -52,6 +56,45 @@ def supports_shared_prefix(model: torch.nn.Module) -> bool:
     decoder = model.model.language_model
     checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in decoder.modules())
     return not (checkpointing and model.training)
+
+
+class _PromptKV(DynamicCache):
+    """The prompt pass's cache: each layer's keys/values are *set*, not appended to.
+
+    The prompt pass fills every layer once, so setting is appending to nothing; but a checkpointed layer
+    (:func:`checkpointed_layers`) runs again in backward, and must then store the same tensors, not a
+    cache of twice the length.
+    """
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        layer = self.layers[layer_idx]
+        if not layer.is_initialized:
+            layer.lazy_initialization(key_states, value_states)
+        layer.keys, layer.values = key_states, value_states
+        return key_states, value_states
+
+
+@contextlib.contextmanager
+def checkpointed_layers(layers: torch.nn.ModuleList, enabled: bool = True):
+    """Within the block, each decoder layer recomputes its activations in backward (``torch.utils.checkpoint``,
+    non-reentrant): only the layers' inputs stay alive. Unlike transformers' gradient checkpointing, the
+    layers keep their cache argument, which the shared-prefix forward needs."""
+    if not enabled:
+        yield
+        return
+    for layer in layers:
+        layer.forward = functools.partial(_maybe_checkpoint, layer.forward)  # an instance attribute: undone below
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
+def _maybe_checkpoint(forward, *args, **kwargs):
+    if not torch.is_grad_enabled():
+        return forward(*args, **kwargs)
+    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
 class _PrefixKV:
@@ -96,14 +139,14 @@ def shared_prefix_hidden(
     completion_mask: torch.Tensor,  # [N, T]
     obs_index: torch.Tensor,  # [N] observation of each completion
     pad_token_id: int,
+    checkpoint_layers: bool = False,
 ) -> torch.Tensor:
     """Final-norm hidden states ``[N, T, H]`` at the positions that predict each completion token.
 
     Row n, position t is the hidden state after prompt + completion[n, :t]; apply ``lm_head`` to get the
     logits of completion token t. Differentiable; equal to slicing the full per-sequence forward.
+    ``checkpoint_layers``: recompute each decoder layer in backward (both passes), keeping only layer inputs.
     """
-    from transformers import DynamicCache
-
     inner = model.model  # Qwen2VLModel / Qwen2_5_VLModel
     language_model = inner.language_model
     text_config = model.config.get_text_config()
@@ -119,22 +162,23 @@ def shared_prefix_hidden(
         attention_mask=prompt_mask,
     )  # [3, B, P]; padded positions are 0
     next_position = prompt_positions.amax(dim=(0, 2)) + 1  # [B]; the prompt ends with text tokens
-    cache = DynamicCache(config=model.config)
+    cache = _PromptKV(config=model.config)
     vision: dict[str, Any] = {}
     if image_features is not None:
         vision["mm_encoder_outputs"] = {"image": image_features}
     elif pixel_values is not None:
         vision["pixel_values"] = pixel_values
-    prompt_out = inner(
-        input_ids=prompt_ids,
-        attention_mask=prompt_mask,
-        position_ids=prompt_positions,
-        mm_token_type_ids=prompt_mm_token_type_ids,
-        image_grid_thw=image_grid_thw,
-        past_key_values=cache,
-        use_cache=True,
-        **vision,
-    )
+    with checkpointed_layers(language_model.layers, checkpoint_layers):
+        prompt_out = inner(
+            input_ids=prompt_ids,
+            attention_mask=prompt_mask,
+            position_ids=prompt_positions,
+            mm_token_type_ids=prompt_mm_token_type_ids,
+            image_grid_thw=image_grid_thw,
+            past_key_values=cache,
+            use_cache=True,
+            **vision,
+        )
     last_prompt_hidden = prompt_out.last_hidden_state[:, -1]  # [B, H]: left padding, the last token is real
     first = last_prompt_hidden[obs_index].unsqueeze(1)  # [N, 1, H]
     fed = completion_len - 1  # completion tokens fed to the model (the last one predicts nothing)
@@ -170,13 +214,14 @@ def shared_prefix_hidden(
     prefix = _PrefixKV(
         [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers]
     )
-    answer_out = language_model(
-        inputs_embeds=embeds,
-        attention_mask={layer_type: mask for layer_type in layer_types},
-        position_ids=positions,
-        past_key_values=prefix,
-        use_cache=False,
-    )
+    with checkpointed_layers(language_model.layers, checkpoint_layers):
+        answer_out = language_model(
+            inputs_embeds=embeds,
+            attention_mask={layer_type: mask for layer_type in layer_types},
+            position_ids=positions,
+            past_key_values=prefix,
+            use_cache=False,
+        )
     answer_hidden = answer_out.last_hidden_state.reshape(num_obs * width, -1)[flat]  # [N, fed, H]
     return torch.cat([first, answer_hidden], dim=1)  # [N, T, H]
 

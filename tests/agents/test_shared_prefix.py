@@ -133,9 +133,10 @@ def test_shared_prefix_runs_the_prompt_once(policy, observations):  # noqa: F811
     assert tokens["decoder"] == num_obs * prompt_len + num_obs * G * (rollout.completion_ids.shape[1] - 1)
 
 
-@pytest.mark.parametrize("checkpointing, shared", [(True, False), ("vision", True)])
+@pytest.mark.parametrize("checkpointing", [True, "vision"])
+@pytest.mark.parametrize("shared", [True, False])
 def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs, observations):  # noqa: F811
-    """Everything checkpointed: per-sequence fallback; vision tower only: the shared prefix stays."""
+    """Vision tower or every layer recomputed in backward, shared prefix or not: the same values and grads."""
     policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2.5-vl"])
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
     weights = torch.randn(rollout.completion_ids.shape, generator=torch.Generator().manual_seed(1))
@@ -143,9 +144,16 @@ def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs
     plain, plain_grads = _logprobs_and_grads(policy, rollout, True, weights)
     policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2.5-vl"], activation_checkpointing=checkpointing)
     policy.model.train()
-    assert supports_shared_prefix(policy.model) is shared
+    assert supports_shared_prefix(policy.model) and policy.checkpoint_decoder == (checkpointing is True)
     assert any(getattr(m, "gradient_checkpointing", False) for m in policy.model.model.visual.modules())
-    ckpt, ckpt_grads = _logprobs_and_grads(policy, rollout, True, weights)
+    recomputed = []
+    if checkpointing is True:  # the decoder layers really run again in backward
+        layer = policy.model.model.language_model.layers[0]
+        layer.mlp.register_forward_pre_hook(lambda m, a: recomputed.append(torch.is_grad_enabled()))
+    ckpt, ckpt_grads = _logprobs_and_grads(policy, rollout, shared, weights)
+    if checkpointing is True:
+        assert len(recomputed) == (4 if shared else 2)  # (prompt + answer pass if shared) x (forward, backward)
+        assert "forward" not in vars(layer)  # the wrapper is gone after the call
     torch.testing.assert_close(ckpt, plain, atol=1e-5, rtol=0)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(ckpt_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
