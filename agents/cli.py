@@ -127,7 +127,11 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
     if config.lora_r and parallel.shards_parameters:
         raise SystemExit("LoRA runs data-parallel with --parallel ddp (the adapters are small; nothing to shard)")
     device = parallel.device(config.device)
-    load = dict(device=device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels)
+    checkpointing = {"none": False, "vision": "vision", "all": True}.get(config.activation_checkpointing)
+    if checkpointing is None:
+        raise SystemExit(f"--activation-checkpointing must be none, vision or all, got {config.activation_checkpointing!r}")
+    load = dict(device=device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
+                activation_checkpointing=checkpointing)
     if checkpoint is not None and (checkpoint / "policy" / "adapter_config.json").is_file():
         policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
     else:

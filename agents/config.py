@@ -41,6 +41,11 @@ class TrainConfig:
         "Data-parallel strategy under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
         "gradients and optimiser state sharded over the ranks). Ignored in a single process.",
     )
+    activation_checkpointing: str = opt(
+        "none",
+        "Recompute activations in backward to save memory: none, vision (the ViT's blocks) or all (decoder "
+        "layers too). The shared-prefix forward is kept either way.",
+    )
     min_pixels: int = opt(3136, "Smallest image area the processor resizes to (pixels).")
     max_pixels: int = opt(1_000_000, "Largest image area the processor resizes to (pixels).")
 

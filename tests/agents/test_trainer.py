@@ -153,7 +153,8 @@ def test_make_env_scoring_of_groups_matches_the_env(tiny_model_dir):
 def test_cli_rloo_with_lora_trains_and_resumes(tiny_model_dir, tmp_path, capsys):
     common = ["--agent", "rloo", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
               "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "lora",
-              "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2", "--lora-r", "4"]
+              "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2", "--lora-r", "4",
+              "--activation-checkpointing", "all"]
     main(["train", *common, "--total-steps", "1"])
     policy_dir = tmp_path / "lora" / "checkpoints" / "step-000001" / "policy"
     assert (policy_dir / "adapter_config.json").is_file()  # adapters only, not the whole model
@@ -162,3 +163,4 @@ def test_cli_rloo_with_lora_trains_and_resumes(tiny_model_dir, tmp_path, capsys)
     assert (tmp_path / "lora" / "checkpoints" / "step-000002" / "policy" / "adapter_config.json").is_file()
     config = json.loads((tmp_path / "lora" / "config.json").read_text())
     assert config["lora_r"] == 4 and "normalize_advantages" in config
+    assert config["activation_checkpointing"] == "all"
