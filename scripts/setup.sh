@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Creates .venv with everything the demo, the tests and the benchmarks need.
-# Idempotent: re-running after setup.cfg changes reinstalls, otherwise it is a no-op.
-# torch is pinned to 2.13.0, the CPU wheel this project is developed and tested on;
-# it is installed FIRST so that the package's torch range does not pull a multi-GB
-# CUDA build. GPU users: create .venv with your own torch before running this.
+# Creates .venv with everything the demo, the tests and the benchmarks need, at the exact versions of
+# requirements/lock.txt (pip constraints): a fresh clone installs what the suite was last run with, and an
+# upstream release cannot break it. setup.cfg keeps the ranges the package is known to work with.
+# Idempotent: re-running after setup.cfg, pyproject.toml or the lock changes reinstalls, otherwise a no-op.
+# torch is installed FIRST so that nothing pulls a multi-GB CUDA build (2.13.0 is the CPU wheel this project
+# is developed on). GPU users: create .venv with your own torch before running this; it is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
+LOCK=requirements/lock.txt
 STAMP="$VENV/.perception-r1-installed"
-want="$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+want="$(cat setup.cfg pyproject.toml "$LOCK" | sha256sum | cut -c1-16)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0
 fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+constraints="$VENV/constraints.txt"
+if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  grep -v '^torch==' "$LOCK" > "$constraints"  # a torch already here (e.g. a CUDA build) stays
+else
+  cp "$LOCK" "$constraints"
 fi
-"$VENV/bin/python" -m pip install --quiet -e ".[train,test,bench]"
+pip=("$VENV/bin/python" -m pip install --quiet -c "$constraints")
+"${pip[@]}" pip setuptools  # the build tool too: the package is built with it, not in isolation
+"$VENV/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" torch
+"${pip[@]}" --no-build-isolation -e ".[train,test,bench]"
 echo "$want" > "$STAMP"
