@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 
-def opt(default: Any, help: str, **kwargs: Any) -> Any:
-    """A config field with its help text (read by :func:`add_arguments`)."""
+def opt(default: Any, help: str, choices: tuple[str, ...] | None = None, **kwargs: Any) -> Any:
+    """A config field with its help text (read by :func:`add_arguments`).
+
+    ``choices``: the only values the option takes; checked when the config is built (flags, YAML or
+    code alike), so a typo fails at start-up, not after the first generation.
+    """
+    metadata = {"help": help, "choices": choices, **kwargs}
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kwargs})
-    return field(default=default, metadata={"help": help, **kwargs})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -35,19 +40,26 @@ class TrainConfig:
     run_name: str = opt("", "Run folder name; default {env}__{agent}__{seed}__{time}.")
     seed: int = opt(0, "Seed of data order, sampling and initialisation.")
     device: str = opt("cpu", "torch device, e.g. cpu or cuda.")
-    dtype: str = opt("float32", "Model dtype: float32, bfloat16 or float16.")
+    dtype: str = opt("float32", "Model dtype: float32, bfloat16 or float16.",
+                     choices=("float32", "bfloat16", "float16"))
     parallel: str = opt(
         "ddp",
         "Data-parallel strategy under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
         "gradients and optimiser state sharded over the ranks). Ignored in a single process.",
+        choices=("ddp", "fsdp"),
     )
     activation_checkpointing: str = opt(
         "none",
         "Recompute activations in backward to save memory: none, vision (the ViT's blocks) or all (decoder "
         "layers too). The shared-prefix forward is kept either way.",
+        choices=("none", "vision", "all"),
     )
-    min_pixels: int = opt(3136, "Smallest image area the processor resizes to (pixels).")
-    max_pixels: int = opt(1_000_000, "Largest image area the processor resizes to (pixels).")
+    min_pixels: int = opt(
+        3136, "Smallest image area (pixels) after the processor's resize; the env scores in the same frame."
+    )
+    max_pixels: int = opt(
+        1_000_000, "Largest image area (pixels) after the processor's resize; the env scores in the same frame."
+    )
 
     total_steps: int = opt(100, "Policy-update rounds (one rollout batch each).")
     prompts_per_step: int = opt(8, "Distinct observations per rollout batch (B).")
@@ -66,7 +78,8 @@ class TrainConfig:
         0, "Completions per forward/backward; 0 = the whole batch (gradient accumulation otherwise)."
     )
     lr_scheduler: str = opt(
-        "constant", "Learning-rate schedule: constant, linear or cosine (decay to 0 at total_steps)."
+        "constant", "Learning-rate schedule: constant, linear or cosine (decay to 0 at total_steps).",
+        choices=("constant", "linear", "cosine"),
     )
     warmup_steps: int = opt(0, "Linear warm-up steps of the learning rate.")
 
@@ -82,9 +95,33 @@ class TrainConfig:
     eval_samples: int = opt(100, "Held-out samples per evaluation.")
     eval_split: str = opt("test", "Split of the env's data used for evaluation.")
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ValueError(f"{f.name} ({_flag(f.name)}) must be one of {', '.join(choices)}; got {value!r}")
+
     @property
     def agent_name(self) -> str:
         return "base"
+
+    def env_make_kwargs(self, **extra: Any) -> dict[str, Any]:
+        """``gym.make`` keyword arguments: ``env_kwargs`` with the image frame of ``min_pixels`` /
+        ``max_pixels``, so that the env scores answers in the frame the processor showed the model.
+
+        The frame is set once, by these two options: an ``env_kwargs`` entry that disagrees is an error.
+        """
+        kwargs = {**self.env_kwargs, **extra}
+        for name in ("min_pixels", "max_pixels"):
+            ours = getattr(self, name)
+            if name in kwargs and kwargs[name] != ours:
+                raise ValueError(
+                    f"env_kwargs sets {name}={kwargs[name]} but {_flag(name)} is {ours}: the env and the "
+                    f"processor must resize images alike; set it once, with {_flag(name)}"
+                )
+            kwargs[name] = ours
+        return kwargs
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
@@ -100,13 +137,21 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(cls.read_file(path))
+
+    @classmethod
+    def read_file(cls, path: str | Path) -> dict[str, Any]:
+        """The options a YAML file sets (only those: the rest stay whatever they were), checked by name."""
         import yaml
 
         with open(path) as f:
             values = yaml.safe_load(f) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of option: value")
-        return cls.from_dict(values)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{path}: unknown {cls.__name__} option(s): {', '.join(unknown)}")
+        return values
 
 
 def _flag(name: str) -> str:
@@ -126,6 +171,13 @@ def add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
                 type=_parse_bool,
                 default=None,
                 metavar="BOOL",
+                help=f"{help_text} (default: {default})",
+            )
+        elif f.metadata.get("choices"):
+            parser.add_argument(
+                _flag(f.name),
+                choices=f.metadata["choices"],
+                default=None,
                 help=f"{help_text} (default: {default})",
             )
         elif kind is dict:
@@ -156,7 +208,7 @@ def config_from_args(
     """Defaults < ``base`` (a resumed run's own config) < ``--config`` file < explicit flags."""
     values: dict[str, Any] = dict(base or {})
     if file:
-        values.update(config_cls.from_file(file).to_dict())
+        values.update(config_cls.read_file(file))
     for f in dataclasses.fields(config_cls):
         given = getattr(args, f.name, None)
         if given is not None:

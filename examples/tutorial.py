@@ -24,7 +24,7 @@ from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import grpo_loss, masked_mean
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.policies.tiny_model import build_tiny_model
-from agents.rloo import leave_one_out_advantages
+from agents.rloo.agent import leave_one_out_advantages
 from agents.sft import supervised_warm_start
 from agents.trainer import Trainer, evaluate, score_group
 

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
-KL_ESTIMATORS = ("k3", "k1")
+from agents.grpo.config import KL_ESTIMATORS, LOSS_TYPES
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

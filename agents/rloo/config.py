@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.config import TrainConfig, opt
+from agents.grpo.config import KL_ESTIMATORS
 
 LOSS_TYPES = ("sequence", "sequence_mean", "token")
 
@@ -18,11 +19,12 @@ class RLOOConfig(TrainConfig):
         "Aggregation: sequence (sum of an answer's token log-probs = its log-prob, mean over answers; "
         "the RLOO paper), sequence_mean (mean over each answer's tokens, then over answers; as grpo), "
         "token (mean over all tokens of the batch; as dapo).",
+        choices=LOSS_TYPES,
     )
     beta: float = opt(
         0.0, "Weight of the per-token KL to the frozen reference model (0 = no reference model is loaded)."
     )
-    kl_estimator: str = opt("k3", "KL estimator: k3 (>= 0, lower variance) or k1.")
+    kl_estimator: str = opt("k3", "KL estimator: k3 (>= 0, lower variance) or k1.", choices=KL_ESTIMATORS)
     normalize_advantages: bool = opt(
         False, "Divide the batch's advantages by their std (variance reduction; off in the paper)."
     )
@@ -32,7 +34,6 @@ class RLOOConfig(TrainConfig):
         return "rloo"
 
     def __post_init__(self) -> None:
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        super().__post_init__()
         if self.group_size < 2:
             raise ValueError("RLOO needs group_size >= 2 (the baseline is the other answers' mean)")

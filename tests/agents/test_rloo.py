@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from agents.rloo import RLOOConfig, leave_one_out_advantages
-from agents.rloo.agent import rloo_loss
+from agents.rloo.agent import leave_one_out_advantages, rloo_loss
+from agents.rloo.config import RLOOConfig
 
 
 def test_hand_computed_advantages():
