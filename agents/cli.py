@@ -42,8 +42,12 @@ def cmd_sft(args: argparse.Namespace) -> None:
     from agents.sft import supervised_warm_start
 
     _torch_threads()
-    policy = QwenVLPolicy.from_pretrained(args.model, device=args.device)
     env = _make_env(args.env, args.env_kwargs)
+    # the processor resizes images as the env does: answers in resized pixels mean the same to both
+    u = env.unwrapped
+    policy = QwenVLPolicy.from_pretrained(
+        args.model, device=args.device, min_pixels=u.min_pixels, max_pixels=u.max_pixels
+    )
     losses = supervised_warm_start(
         policy,
         env,
@@ -57,14 +61,22 @@ def cmd_sft(args: argparse.Namespace) -> None:
     print(f"final loss {losses[-1]:.4f}; saved to {args.output}")
 
 
-def build_train_parser(sub, agent: str = "grpo") -> None:
-    """``train``'s flags are the chosen agent's config fields (``--agent rloo --help`` lists RLOO's)."""
+def build_train_parser(sub, agent: str | None = "grpo") -> None:
+    """``train``'s flags are the chosen agent's config fields (``--agent rloo --help`` lists RLOO's).
+
+    ``agent=None``: the command line is not ``train``; only its name and help are added, so that other
+    commands (``eval --agent oracle``, ``tour``) never import the agents, and with them torch.
+    """
+    help_text = "RL training (GRPO by default) on a perception env"
+    if agent is None:
+        sub.add_parser("train", help=help_text, add_help=False)
+        return
     from agents.config import add_arguments
     from agents.registry import AGENTS, resolve_agent
 
     p = sub.add_parser(
         "train",
-        help="RL training (GRPO by default) on a perception env",
+        help=help_text,
         description="Train a Qwen2-VL / Qwen2.5-VL policy with an RL agent. Flags override --config.",
     )
     p.add_argument("--agent", default=agent,
@@ -74,7 +86,7 @@ def build_train_parser(sub, agent: str = "grpo") -> None:
     p.add_argument("--config", default=None, help="YAML file of options (flags override it)")
     p.add_argument("--resume", default=None,
                    help="run folder or checkpoint folder to continue from, with the run's own options "
-                   "(flags given now override them, e.g. --total-steps to train longer)")
+                   "(a --config file and flags given now override them, e.g. --total-steps to train longer)")
     add_arguments(p, resolve_agent(agent)[1])
     p.set_defaults(func=cmd_train)
 
@@ -150,7 +162,7 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
     learner.distribute(parallel)
     if parallel.enabled and parallel.is_main:
         print(f"data-parallel: {parallel.describe(policy.model)}", flush=True)
-    env = env if env is not None else _make_env(config.env_id, config.env_kwargs)
+    env = env if env is not None else _make_env(config.env_id, config.env_make_kwargs())
     trainer = Trainer(learner, config, run_dir, env=env, eval_env=eval_env, progress=progress)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
@@ -183,6 +195,23 @@ def cmd_tour(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        _run(argv)
+    except ModuleNotFoundError as error:
+        if error.name not in _TRAIN_EXTRA:
+            raise
+        command = argv[0] if argv else "this command"
+        raise SystemExit(
+            f"perception-r1 {command} needs {error.name}, which is not installed: "
+            "pip install 'perception-r1[train]' (or run bash scripts/setup.sh in a clone)"
+        ) from error
+
+
+# what the ``train`` extra adds to the torch-free base install (envs, metrics, eval of reference agents)
+_TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "tensorboard", "tqdm", "peft")
+
+
+def _run(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="perception-r1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -215,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_sft)
 
-    build_train_parser(sub, _chosen_agent(argv))
+    build_train_parser(sub, _chosen_agent(argv) if argv[:1] == ["train"] else None)
 
     from agents.evaluate import add_eval_parser
 
@@ -238,19 +267,23 @@ def _chosen_agent(argv: list[str]) -> str:
     peek.add_argument("--agent", default=None)
     peek.add_argument("--resume", default=None)
     known = peek.parse_known_args(argv)[0]
-    if known.agent is None and known.resume and argv[:1] == ["train"]:
+    if known.agent is None and known.resume:
         return saved_run(known.resume)[0]
     return known.agent or "grpo"
 
 
 def saved_run(resume: str) -> tuple[str, dict]:
-    """(agent name, config) of the run a ``--resume`` path points into."""
-    import torch
+    """(agent name, config) of the run a ``--resume`` path points into (a small JSON beside the state)."""
+    from agents.trainer import RUN_FILE, STATE_FILE, latest_checkpoint
 
-    from agents.trainer import STATE_FILE, latest_checkpoint
+    checkpoint = latest_checkpoint(resume)
+    if (checkpoint / RUN_FILE).is_file():
+        run = json.loads((checkpoint / RUN_FILE).read_text())
+    else:  # a checkpoint written before run.json existed: read the full state
+        import torch
 
-    state = torch.load(latest_checkpoint(resume) / STATE_FILE, weights_only=False, map_location="cpu")
-    return state.get("agent_name", "grpo"), state["config"]
+        run = torch.load(checkpoint / STATE_FILE, weights_only=False, map_location="cpu")
+    return run.get("agent_name", "grpo"), run["config"]
 
 
 if __name__ == "__main__":

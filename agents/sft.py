@@ -1,7 +1,7 @@
 """Supervised warm start on an env's oracle answers (the paper compares SFT, RL and SFT+RL).
 
 A randomly initialised model cannot follow an answer format, so RL from
-scratch collapses (TECH-NOTES); a short supervised phase on the env's own
+scratch collapses (docs/learning-on-a-cpu.md); a short supervised phase on the env's own
 perfect answers gives GRPO a starting point whose groups disagree.
 """
 

@@ -25,6 +25,7 @@ from agents.config import TrainConfig
 
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
+RUN_FILE = "run.json"
 
 
 class DataOrder:
@@ -44,6 +45,23 @@ class DataOrder:
             epoch, offset = divmod(position, self.size)
             out.append(int(self._epoch(epoch)[offset]))
         return out
+
+
+def check_same_frame(env: gym.Env, policy: Any) -> None:
+    """Fail unless ``env`` resizes images as the policy's processor does.
+
+    Qwen2.5-VL answers in pixels of the *resized* image: an env with other ``min_pixels`` /
+    ``max_pixels`` than the processor would score every answer in a frame the model never saw.
+    """
+    u = env.unwrapped
+    env_bounds = (getattr(u, "min_pixels", None), getattr(u, "max_pixels", None))
+    if None in env_bounds or not hasattr(policy, "pixel_bounds"):
+        return  # an env or a policy without a resized-pixel frame
+    if env_bounds != tuple(policy.pixel_bounds):
+        raise ValueError(
+            f"the env resizes images to {env_bounds[0]}..{env_bounds[1]} pixels but the policy's processor to "
+            f"{policy.pixel_bounds[0]}..{policy.pixel_bounds[1]}: set both with --min-pixels / --max-pixels"
+        )
 
 
 def success_rate(infos: list[dict[str, Any]]) -> float:
@@ -113,10 +131,13 @@ class Trainer:
         self.agent = agent
         self.config = config
         self.run_dir = Path(run_dir)
-        self.env = env if env is not None else gym.make(config.env_id, **config.env_kwargs)
+        self.env = env if env is not None else gym.make(config.env_id, **config.env_make_kwargs())
         if eval_env is None and config.eval_every:
-            eval_env = gym.make(config.env_id, **{**config.env_kwargs, "split": config.eval_split})
+            eval_env = gym.make(config.env_id, **config.env_make_kwargs(split=config.eval_split))
         self.eval_env = eval_env
+        for e in (self.env, self.eval_env):
+            if e is not None:
+                check_same_frame(e, agent.policy)
         self.order = DataOrder(len(self.env.unwrapped.dataset), config.seed)
         self.parallel = agent.parallel
         self.parallel.shard(config.prompts_per_step)  # fail now if the batch does not split over the ranks
@@ -151,6 +172,7 @@ class Trainer:
         if self.parallel.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=2, default=str))
+            self.open_writer()  # now, before the first step moves the counter
         bar = None
         if self.progress and self.parallel.is_main:
             from tqdm.auto import tqdm
@@ -204,14 +226,17 @@ class Trainer:
     # ------------------------------------------------------------------ log
     @property
     def writer(self):
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+        return self._writer if self._writer is not None else self.open_writer()
 
-            # purge_step drops events written after the checkpoint we resumed from.
-            self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step or None)
-            if self.step == 0:
-                rows = "\n".join(f"|{k}|{v}|" for k, v in self.config.to_dict().items())
-                self._writer.add_text("hyperparameters", "|option|value|\n|-|-|\n" + rows, 0)
+    def open_writer(self):
+        """The TensorBoard writer, with the options this run trains with logged at the step it starts from
+        (0, or a resumed run's step, where its overrides show)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events written after the checkpoint we resumed from.
+        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step or None)
+        rows = "\n".join(f"|{k}|{v}|" for k, v in self.config.to_dict().items())
+        self._writer.add_text("hyperparameters", "|option|value|\n|-|-|\n" + rows, self.step)
         return self._writer
 
     def _log(self, batch: RolloutBatch, metrics: dict[str, float]) -> dict[str, float]:
@@ -253,7 +278,7 @@ class Trainer:
         lines += [f"- `{a!r}` → {r:.3f}" for a, r in zip(group.answers, group.rewards)]
         self.writer.add_text("samples", "\n".join(lines), self.step)
         try:
-            env = gym.make(self.config.env_id, **{**self.config.env_kwargs, "render_mode": "rgb_array"})
+            env = gym.make(self.config.env_id, **self.config.env_make_kwargs(render_mode="rgb_array"))
             env.reset(options={"index": group.index})
             best = int(np.argmax(group.rewards))
             env.step(group.answers[best])
@@ -292,6 +317,9 @@ class Trainer:
                 },
             }
             torch.save(state, tmp / STATE_FILE)
+            # what --resume needs before building anything, without loading the optimiser state
+            run = {"agent_name": state["agent_name"], "config": state["config"]}
+            (tmp / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)

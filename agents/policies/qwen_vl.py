@@ -292,6 +292,12 @@ class QwenVLPolicy:
         return out
 
     @property
+    def pixel_bounds(self) -> tuple[int, int]:
+        """(min_pixels, max_pixels): the image area range of the processor's resize (multiples of 28)."""
+        size = self.processor.image_processor.size
+        return int(size["shortest_edge"]), int(size["longest_edge"])
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
