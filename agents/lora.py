@@ -32,6 +32,7 @@ import torch
 __all__ = [
     "LANGUAGE_TARGET_MODULES",
     "apply_lora",
+    "check_peft_version",
     "is_lora",
     "load_lora_policy",
     "lora_parameter_names",
@@ -41,6 +42,29 @@ __all__ = [
 
 # Qwen2 decoder layer: self_attn.{q,k,v,o}_proj and mlp.{gate,up,down}_proj.
 LANGUAGE_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def check_peft_version() -> None:
+    """Fail with both versions named if the installed peft is older than transformers requires.
+
+    transformers' adapter integration checks it too, but only in the middle of ``add_adapter`` /
+    ``load_adapter``, with a message that names neither the installed versions nor the fix.
+    """
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    try:
+        from transformers.integrations.peft import MIN_PEFT_VERSION
+    except ImportError:  # a transformers without the constant: let it check on its own
+        return
+    installed = version("peft")
+    if Version(Version(installed).base_version) < Version(MIN_PEFT_VERSION):
+        raise ImportError(
+            f"transformers {version('transformers')} needs peft >= {MIN_PEFT_VERSION} for LoRA, but peft "
+            f"{installed} is installed: install the versions this project is tested with "
+            "(pip install -c requirements/lock.txt ..., as scripts/setup.sh does) or a newer peft"
+        )
 
 
 def is_lora(model: torch.nn.Module) -> bool:
@@ -88,11 +112,14 @@ def apply_lora(
         modules_to_save=None if freeze_vision else ["visual"],
         bias="none",
     )
+    check_peft_version()
     try:
         model.add_adapter(config)
-    except ValueError as error:  # peft: "Target modules ... not found in the base model"
+    except ValueError as error:
+        if "not found in the base model" not in str(error):  # any other cause is shown as it is
+            raise
         raise ValueError(
-            f"no module of the language model matched target_modules={list(target_modules)}"
+            f"no module of the language model matched target_modules={list(target_modules)} ({error})"
         ) from error
     # add_adapter freezes the base weights; say so explicitly (and for the vision tower) all the same
     trainable = set(lora_parameter_names(model))
@@ -119,6 +146,7 @@ def load_lora_policy(
     if base_model is None:
         base_model = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
     policy = QwenVLPolicy.from_pretrained(base_model, **from_pretrained_kwargs)
+    check_peft_version()
     policy.model.load_adapter(str(adapter_dir), is_trainable=is_trainable)
     if not is_trainable:
         policy.model.requires_grad_(False)

@@ -93,3 +93,23 @@ def test_lora_checkpoint_resumes_with_the_same_optimizer_state(tiny_model_dir, t
     assert saved["state"].keys() == loaded["state"].keys() and saved["state"]
     for key, state in saved["state"].items():
         assert all(torch.equal(v, loaded["state"][key][f]) for f, v in state.items())
+
+
+def test_a_peft_older_than_transformers_needs_names_both_versions(tiny_model_dir, monkeypatch):
+    # what a fresh install met when transformers 5.24 (needs peft >= 0.22) came out before peft 0.22 did
+    import transformers.integrations.peft as hf_peft
+
+    monkeypatch.setattr(hf_peft, "MIN_PEFT_VERSION", "99.0.0")
+    with pytest.raises(ImportError, match=r"needs peft >= 99\.0\.0.*peft \d+\.\d+.* is installed"):
+        apply_lora(QwenVLPolicy.from_pretrained(tiny_model_dir))
+
+
+def test_other_adapter_errors_are_not_disguised_as_a_target_mismatch(tiny_model_dir, monkeypatch):
+    policy = QwenVLPolicy.from_pretrained(tiny_model_dir)
+
+    def refuse(config):
+        raise ValueError("some other cause")
+
+    monkeypatch.setattr(policy.model, "add_adapter", refuse)
+    with pytest.raises(ValueError, match="^some other cause$"):
+        apply_lora(policy)
