@@ -2,7 +2,8 @@
 
 Why this module exists: in transformers 5.x, ``Qwen2VLProcessor`` and ``Qwen2_5_VLProcessor`` take a
 *video* processor, and the only video processor for these models needs torchvision. Without torchvision,
-``AutoProcessor.from_pretrained`` does not fail: it silently returns the bare tokenizer. The classes below
+``AutoProcessor.from_pretrained`` raises ImportError (some 5.x releases silently return the bare
+tokenizer instead). The classes below
 are the same processors minus the video processor (images and text only), which is all the environments
 need. When torchvision is installed (typical on GPU machines) ``load_processor`` prefers the real class.
 
@@ -16,10 +17,11 @@ import json
 import os
 from pathlib import Path
 
-from transformers import AutoProcessor, AutoTokenizer, Qwen2_5_VLProcessor, Qwen2VLProcessor
+from transformers import AutoProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 __all__ = [
+    "check_vision_chat_template",
     "ImageOnlyQwen2VLProcessor",
     "ImageOnlyQwen2_5_VLProcessor",
     "load_processor",
@@ -57,40 +59,37 @@ def _standardise_saved_files(save_directory: str | os.PathLike, name: str, image
             path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-    """``Qwen2VLProcessor`` without a video processor: works without torchvision.
+class _ImageOnly:
+    """Mixin for a Qwen-VL processor without a video processor: works without torchvision.
 
     Its ``__init__`` names only ``image_processor`` and ``tokenizer``: ``ProcessorMixin`` derives the list
-    of sub-processors to load and save from the ``__init__`` signature.
+    of sub-processors to load and save from the ``__init__`` signature. Saved files name the standard class
+    (``standard_class_name``), so transformers' own ``AutoProcessor`` reads them too.
     """
+
+    standard_class_name: str
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(
+            image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs
+        )
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        out = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        _standardise_saved_files(save_directory, self.standard_class_name, self.image_processor)
+        return out
+
+
+class ImageOnlyQwen2VLProcessor(_ImageOnly, Qwen2VLProcessor):
+    """``Qwen2VLProcessor`` without a video processor."""
 
     standard_class_name = "Qwen2VLProcessor"
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(
-            image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs
-        )
 
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        out = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
-        _standardise_saved_files(save_directory, self.standard_class_name, self.image_processor)
-        return out
-
-
-class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
-    """``Qwen2_5_VLProcessor`` without a video processor (see ``ImageOnlyQwen2VLProcessor``)."""
+class ImageOnlyQwen2_5_VLProcessor(_ImageOnly, Qwen2_5_VLProcessor):
+    """``Qwen2_5_VLProcessor`` without a video processor."""
 
     standard_class_name = "Qwen2_5_VLProcessor"
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(
-            image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs
-        )
-
-    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        out = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
-        _standardise_saved_files(save_directory, self.standard_class_name, self.image_processor)
-        return out
 
 
 _BY_MODEL_TYPE = {"qwen2_vl": ImageOnlyQwen2VLProcessor, "qwen2_5_vl": ImageOnlyQwen2_5_VLProcessor}
@@ -122,6 +121,20 @@ def _model_type_of(name_or_path: str) -> str:
         raise
 
 
+def check_vision_chat_template(processor, name_or_path: str) -> None:
+    """Fail at load time, naming the checkpoint, unless its chat template places an image in a user turn."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}]
+    try:
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception as error:  # jinja errors, a missing template: all mean the same to the user
+        raise ValueError(f"{name_or_path}: its chat template cannot render an image message ({error})") from error
+    if "<|image_pad|>" not in text:
+        raise ValueError(
+            f"{name_or_path}: its chat template writes no <|image_pad|> for an image (a text-only template?); "
+            "a Qwen-VL checkpoint carries the vision template in chat_template.json or chat_template.jinja"
+        )
+
+
 def load_processor(
     name_or_path: str | os.PathLike,
     *,
@@ -131,9 +144,10 @@ def load_processor(
 ):
     """Load the processor of a Qwen2-VL / Qwen2.5-VL checkpoint (local folder or hub id).
 
-    Tries ``AutoProcessor`` first (the real class, when torchvision is available); if that gives back
-    anything without an ``image_processor`` (the bare tokenizer: what happens without torchvision), builds
-    the image-only processor from the PIL image processor and the tokenizer of the same checkpoint.
+    Tries ``AutoProcessor`` first (the real class, when torchvision is available); if that fails or gives
+    back anything without an ``image_processor`` (what happens without torchvision), loads the image-only
+    processor of the same checkpoint: the PIL image processor, the tokenizer and the processor's chat
+    template. Either way the chat template must place images (checked here).
     ``min_pixels`` / ``max_pixels`` bound the image area after the processor's smart resize.
     """
     name_or_path = str(name_or_path)
@@ -149,17 +163,15 @@ def load_processor(
     try:
         processor = AutoProcessor.from_pretrained(name_or_path)
     except (ImportError, OSError, ValueError, TypeError, KeyError):
-        processor = None
+        processor = None  # without torchvision AutoProcessor raises ImportError (or returns the tokenizer)
     if processor is None or not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
-        model_type = model_type or _model_type_of(name_or_path)
-        cls = processor_class_for(model_type)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        image_processor = Qwen2VLImageProcessorPil.from_pretrained(name_or_path)
-        processor = cls(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            chat_template=getattr(tokenizer, "chat_template", None),
-        )
+        cls = processor_class_for(model_type or _model_type_of(name_or_path))
+        # ProcessorMixin.from_pretrained takes the chat template from chat_template.json/.jinja: in the
+        # released Qwen2.5-VL files the tokenizer's own template is the text-only Qwen2.5 one
+        processor = cls.from_pretrained(name_or_path)
+        if not isinstance(processor.image_processor, Qwen2VLImageProcessorPil):
+            processor.image_processor = Qwen2VLImageProcessorPil.from_pretrained(name_or_path)
+    check_vision_chat_template(processor, name_or_path)
     if size is not None:
         merged = dict(processor.image_processor.size)
         merged.update(size)
