@@ -108,7 +108,9 @@ class Parallel:
 
     def describe(self, model: torch.nn.Module) -> str:
         """One line for the log: strategy, ranks, and the parameters this rank holds."""
-        local = sum(getattr(p, "_local_tensor", p).numel() for p in model.parameters())
+        from torch.distributed.tensor import DTensor
+
+        local = sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in model.parameters())
         total = sum(p.numel() for p in model.parameters())
         return f"{self.strategy} over {self.world_size} ranks; rank {self.rank} holds {local:,} of {total:,} parameters"
 
@@ -124,19 +126,22 @@ class Parallel:
 
     # ------------------------------------------------------------ collectives
     def all_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks, on ``value``'s device."""
         if not self.enabled:
             return value
-        out = value.detach().clone()
+        out = self._on_backend_device(value.detach().clone())
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
+        return out.to(value.device)
 
     def all_gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """Concatenate every rank's ``[b, ...]`` tensor in rank order: ``[W*b, ...]`` (equal ``b``)."""
+        """Concatenate every rank's ``[b, ...]`` tensor in rank order: ``[W*b, ...]`` (equal ``b``), on
+        ``rows``' device."""
         if not self.enabled:
             return rows
-        parts = [torch.empty_like(rows) for _ in range(self.world_size)]
-        dist.all_gather(parts, rows.contiguous())
-        return torch.cat(parts)
+        mine = self._on_backend_device(rows.contiguous())
+        parts = [torch.empty_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(parts, mine)
+        return torch.cat(parts).to(rows.device)
 
     def mean_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         """Each scalar averaged over ranks (each rank's is a mean over an equal shard)."""
@@ -169,6 +174,7 @@ class Parallel:
             dist.barrier()
 
     def _on_backend_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """NCCL reduces CUDA tensors only; rewards and metrics live on the CPU."""
         return tensor.cuda() if dist.get_backend() == "nccl" else tensor
 
     def close(self) -> None:
