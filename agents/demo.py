@@ -2,7 +2,7 @@
 
 1. build a randomly initialised tiny Qwen2-VL (real architecture, local tokenizer);
 2. a short, deliberately imperfect supervised warm start on the env's oracle answers
-   (from random initialisation GRPO collapses: TECH-NOTES);
+   (from random initialisation GRPO collapses: docs/learning-on-a-cpu.md);
 3. greedy accuracy on held-out images (the test split);
 4. GRPO on the training split;
 5. held-out accuracy again: before -> after, per class, and where the TensorBoard run is.

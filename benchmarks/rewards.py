@@ -4,7 +4,7 @@
 
 One core: the process is pinned to one CPU (where the OS allows) and the
 BLAS/OpenMP pools to one thread before numpy loads. Each "naive" function
-restates the official code's formula (REFERENCE.md) in plain Python; the run
+restates the official code's formula (linkangheng/PR1; docs/paper.md) in plain Python; the run
 asserts that it gives the same reward as ours on the benchmark input, then
 times both in the same process, so the ratios compare like with like.
 """

@@ -22,7 +22,7 @@ import numpy as np
 
 # Qwen2-VL / Qwen2.5-VL: 14-px patches merged 2x2 -> one vision token per 28x28 pixels.
 QWEN_PATCH_FACTOR = 28
-# The paper's limits (REFERENCE.md): images between 3136 and 1,000,000 pixels.
+# The paper's limits (Yu et al. 2025; docs/paper.md): images between 3136 and 1,000,000 pixels.
 DEFAULT_MIN_PIXELS = 3136
 DEFAULT_MAX_PIXELS = 1_000_000
 

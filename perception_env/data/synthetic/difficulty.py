@@ -114,7 +114,7 @@ class Difficulty:
 
 
 EASY = Difficulty(name="easy")
-"""Learnable by a ~0.2M-parameter Qwen2-VL on a CPU in minutes (TECH-NOTES).
+"""Learnable by a ~0.2M-parameter Qwen2-VL on a CPU in minutes (docs/learning-on-a-cpu.md).
 
 112x112 image, a 4x4 grid of 28-px cells (Qwen's 28-px vision tokens: one
 object ~ one token), at most one object per cell, each 22-26 px and centred in
