@@ -1,7 +1,7 @@
 """A new RL algorithm in under 100 lines: REINFORCE with a running-mean baseline, on the shared Trainer.
 
     python examples/custom_agent.py --steps 3
-    perception-r1 train --agent examples/custom_agent.py:ReinforceAgent --model DIR --env ...   # same agent, CLI
+    perception-r1 train --agent examples/custom_agent.py:ReinforceAgent --model runs/tiny --env-kwargs '{"answer_format": "number"}' --baseline-momentum 0.5  # the CLI; runs/tiny: perception-r1 make-tiny-model runs/tiny
 
 The Trainer collects B observations x G answers and scores them; an agent only implements
 ``update(batch) -> metrics``. Options are a ``TrainConfig`` subclass (typed fields with help text),

@@ -1,29 +1,43 @@
-"""Every example runs end to end with small arguments and prints what it promises."""
+"""Every example runs as its docstring says (bash, the venv's python and console script on PATH), shortened
+by flags only, and prints what it promises."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.documented import ROOT, Command, docstring_commands, run_shell, set_flag, user_folder
+
+EXAMPLES = ROOT / "examples"
 
 
-def run_example(name: str, *args: str, timeout: int = 300) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+def documented(example: str, starts_with: str) -> Command:
+    found = [c for c in docstring_commands(EXAMPLES / example) if c.text.startswith(starts_with)]
+    assert len(found) == 1, f"{example}: {len(found)} documented commands start with {starts_with!r}"
+    return found[0]
 
 
-def test_random_agent_visits_every_env():
+# what each test below runs: every documented command must be here
+RUN = {
+    "custom_agent.py": ["python examples/custom_agent.py", "perception-r1 train --agent"],
+    "custom_reward_wrapper.py": ["python examples/custom_reward_wrapper.py"],
+    "oracle_render.py": ["python examples/oracle_render.py"],
+    "random_agent.py": ["python examples/random_agent.py"],
+    "tutorial.py": ["python examples/tutorial.py"],  # the full length too: --quick only sets fewer steps
+}
+
+
+def test_every_documented_example_command_is_run():
+    assert sorted(RUN) == sorted(p.name for p in EXAMPLES.glob("*.py"))
+    for example, prefixes in RUN.items():
+        for command in docstring_commands(EXAMPLES / example):
+            assert any(command.text.startswith(p) for p in prefixes), f"{example}: {command.text!r} is not run"
+
+
+def test_random_agent_visits_every_env(tmp_path):
     import perception_env
 
-    out = run_example("random_agent.py", "--quick")
+    command = documented("random_agent.py", "python ")
+    out = run_shell(set_flag(command.text, "--episodes", "2"), user_folder(tmp_path))
     for env_id in perception_env.ENV_IDS:
         assert env_id in out
     assert out.count("mean reward over 2 episodes") == len(perception_env.ENV_IDS)
@@ -32,49 +46,56 @@ def test_random_agent_visits_every_env():
 def test_oracle_render_saves_pngs_with_full_reward(tmp_path):
     from PIL import Image
 
-    out = run_example("oracle_render.py", "--quick", "--out", str(tmp_path))
-    pngs = sorted(tmp_path.glob("*.png"))
+    command = documented("oracle_render.py", "python ")
+    out = run_shell(command.text + " --quick", user_folder(tmp_path))
+    pngs = sorted((tmp_path / "runs" / "oracle").glob("*.png"))
     assert len(pngs) == 4 and all(Image.open(p).size[0] > 0 for p in pngs)
     assert out.count("success=True") == 4
 
 
+@pytest.mark.slow
 def test_custom_reward_wrapper_adds_the_bonus_and_trains(tmp_path):
-    out = run_example("custom_reward_wrapper.py", "--quick", "--out", str(tmp_path))
+    command = documented("custom_reward_wrapper.py", "python ")
+    out = run_shell(f"{command.text} --quick --out {tmp_path}", user_folder(tmp_path))
     assert "task reward 0.000 + bonus 0.50 = 0.500" in out
     assert "step 2:" in out and (tmp_path / "run" / "checkpoints" / "step-000002").is_dir()
 
 
+@pytest.mark.slow
 def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
     import torch
 
-    out = run_example("custom_agent.py", "--steps", "2", "--out", str(tmp_path))
+    command = documented("custom_agent.py", "python ")
+    out = run_shell(f"{set_flag(command.text, '--steps', '2')} --out {tmp_path}", user_folder(tmp_path))
     assert "step 2:" in out
-    checkpoint = tmp_path / "run" / "checkpoints" / "step-000002"
-    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
     assert state["agent"]["baseline"] > 0
-    assert len((ROOT / "examples" / "custom_agent.py").read_text().splitlines()) < 100
+    assert len((EXAMPLES / "custom_agent.py").read_text().splitlines()) < 100
 
 
-def test_custom_agent_plugs_into_the_train_command(tmp_path, capsys):
-    """`perception-r1 train --agent file.py:Class`: its own options, checkpoints, and --resume alone."""
-    import json
-
+@pytest.mark.slow
+def test_custom_agent_plugs_into_the_train_command(tmp_path):
+    """`perception-r1 train --agent file.py:Class` as documented: its own options, checkpoints, --resume alone."""
     import torch
 
-    from agents.cli import main
-    from agents.policies.tiny_model import build_tiny_model
+    cwd = user_folder(tmp_path)
+    command = documented("custom_agent.py", "perception-r1 train")
+    run_shell("perception-r1 make-tiny-model runs/tiny", cwd)  # what its note says to run first
+    short = "--total-steps 1 --prompts-per-step 2 --group-size 2 --max-new-tokens 3 --run-name mine"
+    run_shell(f"{command.text} {short}", cwd)
+    out = run_shell("perception-r1 train --resume runs/mine --total-steps 2", cwd)  # the agent comes back by itself
+    assert "resumed from" in out
+    state = torch.load(tmp_path / "runs" / "mine" / "checkpoints" / "step-000002" / "trainer_state.pt",
+                       weights_only=False)
+    assert state["agent_name"] == "examples/custom_agent.py:ReinforceAgent"
+    assert state["config"]["baseline_momentum"] == 0.5 and "baseline" in state["agent"]
 
-    model = build_tiny_model(tmp_path / "model")
-    spec = f"{ROOT / 'examples' / 'custom_agent.py'}:ReinforceAgent"
-    main(["train", "--agent", spec, "--baseline-momentum", "0.5", "--model", str(model),
-          "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps({"answer_format": "number"}),
-          "--total-steps", "1", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "3",
-          "--output-dir", str(tmp_path), "--run-name", "mine", "--log-samples-every", "0"])
-    main(["train", "--resume", str(tmp_path / "mine"), "--total-steps", "2"])  # the agent comes back by itself
-    assert "resumed from" in capsys.readouterr().out
-    state = torch.load(tmp_path / "mine" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
-    assert state["agent_name"] == spec and state["config"]["baseline_momentum"] == 0.5
-    assert "baseline" in state["agent"]
+
+@pytest.fixture(scope="module")
+def tutorial_output(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tut")
+    command = documented("tutorial.py", "python examples/tutorial.py --quick")
+    return run_shell(f"{command.text} --group-size 4 --out {folder}", user_folder(folder))
 
 
 @pytest.mark.parametrize(
@@ -83,12 +104,6 @@ def test_custom_agent_plugs_into_the_train_command(tmp_path, capsys):
 )
 def test_tutorial_prints_each_step(tutorial_output, section):
     assert section in tutorial_output
-
-
-@pytest.fixture(scope="module")
-def tutorial_output(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("tut"))
-    return run_example("tutorial.py", "--quick", "--group-size", "4", "--out", out)
 
 
 def test_tutorial_one_step_raises_the_objective_and_trains(tutorial_output):
