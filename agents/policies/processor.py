@@ -19,6 +19,7 @@ from pathlib import Path
 
 from transformers import AutoProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.utils import is_torchvision_available
 
 __all__ = [
     "check_vision_chat_template",
@@ -160,10 +161,11 @@ def load_processor(
             size["longest_edge"] = int(max_pixels)
 
     processor = None
-    try:
-        processor = AutoProcessor.from_pretrained(name_or_path)
-    except (ImportError, OSError, ValueError, TypeError, KeyError):
-        processor = None  # without torchvision AutoProcessor raises ImportError (or returns the tokenizer)
+    if is_torchvision_available():  # else AutoProcessor raises ImportError (or returns the tokenizer)
+        try:
+            processor = AutoProcessor.from_pretrained(name_or_path)
+        except (ImportError, OSError, ValueError, TypeError, KeyError):
+            processor = None
     if processor is None or not hasattr(processor, "image_processor") or not hasattr(processor, "tokenizer"):
         cls = processor_class_for(model_type or _model_type_of(name_or_path))
         # ProcessorMixin.from_pretrained takes the chat template from chat_template.json/.jinja: in the
