@@ -295,3 +295,11 @@ def test_teacher_forcing_scores_given_answers_and_learns_them(tiny_model_dirs, a
     assert losses[-1] < 0.1 * losses[0]
     greedy = policy.generate(observations, num_samples=2, max_new_tokens=4, do_sample=False)
     assert greedy.texts == ["3", "3", "7", "7"]
+
+
+def test_an_old_transformers_is_refused_with_the_reason(monkeypatch):
+    import agents.policies as policies
+
+    monkeypatch.setattr(policies, "_version", lambda name: "5.17.0")
+    with pytest.raises(ImportError, match=r"transformers >= 5\.18 \(installed: 5\.17\.0\).*image"):
+        policies._check_transformers()
