@@ -67,6 +67,13 @@ def model_answerer(
     return answer
 
 
+def benchmark_label(dataset_name: str, split: str) -> str:
+    """"coco val", "refcoco-val" (a loader whose name already carries the split is not told it twice)."""
+    if not split or dataset_name.endswith(f"-{split}"):
+        return dataset_name
+    return f"{dataset_name} {split}"
+
+
 def _torch_threads() -> None:
     import torch
 
@@ -145,7 +152,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     split = env_kwargs.get("split", "")
     run = {
         "task": result.task,
-        "benchmark": args.benchmark or f"{getattr(u.dataset, 'name', 'data')} {split}".strip(),
+        "benchmark": args.benchmark or benchmark_label(getattr(u.dataset, "name", "data"), split),
         "agent": label,
         "metrics": result.metrics,
         "env_id": args.env,

@@ -68,8 +68,8 @@ class CountingEnv(PerceptionEnv):
     formats = ("qwen2-vl", "qwen2-vl-points", "qwen2.5-vl", "number")
     default_prompts = {
         "qwen2-vl": "Output all the bounding boxes of the {object}",
-        "qwen2-vl-points": "Point to every {object} in the image.",
-        "qwen2.5-vl": "Point to every {object} in the image and output the coordinates in JSON format.",
+        "qwen2-vl-points": "Point to all the {object} in the image.",
+        "qwen2.5-vl": "Point to all the {object} in the image and output the coordinates in JSON format.",
         "number": "How many {object} are in the image? Answer with a number.",
     }
 
