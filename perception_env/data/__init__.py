@@ -12,6 +12,7 @@ from pathlib import Path
 from perception_env.data.loaders import (
     CocoDetection,
     DatasetFormatError,
+    DroppedEntriesWarning,
     JsonlDataset,
     PageOcr,
     PixmoCount,
@@ -49,6 +50,7 @@ def _coco(
     if annotation_file is None or image_dir is None:
         if root is None:
             raise ValueError("coco needs annotation_file= and image_dir=, or root= (official layout)")
+        split = split.casefold()  # COCO's folders are lower case: "Val" means val2017
         name = f"{'val' if split in ('val', 'test') else split}{year}"  # COCO's test set has no labels
         annotation_file = annotation_file or Path(root) / "annotations" / f"instances_{name}.json"
         image_dir = image_dir or Path(root) / name
@@ -120,6 +122,7 @@ __all__ = [
     "CocoDetection",
     "DatasetFormatError",
     "Difficulty",
+    "DroppedEntriesWarning",
     "JsonlDataset",
     "PageOcr",
     "PerceptionDataset",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -43,20 +42,26 @@ class Sample:
     iscrowd: tuple[bool, ...] = ()  # [N]; empty means all False
     count: int | None = None  # counting: number of objects of class ``query``; None = len(points)
     meta: dict = field(default_factory=dict)  # source ids (COCO image_id, category ids, ...)
+    exif_transpose: bool = False  # image_path: turn the pixels upright by their EXIF orientation first
+    origin: str = ""  # real data: the dataset file and entry it came from, named in image errors
 
     def load_image(self) -> np.ndarray:
-        """The image as an ``[H, W, 3]`` uint8 array."""
+        """The image as an ``[H, W, 3]`` uint8 array, in the ``width`` x ``height`` frame of the annotations.
+
+        From ``image_path``: every PIL mode converted as
+        :mod:`perception_env.data.loaders.images` says (16-bit scaled, transparency on
+        white); an unreadable file, or pixels of another size, raises naming the file and this entry.
+        """
         if self.image is not None:
             return self.image
         if self.image_path is None:
             raise ValueError(f"sample {self.sample_id!r} has neither an image nor an image_path")
-        from PIL import Image  # local: keeps `import perception_env` light
+        from perception_env.data.loaders.images import load_rgb  # local: keeps `import perception_env` light
 
-        path = Path(self.image_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"image of sample {self.sample_id!r} not found: {path}")
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        entry = f"sample {self.sample_id!r}" + (f" ({self.origin})" if self.origin else "")
+        return load_rgb(
+            self.image_path, exif_transpose=self.exif_transpose, size=(self.width, self.height), entry=entry
+        )
 
 
 class PerceptionDataset(Protocol):

@@ -221,3 +221,41 @@ def write_page_ocr_pages(root: Path, width: int = 64, height: int = 48) -> Path:
             records.append({"image": image, "text": text})
         write_jsonl(root / f"{split}.jsonl", records)
     return root
+
+
+# -- Image files in the modes and states real data has (tests/data/test_images.py) ------------------------
+def write_grey16_ramp(path: Path, width: int = 256, height: int = 4) -> Path:
+    """A 16-bit grey PNG (PIL mode ``I;16``): column x holds ``257 * x``, so its 8-bit value is exactly x."""
+    import numpy as np
+
+    ramp = np.tile((np.arange(width, dtype=np.uint32) * 257).astype(np.uint16), (height, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(ramp).save(path)
+    return path
+
+
+def write_exif_png(path: Path, orientation: int, width: int = 40, height: int = 20) -> Path:
+    """An RGB PNG of ``width x height`` STORED pixels, its 10 left columns white, the rest black, tagged
+    with EXIF ``orientation`` (6: shown turned 90 degrees clockwise, the white columns on top)."""
+    import numpy as np
+
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    return path
+
+
+def write_truncated_jpeg(path: Path, width: int = 40, height: int = 30) -> Path:
+    """A noisy JPEG cut in half: its header reads, its pixels do not decode."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, format="JPEG", quality=95)
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path

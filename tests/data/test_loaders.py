@@ -11,10 +11,22 @@ from perception_env.data import (
     PageOcr,
     PixmoCount,
     RefCocoGrounding,
+    make_dataset,
 )
+from perception_env.data.loaders.errors import DroppedEntriesWarning
 from perception_env.data.loaders.refcoco import load_refs
 
-from .fixtures import coco_dict, refs_list, write_coco, write_jsonl, write_png, write_refer
+from .fixtures import (
+    coco_dict,
+    refs_list,
+    write_coco,
+    write_coco_official,
+    write_jsonl,
+    write_page_ocr_pages,
+    write_pixmo_count_export,
+    write_png,
+    write_refer,
+)
 
 
 # -- COCO ------------------------------------------------------------------------------------------
@@ -30,7 +42,8 @@ def test_coco_boxes_labels_and_noncontiguous_ids(tmp_path):
     assert s.meta["category_ids"] == [90, 1] and s.meta["file_name"] == "a.png"
     assert (s.width, s.height) == (40, 30) and s.image is None and s.load_image().shape == (30, 40, 3)
     assert ds[2].boxes.shape == (0, 4) and ds[2].labels == ()
-    assert len(CocoDetection(ann, images, skip_empty=True)) == 2
+    with pytest.warns(DroppedEntriesWarning):
+        assert len(CocoDetection(ann, images, skip_empty=True)) == 2
     assert set(ds.coco.getCatIds()) == {1, 18, 90} and ds.coco.getAnnIds(imgIds=[7]) == [100, 101]
     with pytest.raises(IndexError):
         ds[-1]
@@ -214,11 +227,11 @@ def test_jsonl_all_tasks(tmp_path):
         tmp_path / "cnt.jsonl",
         [
             {"image": "a.png", "query": "dot", "points": [[1, 1], [2, 2]]},
-            {"image": "a.png", "query": "dot", "count": 5, "width": 400, "height": 300},
+            {"image": "a.png", "query": "dot", "count": 5, "width": 40, "height": 30},  # checked: the file's
         ],
     )
     c = JsonlDataset(cnt, "counting")
-    assert (c[0].count, len(c[0].points), c[1].count, len(c[1].points), c[1].width) == (2, 2, 5, 0, 400)
+    assert (c[0].count, len(c[0].points), c[1].count, len(c[1].points), c[1].width) == (2, 2, 5, 0, 40)
     grd = write_jsonl(
         tmp_path / "g.jsonl", [{"image": "a.png", "expression": "the thing", "box": [1, 1, 4, 4]}]
     )
@@ -309,3 +322,134 @@ def test_missing_image_names_the_path(tmp_path, setup):
     with pytest.raises(FileNotFoundError) as e:
         load()
     assert str(missing) in str(e.value) and str(referenced_by) in str(e.value) and entry in str(e.value)
+
+
+# -- declared sizes and boxes are checked against the files at load time --------------------------------
+def test_coco_declared_size_must_be_the_files(tmp_path):
+    data = coco_dict()
+    data["images"][1].update(width=80, height=60)  # b.png is 40x30
+    ann, images = write_coco(tmp_path, data)
+    with pytest.raises(DatasetFormatError) as e:
+        CocoDetection(ann, images)
+    assert str(e.value) == (
+        f"{ann}, image 3: declared size 80x60 differs from the image {images / 'b.png'}: 40x30 stored"
+    )
+    assert len(CocoDetection(ann, images, check_images=False)) == 3  # the cheap check can be skipped
+
+
+@pytest.mark.parametrize(
+    "bbox, xyxy",
+    [
+        ([30, 2, 30, 5], "[30, 2, 60, 7]"),
+        ([1, 20, 5, 12], "[1, 20, 6, 32]"),
+        ([-3, 0, 5, 5], "[-3, 0, 2, 5]"),
+    ],
+)
+def test_coco_box_outside_its_image_fails_at_load(tmp_path, bbox, xyxy):
+    data = coco_dict()
+    data["annotations"][0]["bbox"] = bbox  # on image 7, 40x30
+    ann, images = write_coco(tmp_path, data)
+    with pytest.raises(DatasetFormatError) as e:
+        CocoDetection(ann, images, check_images=False)
+    assert str(e.value) == (
+        f"{ann}, annotation 100: bbox of image 7 [x1, y1, x2, y2] = {xyxy} falls outside the 40x30 image"
+    )
+
+
+def test_coco_box_within_a_pixel_of_the_edge_is_rounding(tmp_path):
+    data = coco_dict()
+    data["annotations"][0]["bbox"] = [-0.5, 0, 40.9, 30.5]
+    ann, images = write_coco(tmp_path, data)
+    np.testing.assert_allclose(CocoDetection(ann, images)[1].boxes[0], [-0.5, 0, 40.4, 30.5])
+
+
+def test_refcoco_box_outside_and_declared_size_fail_at_load(tmp_path):
+    folder = write_refer(tmp_path)
+    data = coco_dict()
+    data["annotations"][2]["bbox"] = [0, 0, 41.5, 30]
+    (folder / "instances.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetFormatError, match=r"instances.json, annotation 102: bbox of image 3 .* outsid"):
+        RefCocoGrounding.from_root(tmp_path)
+    data = coco_dict()
+    data["images"][0].update(width=30, height=40)
+    (folder / "instances.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetFormatError, match=r"instances.json, image 7: declared size 30x40 differs"):
+        RefCocoGrounding.from_root(tmp_path, split="train")
+
+
+# -- entries left out are counted per reason and reported once ------------------------------------------
+def _refs_with_problems() -> list:
+    refs = refs_list()  # ref 1: train, 2 sentences; ref 2: val, 1; ref 3: testA, 1
+    refs[1]["split"] = "Train"  # a split name in another case: still train
+    refs[2]["split"] = "TRAIN"
+    refs[2]["sentences"].append({"sent": "  ", "sent_id": 32})  # an empty sentence
+    refs.append({**refs[0], "ref_id": 4, "sentences": []})  # a ref without sentences
+    refs.append({**refs[0], "ref_id": 5, "category_id": 555, "sentences": [{"sent": "a thing", "sent_id": 51}]})
+    refs.append({**refs[0], "ref_id": 6, "split": "dev"})  # no refer split
+    return refs
+
+
+def test_refcoco_counts_and_reports_what_it_leaves_out(tmp_path):
+    folder = write_refer(tmp_path, _refs_with_problems())
+    with pytest.warns(DroppedEntriesWarning) as record:
+        ds = RefCocoGrounding.from_root(tmp_path, split="TRAIN")
+    assert ds.split == "train" and ds.name == "refcoco-train"
+    assert [s.sample_id for s in ds] == [
+        f"refcoco-train/{ref}/{sent}" for ref, sent in [(1, 11), (1, 12), (2, 21), (3, 31), (5, 51)]
+    ]
+    assert ds[4].labels == () and ds[3].labels == ("person",)
+    assert ds.dropped == {
+        "ref whose split is none of train, val, test, testA, testB, testC (in no split)": 1,
+        "empty sentence": 1,
+        "ref without sentences": 1,
+        "ref whose category_id is not in instances.json (kept without a label)": 1,
+    }
+    assert len(record) == 1  # once, every reason in one message, each with its first entry
+    message = str(record[0].message)
+    assert message.startswith("refcoco-train: ") and f"{folder / 'refs(unc).p'}, ref 4" in message
+    assert f"{folder / 'refs(unc).p'}, ref 3, sentence 1" in message
+
+
+def test_refcoco_without_problems_reports_nothing(tmp_path, recwarn):
+    write_refer(tmp_path)
+    assert RefCocoGrounding.from_root(tmp_path, split="testa").dropped == {}
+    assert not [w for w in recwarn if issubclass(w.category, DroppedEntriesWarning)]
+
+
+def test_coco_skip_empty_is_counted(tmp_path):
+    ann, images = write_coco(tmp_path)
+    with pytest.warns(DroppedEntriesWarning, match=r"1 x image without annotations \(skip_empty=True\)"):
+        ds = CocoDetection(ann, images, skip_empty=True)
+    assert len(ds) == 2 and ds.dropped == {"image without annotations (skip_empty=True)": 1}
+    assert CocoDetection(ann, images).dropped == {}
+
+
+# -- split and dataset names in another case --------------------------------------------------------------
+def test_split_names_in_any_case(tmp_path):
+    write_coco_official(tmp_path / "coco")
+    assert len(make_dataset("detection", "coco", split="Val", root=tmp_path / "coco")) == 3
+    write_refer(tmp_path / "refer")
+    refer = make_dataset("grounding", "refcoco", split="TestA", root=tmp_path / "refer", dataset="RefCOCO")
+    assert len(refer) == 1 and refer.name == "refcoco-testA"
+    write_pixmo_count_export(tmp_path / "pixmo")
+    assert len(make_dataset("counting", "pixmo-count", split="VAL", root=tmp_path / "pixmo")) == 3
+    write_page_ocr_pages(tmp_path / "ocr")
+    assert len(make_dataset("ocr", "page-ocr", split="TEST_ZH", root=tmp_path / "ocr")) == 2
+
+
+def test_split_file_ambiguous_or_missing(tmp_path):
+    write_page_ocr_pages(tmp_path)
+    (tmp_path / "test_en.jsonl").rename(tmp_path / "Test.jsonl")
+    (tmp_path / "test_zh.jsonl").rename(tmp_path / "TEST.jsonl")
+    with pytest.raises(ValueError, match=r"split 'test' is ambiguous in .*: TEST.jsonl, Test.jsonl"):
+        PageOcr.from_root(tmp_path, "test")
+    with pytest.raises(FileNotFoundError, match=r"valid.jsonl \(splits in .*: TEST, Test, train\)"):
+        PageOcr.from_root(tmp_path, "valid")
+
+
+def test_jsonl_unknown_label_names_the_line(tmp_path):
+    write_png(tmp_path / "a.png")
+    path = write_jsonl(tmp_path / "d.jsonl", [{"image": "a.png", "boxes": [], "labels": []},
+                                              {"image": "a.png", "boxes": [[1, 1, 2, 2]], "labels": ["yak"]}])
+    with pytest.raises(DatasetFormatError, match=r"d.jsonl, line 2: labels \['yak'\] are not in the given"):
+        JsonlDataset(path, "detection", categories=["cat"])

@@ -1,7 +1,7 @@
 """Loaders for real datasets in local files: COCO, RefCOCO/+/g, PixMo-Count, PageOCR, JSONL."""
 
 from perception_env.data.loaders.coco import CocoDetection
-from perception_env.data.loaders.errors import DatasetFormatError
+from perception_env.data.loaders.errors import DatasetFormatError, DroppedEntriesWarning
 from perception_env.data.loaders.jsonl import JsonlDataset
 from perception_env.data.loaders.page_ocr import PageOcr
 from perception_env.data.loaders.pixmo_count import PixmoCount
@@ -10,6 +10,7 @@ from perception_env.data.loaders.refcoco import RefCocoGrounding, load_refs
 __all__ = [
     "CocoDetection",
     "DatasetFormatError",
+    "DroppedEntriesWarning",
     "JsonlDataset",
     "PageOcr",
     "PixmoCount",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from perception_env.data.loaders.errors import DatasetFormatError
+from perception_env.data.loaders.errors import DatasetFormatError, DroppedEntriesWarning
+from perception_env.data.loaders.images import annotation_frame, read_header
 
 
 @dataclass(frozen=True)
@@ -114,21 +116,91 @@ def resolve_image(name: str, base: Path, where: Where) -> Path:
     return path
 
 
-def image_size(path: Path, record: dict, where: Where) -> tuple[int, int]:
-    """``(width, height)`` from the record when given, else from the image header (no decoding)."""
-    if "width" in record or "height" in record:
-        w, h = field(record, "width", int, where), field(record, "height", int, where)
-    else:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-        except (UnidentifiedImageError, OSError) as e:
-            raise where.error(f"cannot read image {path}: {e}") from None
+def declared_size(record: dict, where: Where) -> tuple[int, int] | None:
+    """``(width, height)`` when the record gives them (both, positive integers), else None."""
+    if "width" not in record and "height" not in record:
+        return None
+    w, h = field(record, "width", int, where), field(record, "height", int, where)
     if w <= 0 or h <= 0:
         raise where.error(f"image size must be positive, got {w}x{h}")
     return w, h
+
+
+def image_frame(
+    path: Path, declared: tuple[int, int] | None, where: Where, *, exif: str, upright_on_tie: bool
+) -> tuple[int, int, bool]:
+    """``(width, height, exif_transpose)`` of ``path`` from its header (no decoding), the declared size
+    checked against it (see :func:`~perception_env.data.loaders.images.annotation_frame`)."""
+    header = read_header(path, where)
+    return annotation_frame(path, header, declared, where, exif=exif, upright_on_tie=upright_on_tie)
+
+
+def declared_image_upright(
+    file_name: str, base: Path, declared: tuple[int, int], where: Where, *, exif: str
+) -> bool:
+    """A COCO-style image entry: the file exists, its header reads and its size is the declared one.
+    Whether to turn it upright by its EXIF orientation (a tie goes to the stored pixels, COCO's frame)."""
+    path = resolve_image(file_name, base, where)
+    return image_frame(path, declared, where, exif=exif, upright_on_tie=False)[2]
+
+
+def _outside(xs: tuple[float, ...], ys: tuple[float, ...], width: int, height: int) -> bool:
+    # a pixel of slack: annotation tools round, and COCO boxes are floats
+    return min(xs) < -1 or min(ys) < -1 or max(xs) > width + 1 or max(ys) > height + 1
+
+
+def check_box_inside(xyxy: np.ndarray, width: int, height: int, what: str, where: Where) -> None:
+    """A box beyond the image is in another frame or other units (e.g. a wrong declared size)."""
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    if _outside((x1, x2), (y1, y2), width, height):
+        raise where.error(
+            f"{what} [x1, y1, x2, y2] = [{x1:g}, {y1:g}, {x2:g}, {y2:g}] "
+            f"falls outside the {width}x{height} image"
+        )
+
+
+def check_inside(fields: dict, width: int, height: int, where: Where) -> None:
+    """Every box and point of a record's ``fields`` lies in the image (pixels expected)."""
+    for i, xyxy in enumerate(fields.get("boxes", ())):
+        check_box_inside(xyxy, width, height, f"boxes[{i}]", where)
+    for i, (x, y) in enumerate(fields.get("points", ())):
+        if _outside((x,), (y,), width, height):
+            raise where.error(f"points[{i}] = [{x:g}, {y:g}] falls outside the {width}x{height} image")
+
+
+class DropLog:
+    """Entries a loader leaves out (or keeps incomplete), counted per reason and reported once."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._first: dict[str, str] = {}
+
+    def add(self, reason: str, where: Where) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        self._first.setdefault(reason, f"{where.file}, {where.entry}" if where.entry else str(where.file))
+
+    def report(self, dataset: str) -> dict[str, int]:
+        """One :class:`DroppedEntriesWarning` listing every reason (with its first entry); the counts."""
+        if self.counts:
+            parts = "; ".join(f"{n} x {why} (first: {self._first[why]})" for why, n in self.counts.items())
+            warnings.warn(f"{dataset}: {parts}", DroppedEntriesWarning, stacklevel=3)
+        return dict(self.counts)
+
+
+def split_file(root: str | Path, split: str, suffix: str = ".jsonl") -> Path:
+    """``root/<split><suffix>``, the split name matched ignoring case when that is unambiguous."""
+    root = Path(root)
+    exact = root / f"{split}{suffix}"
+    if exact.is_file() or not root.is_dir():
+        return exact
+    found = sorted(p for p in root.iterdir() if p.suffix == suffix and p.is_file())
+    matches = [p for p in found if p.name.casefold() == exact.name.casefold()]
+    if len(matches) == 1:
+        return matches[0]
+    splits = ", ".join(p.stem for p in found) or "none"
+    if matches:
+        raise ValueError(f"split {split!r} is ambiguous in {root}: {', '.join(p.name for p in matches)}")
+    raise FileNotFoundError(f"dataset file not found: {exact} (splits in {root}: {splits})")
 
 
 def check_index(index: int, length: int, name: str) -> int:

@@ -11,6 +11,16 @@ ids are not contiguous (80 classes use ids 1..90), so ``categories`` lists
 names in ascending id order and ``name_to_category_id`` /
 ``category_id_to_name`` map between them: never use a position in
 ``categories`` as a COCO id (the official code's off-by-one).
+
+Checked at load: every box lies in its image's declared width x height (a
+pixel of slack), and, with ``check_images``, every image file exists, its
+header is readable and its size is the declared one (no pixel is decoded).
+EXIF orientation: COCO's annotations are in the frame of the STORED pixels
+(its declared sizes are the stored ones, pycocotools never reads pixels, and
+COCO was annotated in browsers that showed images as stored), so the pixels
+are used as stored, unless an image's declared size fits only its upright
+(EXIF-turned) frame, as in COCO files exported by tools that show photos
+upright (``exif_orientation`` overrides this; docs/real-data.md).
 """
 
 from __future__ import annotations
@@ -21,7 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_env.data.loaders._records import Where, box, check_index, field, read_json, resolve_image
+from perception_env.data.loaders._records import (
+    DropLog,
+    Where,
+    box,
+    check_box_inside,
+    check_index,
+    declared_image_upright,
+    field,
+    read_json,
+)
+from perception_env.data.loaders.images import exif_policy
 from perception_env.data.sample import Sample
 
 
@@ -39,13 +59,16 @@ class CocoDetection:
 
     Arguments: ``annotation_file`` (instances JSON), ``image_dir`` (folder of
     the ``file_name`` s), ``skip_empty`` (drop images without annotations;
-    default False: they are kept, with no boxes), ``check_images`` (fail now
-    if an image file is missing; default True), ``name``.
+    default False: they are kept, with no boxes; counted in ``dropped``),
+    ``check_images`` (read every image header now: missing or unreadable
+    files and wrong declared sizes fail at load; default True),
+    ``exif_orientation`` ("auto", "apply", "ignore"; see the module docstring), ``name``.
 
     Attributes: ``coco`` (the pycocotools index, e.g. for ``COCOeval``),
     ``categories``, ``category_ids`` (same order), ``name_to_category_id``,
-    ``category_id_to_name``. Sample ``meta``: ``image_id``, ``file_name``,
-    ``category_ids`` and ``annotation_ids`` (one per box).
+    ``category_id_to_name``, ``dropped`` (reason -> number of entries left
+    out; reported once as a warning). Sample ``meta``: ``image_id``,
+    ``file_name``, ``category_ids`` and ``annotation_ids`` (one per box).
     """
 
     def __init__(
@@ -55,10 +78,12 @@ class CocoDetection:
         *,
         skip_empty: bool = False,
         check_images: bool = True,
+        exif_orientation: str = "auto",
         name: str = "coco",
     ):
         from pycocotools.coco import COCO
 
+        exif_policy(exif_orientation)
         self.annotation_file, self.image_dir, self.name = Path(annotation_file), Path(image_dir), name
         data = read_json(self.annotation_file)
         where = Where(self.annotation_file)
@@ -101,13 +126,25 @@ class CocoDetection:
             crowd = a.get("iscrowd", 0)
             if crowd not in (0, 1, True, False):
                 raise w.error(f"iscrowd must be 0 or 1, got {crowd!r}")
-            per_image[iid].append((box(a.get("bbox"), "bbox", w, fmt="xywh"), cid, bool(crowd), aid))
+            xyxy = box(a.get("bbox"), "bbox", w, fmt="xywh")
+            check_box_inside(xyxy, images[iid][1], images[iid][2], f"bbox of image {iid}", w)
+            per_image[iid].append((xyxy, cid, bool(crowd), aid))
 
+        drops = DropLog()
         self.image_ids = tuple(i for i in sorted(images) if per_image[i] or not skip_empty)
+        for iid in sorted(set(images) - set(self.image_ids)):
+            drops.add("image without annotations (skip_empty=True)", where.at(f"image {iid}"))
+        # without headers the frame cannot be told: the stored pixels (COCO's), unless told to turn them
+        self._upright = dict.fromkeys(self.image_ids, exif_orientation == "apply")
         if check_images:
             for iid in self.image_ids:
-                resolve_image(images[iid][0], self.image_dir, where.at(f"image {iid}"))
+                file_name, width, height = images[iid]
+                w = where.at(f"image {iid}")
+                self._upright[iid] = declared_image_upright(
+                    file_name, self.image_dir, (width, height), w, exif=exif_orientation
+                )
         self._images, self._annotations = images, per_image
+        self.dropped = drops.report(name)
 
         # pycocotools re-reads nothing: hand it the validated dict (and keep its progress prints quiet).
         self.coco = COCO()
@@ -130,6 +167,8 @@ class CocoDetection:
             boxes=np.array([a[0] for a in anns], dtype=np.float64).reshape(-1, 4),
             labels=tuple(self.category_id_to_name[a[1]] for a in anns),
             iscrowd=tuple(a[2] for a in anns),
+            exif_transpose=self._upright[iid],
+            origin=f"{self.annotation_file}, image {iid}",
             meta={
                 "image_id": iid,
                 "file_name": file_name,

@@ -1,4 +1,4 @@
-"""The one error a malformed dataset file raises, at load time."""
+"""The error a malformed dataset file or image raises, and the warning for entries a loader leaves out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 class DatasetFormatError(ValueError):
-    """A dataset file does not match its documented format.
+    """A dataset file (or an image it names) does not match its documented format.
 
     The message names the file, the entry (``line 12``, ``ref 345``,
     ``annotation 6789``...) and what is wrong; the parts are also attributes.
@@ -16,3 +16,7 @@ class DatasetFormatError(ValueError):
         self.file, self.entry, self.problem = str(file), entry, problem
         where = f"{file}, {entry}" if entry else str(file)
         super().__init__(f"{where}: {problem}")
+
+
+class DroppedEntriesWarning(UserWarning):
+    """A loader left entries out (or kept them incomplete); ``dataset.dropped`` counts them per reason."""

@@ -1,9 +1,13 @@
 """Your own data: one JSON object per line, one schema per task.
 
-Image paths are relative to the JSONL file's folder (or absolute). Width and
-height are read from the image header at load time (cheap: no decoding)
-unless the record gives ``"width"`` and ``"height"``. All coordinates are
-pixels of the original image, x right, y down::
+Image paths are relative to the JSONL file's folder (or absolute). Each
+image's header is read at load time (cheap: no decoding): an unreadable file
+fails there, and width and height come from it, or, when the record gives
+``"width"`` and ``"height"``, are checked against it. All coordinates are
+pixels of the original image shown UPRIGHT (its EXIF orientation applied, as
+today's annotation tools and browsers show it; a declared size that fits only
+the stored frame selects that one; ``exif_orientation`` overrides), x right, y
+down, and must lie in the image::
 
     detection  {"image": "a.png", "boxes": [[x1, y1, x2, y2], ...], "labels": ["cat", ...]}
                (optional "iscrowd": [0, 1, ...])
@@ -14,7 +18,8 @@ pixels of the original image, x right, y down::
 
 Detection ``categories`` are the sorted distinct labels unless given. Any
 malformed line fails at load time with a ``DatasetFormatError`` naming the
-file and the line; a missing image with ``FileNotFoundError``.
+file and the line; a missing image with ``FileNotFoundError``. Nothing is
+left out silently (``dropped`` is empty: a bad line is an error).
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from perception_env.data.loaders._records import (
     Where,
     box,
     check_index,
+    check_inside,
+    declared_size,
     field,
-    image_size,
+    image_frame,
     iter_jsonl,
     point,
     resolve_image,
 )
+from perception_env.data.loaders.images import exif_policy
 from perception_env.data.sample import Sample
 
 Parser = Callable[[dict, Where], dict]  # record -> Sample fields (besides image, size, id)
@@ -91,22 +99,13 @@ PARSERS: dict[str, Parser] = {
 }
 
 
-def check_inside(fields: dict, width: int, height: int, w: Where) -> None:
-    """Coordinates beyond the image (by more than a pixel) usually mean the wrong units."""
-    for key in ("boxes", "points"):
-        arr = fields.get(key)
-        if arr is not None and len(arr):
-            xs, ys = arr[:, 0::2], arr[:, 1::2]
-            if xs.min() < -1 or ys.min() < -1 or xs.max() > width + 1 or ys.max() > height + 1:
-                raise w.error(f"{key} fall outside the {width}x{height} image (pixels expected)")
-
-
 class JsonlDataset:
     """Samples from a JSONL file in the schema of ``task`` (see the module docstring).
 
     Arguments: ``path``, ``task``, ``categories`` (detection class names in id
     order; default: the sorted distinct labels), ``name``, ``image_root``
-    (folder that relative image paths start from; default: the file's folder).
+    (folder that relative image paths start from; default: the file's folder),
+    ``exif_orientation`` ("auto", "apply", "ignore"; see the module docstring).
     Sample ``meta``: ``line`` (1-based line number in the file).
     """
 
@@ -120,9 +119,11 @@ class JsonlDataset:
         image_root: str | Path | None = None,
         parser: Parser | None = None,
         check_coordinates: bool = True,
+        exif_orientation: str = "auto",
     ):
         if task not in PARSERS:
             raise ValueError(f"unknown task {task!r}; one of {sorted(PARSERS)}")
+        exif_policy(exif_orientation)
         self.path, self.task = Path(path), task
         self.name = name or self.path.stem
         root = Path(image_root) if image_root is not None else self.path.parent
@@ -131,7 +132,9 @@ class JsonlDataset:
         for w, record in iter_jsonl(self.path):
             fields = parse(record, w)
             image = resolve_image(field(record, "image", str, w), root, w)
-            width, height = image_size(image, record, w)
+            width, height, upright = image_frame(
+                image, declared_size(record, w), w, exif=exif_orientation, upright_on_tie=True
+            )
             if check_coordinates:
                 check_inside(fields, width, height, w)
             self._samples.append(
@@ -141,14 +144,20 @@ class JsonlDataset:
                     height=height,
                     image_path=str(image),
                     meta={"line": int(w.entry.split()[-1])},
+                    exif_transpose=upright,
+                    origin=f"{self.path}, {w.entry}",
                     **fields,
                 )
             )
         labels = sorted({label for s in self._samples for label in s.labels}) if task == "detection" else []
         self.categories = tuple(categories) if categories is not None else tuple(labels)
-        unknown = set(labels) - set(self.categories)
-        if unknown:
-            raise ValueError(f"{self.path}: labels {sorted(unknown)} are not in the given categories")
+        for s in self._samples:
+            unknown = set(s.labels) - set(self.categories)
+            if unknown:
+                raise Where(self.path, f"line {s.meta['line']}").error(
+                    f"labels {sorted(unknown)} are not in the given categories"
+                )
+        self.dropped: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._samples)

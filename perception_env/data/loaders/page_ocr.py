@@ -10,15 +10,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from perception_env.data.loaders._records import split_file
 from perception_env.data.loaders.jsonl import JsonlDataset
 
 
 class PageOcr(JsonlDataset):
-    """Page images with their text. Arguments: ``path``, ``name``, ``image_root``; or :meth:`from_root`."""
+    """Page images with their text.
 
-    def __init__(self, path: str | Path, *, name: str = "page-ocr", image_root: str | Path | None = None):
-        super().__init__(path, "ocr", name=name, image_root=image_root)
+    Arguments: ``path``, ``name``, ``image_root``, ``exif_orientation`` (as
+    :class:`~perception_env.data.JsonlDataset`); or :meth:`from_root` with a
+    split, the file ``root/<split>.jsonl`` matched ignoring case when unambiguous.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str = "page-ocr",
+        image_root: str | Path | None = None,
+        exif_orientation: str = "auto",
+    ):
+        super().__init__(path, "ocr", name=name, image_root=image_root, exif_orientation=exif_orientation)
 
     @classmethod
     def from_root(cls, root: str | Path, split: str = "train", **kwargs) -> PageOcr:
-        return cls(Path(root) / f"{split}.jsonl", **kwargs)
+        return cls(split_file(root, split), **kwargs)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_env.data.loaders._records import Where, field, number
+from perception_env.data.loaders._records import Where, field, number, split_file
 from perception_env.data.loaders.jsonl import JsonlDataset
 
 PIXMO_SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
@@ -50,11 +50,21 @@ def _percent_points(r: dict, w: Where) -> np.ndarray:
 class PixmoCount(JsonlDataset):
     """PixMo-Count samples: ``query`` = ``label``, ``points`` in pixels, ``count``.
 
-    Arguments: ``path`` (the JSONL file), ``name``, ``image_root``; or
-    :meth:`from_root` with a split name.
+    Arguments: ``path`` (the JSONL file), ``name``, ``image_root``,
+    ``exif_orientation`` (default "auto": pixels shown upright, as the
+    browser-based pointing that annotated PixMo showed them; see
+    :class:`~perception_env.data.JsonlDataset`); or :meth:`from_root` with a
+    split name (any case).
     """
 
-    def __init__(self, path: str | Path, *, name: str = "pixmo-count", image_root: str | Path | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str = "pixmo-count",
+        image_root: str | Path | None = None,
+        exif_orientation: str = "auto",
+    ):
         def parse(r: dict, w: Where) -> dict:
             label = field(r, "label", str, w)
             count = field(r, "count", int, w)
@@ -64,7 +74,13 @@ class PixmoCount(JsonlDataset):
             return {"query": label, "count": count, "points": pts}
 
         super().__init__(
-            path, "counting", name=name, image_root=image_root, parser=parse, check_coordinates=False
+            path,
+            "counting",
+            name=name,
+            image_root=image_root,
+            parser=parse,
+            check_coordinates=False,  # percentages, checked to lie in 0-100 by the parser
+            exif_orientation=exif_orientation,
         )
         # Percent -> pixels needs the image size, known only after the base class read it.
         self._samples = [
@@ -73,6 +89,7 @@ class PixmoCount(JsonlDataset):
 
     @classmethod
     def from_root(cls, root: str | Path, split: str = "train", **kwargs) -> PixmoCount:
-        if split not in PIXMO_SPLITS:
-            raise ValueError(f"unknown PixMo-Count split {split!r}; one of {sorted(PIXMO_SPLITS)}")
-        return cls(Path(root) / f"{PIXMO_SPLITS[split]}.jsonl", **kwargs)
+        folded = split.casefold() if isinstance(split, str) else None
+        if folded not in PIXMO_SPLITS:
+            raise ValueError(f"unknown PixMo-Count split {split!r}; one of {sorted(PIXMO_SPLITS)} (any case)")
+        return cls(split_file(root, PIXMO_SPLITS[folded]), **kwargs)
