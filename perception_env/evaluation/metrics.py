@@ -17,7 +17,8 @@ except counts and errors measured in objects.
   ``sentence_bleu``, 4-gram, uniform weights, no smoothing) on words; word-SET
   precision / recall / F1 (NLTK ``scores``); METEOR (see :func:`meteor`).
   Words are whitespace tokens, or, when either text contains Chinese, ``jieba``
-  tokens (if ``jieba`` is installed; else one token per character, reported).
+  tokens (if ``jieba`` is installed; else one token per character, reported),
+  whitespace tokens INCLUDED, as Fox/GOT's ``jieba.lcut(text)`` yields them.
 """
 
 from __future__ import annotations
@@ -110,13 +111,16 @@ def chinese_tokenizer() -> str:
 
 
 def ocr_words(text: str, chinese: bool) -> list[str]:
-    """Word tokens: whitespace split, or for Chinese jieba tokens (whitespace dropped) / characters."""
+    """Word tokens as the Fox / GOT-OCR evaluation makes them: ``text.split()``, or for Chinese
+    ``jieba.lcut(text)`` as it comes: every whitespace character (``"\\r\\n"`` together) is a token
+    of its own and counts in BLEU, METEOR and the word sets. Without jieba: one token per character,
+    whitespace included in the same way."""
     if not chinese:
         return text.split()
     jieba = _jieba()
     if jieba is not None:
-        return [t for t in jieba.lcut(text) if t.strip()]
-    return [c for c in text if not c.isspace()]
+        return list(jieba.lcut(text))
+    return re.findall(r"\r\n|.", text, flags=re.DOTALL)
 
 
 class _NoWordNet:

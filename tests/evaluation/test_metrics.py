@@ -1,6 +1,9 @@
 """Hand-computed values for the grounding, counting and OCR metrics."""
 
 import math
+import re
+import types
+import warnings
 
 import pytest
 
@@ -87,6 +90,100 @@ def test_ocr_metrics_average_and_empty():
 
 def test_chinese_tokenisation_without_jieba(monkeypatch):
     monkeypatch.setattr(M, "_jieba", lambda: None)
-    assert M.ocr_words("你好 世界", chinese=True) == ["你", "好", "世", "界"]
+    # one token per character, whitespace kept as jieba keeps it ("\r\n" is one token)
+    assert M.ocr_words("你好 世界\r\n", chinese=True) == ["你", "好", " ", "世", "界", "\r\n"]
     m = ocr_sample_metrics("你好世", "你好世界")
     assert m["recall"] == 0.75 and m["precision"] == 1.0
+
+
+# -- Chinese word metrics exactly as the Fox / GOT-OCR evaluation computes them ---------------------------
+# jieba is not installed here (and must not be): a stand-in with jieba's precise-mode handling of everything
+# but the dictionary. jieba.lcut splits the text into runs of re_han_default and the rest; each whitespace
+# character of the rest (re_skip_default, "\r\n" together) is a token of its own, every other character too;
+# a run is cut by its dictionary, here a greedy longest match over WORDS.
+_HAN = re.compile(r"([\u4E00-\u9FD5a-zA-Z0-9+#&\._%\-]+)")
+_SKIP = re.compile(r"(\r\n|\s)")
+WORDS = {"我们", "今天", "天气", "很好", "公园", "你好", "世界"}
+
+
+def _cut_run(run: str) -> list[str]:
+    tokens, i = [], 0
+    while i < len(run):
+        n = next((n for n in (2, 1) if run[i : i + n] in WORDS), 1)
+        tokens.append(run[i : i + n])
+        i += n
+    return tokens
+
+
+def stand_in_lcut(text: str) -> list[str]:
+    tokens = []
+    for block in _HAN.split(text):
+        if _HAN.fullmatch(block):
+            tokens += _cut_run(block)
+        else:
+            for piece in _SKIP.split(block):
+                tokens += [piece] if _SKIP.fullmatch(piece) else list(piece)
+    return tokens
+
+
+def fox_cal_per_metrics(pred: str, gt: str) -> dict:
+    """Fox's eval_tools cal_per_metrics (as GOT-OCR's), restated: jieba tokens AS THEY COME, NLTK's
+    BLEU and METEOR on the token lists, NLTK precision / recall / F on the token SETS."""
+    from nltk.metrics import f_measure, precision, recall
+    from nltk.translate import bleu, meteor_score
+
+    if M.contains_chinese(gt) or M.contains_chinese(pred):
+        reference, hypothesis = stand_in_lcut(gt), stand_in_lcut(pred)
+    else:
+        reference, hypothesis = gt.split(), pred.split()
+    with warnings.catch_warnings():  # NLTK warns of the 0 counts that make a BLEU of 0
+        warnings.simplefilter("ignore")
+        fox_bleu = bleu([reference], hypothesis)
+    out = {
+        "bleu": fox_bleu,
+        "meteor_exact_stem": meteor_score.meteor_score([reference], hypothesis, wordnet=M._NoWordNet()),
+    }
+    reference, hypothesis = set(reference), set(hypothesis)
+    out.update(f1=f_measure(reference, hypothesis), precision=precision(reference, hypothesis))
+    out["recall"] = recall(reference, hypothesis)
+    return out
+
+
+@pytest.fixture
+def jieba_stand_in(monkeypatch):
+    monkeypatch.setattr(M, "_jieba", lambda: types.SimpleNamespace(lcut=stand_in_lcut))
+    monkeypatch.setattr(M, "meteor_variant", lambda: "meteor_exact_stem")  # no WordNet here: like for like
+
+
+def test_stand_in_cuts_as_jieba_does():
+    assert stand_in_lcut("我们 今天去公园。\r\n很好") == ["我们", " ", "今天", "去", "公园", "。", "\r\n", "很好"]
+
+
+def test_chinese_words_keep_jiebas_whitespace_tokens(jieba_stand_in):
+    assert M.ocr_words("今天天气\n很好", chinese=True) == ["今天", "天气", "\n", "很好"]
+    # gt [我们, " ", 今天, " ", 去, " ", 公园], pred [我们, 今天, 去, 公园]
+    m = ocr_sample_metrics("我们今天去公园", "我们 今天 去 公园")
+    assert m["precision"] == 1.0 and m["recall"] == pytest.approx(4 / 5)  # " " is one of 5 reference words
+    assert m["f1"] == pytest.approx(8 / 9)  # was 1.0 with the spaces dropped
+    assert m["bleu"] == pytest.approx(0.0, abs=1e-200)  # no bigram of pred is in gt: p2 = 0 (was 1.0)
+    # METEOR: 4 matches, P = 1, R = 4/7, fmean = PR / (0.9 P + 0.1 R) = 40/67; 4 chunks of 1: penalty 0.5
+    assert m["meteor_exact_stem"] == pytest.approx(20 / 67)  # was 1 - 0.5 / 64
+    # gt [今天, 天气, "\n", 很好], pred [今天, 天气, 很好]: P = 1, R = 3/4, F1 = 6/7 (was 1.0)
+    assert ocr_sample_metrics("今天天气很好", "今天天气\n很好")["f1"] == pytest.approx(6 / 7)
+
+
+@pytest.mark.parametrize(
+    "pred, gt",
+    [
+        ("我们今天去公园", "我们 今天 去 公园"),
+        ("今天天气很好\n我们去公园", "今天天气很好 我们去公园"),
+        ("今天 天气 很好 我们 去 公园 你好 世界", "今天 天气 很好 我们 去 公园 你好 世界"),
+        ("今天天气很好，我们去公园。", "今天天气很好\r\n我们去公园。"),
+        ("hello world 你好", "hello  world\t你好 世界"),
+        ("", "你好"),
+    ],
+)
+def test_chinese_metrics_equal_fox_cal_per_metrics(jieba_stand_in, pred, gt):
+    ours, fox = ocr_sample_metrics(pred, gt), fox_cal_per_metrics(pred, gt)
+    for key, value in fox.items():
+        assert ours[key] == pytest.approx(0.0 if value is None else value), key  # NLTK's None: undefined -> 0
