@@ -7,6 +7,8 @@ BLAS/OpenMP pools to one thread before numpy loads. Each "naive" function
 restates the official code's formula (linkangheng/PR1; docs/paper.md) in plain Python; the run
 asserts that it gives the same reward as ours on the benchmark input, then
 times both in the same process, so the ratios compare like with like.
+The last rows parse each format's slowest 1 MB answer among the worst-case families of
+tests/worst_case_answers.py (runs of spaces, unclosed fences, deep nesting, many objects...).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perception_env.data.sample import Sample  # noqa: E402
-from perception_env.formats import get_format  # noqa: E402
+from perception_env.formats import FORMATS, AnswerFormat, get_format  # noqa: E402
 from perception_env.rewards import (  # noqa: E402
     DetectionRewardConfig,
     detection_reward,
@@ -39,6 +41,7 @@ from perception_env.rewards import (  # noqa: E402
     score_ocr,
 )
 from perception_env.rewards.matching import hungarian_match  # noqa: E402
+from tests.worst_case_answers import WORST_CASES  # noqa: E402
 
 
 def per_call(fn, min_time: float = 0.5) -> float:
@@ -57,6 +60,30 @@ def per_call(fn, min_time: float = 0.5) -> float:
             fn()
         best = min(best, (time.perf_counter() - t0) / n)
     return best
+
+
+def parse_seconds(fmt: AnswerFormat, answer: str, repeats: int = 1) -> float:
+    """Seconds to parse ``answer`` once (best of ``repeats``), in the format's frame of a 640 x 480 image."""
+    frame = fmt.make_frame(640, 480)
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fmt.parse(answer, frame)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def slowest_answer(fmt: AnswerFormat, n: int, finalists: int = 3) -> tuple[str, float]:
+    """``(family, seconds)``: the worst-case family ``fmt`` parses slowest at ``n`` characters.
+
+    Every family is timed once; the ``finalists`` slowest are timed again (best of 3), so one
+    preempted run cannot pick the row.
+    """
+    first = {family: parse_seconds(fmt, build(n)) for family, build in WORST_CASES.items()}
+    top = sorted(first, key=first.get, reverse=True)[:finalists]
+    again = {family: parse_seconds(fmt, WORST_CASES[family](n), repeats=3) for family in top}
+    family = max(again, key=again.get)
+    return family, again[family]
 
 
 # --------------------------------------------------------------------------- naive reference restatement
@@ -210,6 +237,10 @@ def main() -> None:
     t_ocr = per_call(lambda: score_ocr(noisy, o_sample, "text"))
     t_ocr_naive = per_call(lambda: naive_ocr_reward(noisy, page), min_time=2.0)
 
+    # -- worst cases: each format's slowest answer of about 1 MB
+    n_worst = 1 << 20
+    worst = {name: slowest_answer(fmt, n_worst) for name, fmt in FORMATS.items()}
+
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "all"
     threads = os.environ["OMP_NUM_THREADS"]
     print(f"one core: CPUs {cpus}; OMP/OPENBLAS/MKL threads = {threads}; numpy {np.__version__}")
@@ -235,6 +266,10 @@ def main() -> None:
     print(f"  score_ocr (rapidfuzz)         {1 / t_ocr:10,.0f} answers/s")
     print(f"  naive Python Levenshtein      {1 / t_ocr_naive:10,.1f} answers/s  "
           f"-> ours/naive speed {t_ocr_naive / t_ocr:6.0f}x")
+    print(f"worst-case answers, {n_worst:,} characters ({len(WORST_CASES)} families of "
+          f"tests/worst_case_answers.py), the slowest per format:")
+    for name, (family, seconds) in worst.items():
+        print(f"  parse {name:<23} {seconds * 1e3:8.1f} ms  ({family})")
 
 
 if __name__ == "__main__":

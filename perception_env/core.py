@@ -107,7 +107,7 @@ class PerceptionEnv(gym.Env[Observation, str]):
         return self._fresh_observation(), self._reset_info()
 
     def step(self, action: str) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
-        """Score ``action`` (the model's text answer); the episode always ends."""
+        """Score ``action`` (the model's answer; trailing stop tokens allowed); the episode always ends."""
         if self._sample is None or self._observation is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         result = self._score(action, self._sample)

@@ -168,3 +168,46 @@ def test_render_draws_targets_and_predictions(env_id):
     after = env.render()
     assert before.dtype == np.uint8 and before.ndim == 3 and min(before.shape[:2]) >= 112
     assert not np.array_equal(before, after)  # the answer is drawn
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_answer_ended_as_a_chat_model_ends_it(env_id):
+    """Decoded with skip_special_tokens=False, an answer keeps its stop token(s): the same reward as without.
+
+    Before: a trailing <|im_end|> zeroed a perfect qwen2-vl counting answer and dropped detection's format
+    term.
+    """
+    for answer_format in FORMATS[env_id]:
+        env = gym.make(env_id, difficulty="easy", answer_format=answer_format)
+        env.reset(seed=0)
+        oracle = env.unwrapped.oracle_answer()
+        _, reward, _, _, info = env.step(oracle)
+        for suffix in ("<|im_end|>", "<|endoftext|>", "<|im_end|>\n<|endoftext|><|endoftext|>"):
+            _, stopped, _, _, stopped_info = env.step(oracle + suffix)
+            assert stopped == reward and stopped_info["parsed"]["well_formed"], (answer_format, suffix)
+            assert stopped_info["is_success"] == info["is_success"]
+            assert stopped_info["reason"] == info["reason"]
+        _, extra, _, _, extra_info = env.step(oracle + "<|im_end|>Hope this helps!")
+        assert not extra_info["parsed"]["well_formed"]
+        assert "text after the stop token <|im_end|>" in extra_info["reason"], (answer_format, extra_info)
+
+
+def test_qwen2_answer_decoded_without_its_tokens_scores_as_documented():
+    """cross(85,156),(241,312) (skip_special_tokens=True): boxes and labels read, no format credit."""
+    env = gym.make("PerceptionR1/Detection-v0", difficulty="easy", answer_format="qwen2-vl")
+    env.reset(seed=0)
+    oracle = env.unwrapped.oracle_answer()
+    stripped = oracle
+    for token in ("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"):
+        stripped = stripped.replace(token, "")
+    _, full, _, _, info = env.step(oracle)
+    _, reward, _, _, stripped_info = env.step(stripped)
+    assert stripped_info["reward_components"]["format"] == 0.0
+    assert reward == pytest.approx(full - env.unwrapped.reward_config.format_weight)  # every other term kept
+    assert stripped_info["reason"].startswith("box tokens missing")
+    counting = gym.make("PerceptionR1/Counting-v0", difficulty="easy", answer_format="qwen2-vl")
+    counting.reset(seed=0)
+    stripped = counting.unwrapped.oracle_answer().replace("<|box_start|>", "").replace("<|box_end|>", "")
+    stripped = stripped.replace("<|object_ref_start|>", "").replace("<|object_ref_end|>", "")
+    _, reward, _, _, info = counting.step(stripped)
+    assert reward == 0.0 and "box tokens missing" in info["reason"]  # not well-formed: 0, the paper's rule

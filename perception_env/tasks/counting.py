@@ -29,6 +29,12 @@ class CountingEnv(PerceptionEnv):
       in absolute pixels of the processor-resized image.
     * ``"number"``: just the count, e.g. ``3``.
 
+    A ``"qwen2-vl"`` answer decoded with ``skip_special_tokens=True`` (``circle(85,156),(241,312)``,
+    its tokens gone) is read but not well-formed, so it scores 0; ``info["reason"]`` says why.
+    The answer may end as a chat model ends it: trailing ``<|im_end|>`` / ``<|endoftext|>``
+    tokens (repeated, white space among them) are removed before parsing; text after a stop
+    token counts as extra text and the answer is not well-formed.
+
     ## Observation Space
     ``Dict(image, prompt)`` as every perception env; default prompt
     ``Output all the bounding boxes of the {object}`` (paper).

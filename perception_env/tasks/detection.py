@@ -25,7 +25,13 @@ class DetectionEnv(PerceptionEnv):
       pixels of the image as the Qwen2.5-VL processor resizes it
       (``min_pixels``/``max_pixels``; ``info["frame"]`` gives the scale).
     * ``"qwen2-vl"``: ``<|object_ref_start|>circle<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>...``
-      in ``[0, 1000)`` relative to the image width/height.
+      in ``[0, 1000)`` relative to the image width/height. Decoded with ``skip_special_tokens=True``
+      it loses those tokens (``circle(85,156),(241,312)``): still read (the text before each box is
+      its label) but not well-formed, so no format term; ``info["reason"]`` says the tokens are missing.
+
+    The answer may end as a chat model ends it: trailing ``<|im_end|>`` / ``<|endoftext|>``
+    tokens (repeated, white space among them) are removed before parsing; text after a stop
+    token counts as extra text and the answer is not well-formed.
 
     ## Observation Space
     ``Dict(image=ImageSpace | Box, prompt=UnicodeText)``: an ``[H, W, 3]``

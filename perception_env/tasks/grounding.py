@@ -26,7 +26,12 @@ class GroundingEnv(PerceptionEnv):
     * ``"qwen2.5-vl"``: ``[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]`` in
       absolute pixels of the processor-resized image.
 
-    The first box read is the answer.
+    The first box read is the answer. A ``"qwen2-vl"`` answer decoded with
+    ``skip_special_tokens=True`` (``dog(85,156),(241,312)``, its tokens gone) still has its box
+    read and scored; it is not well-formed (no ``format_weight`` credit) and ``info["reason"]`` says so.
+    The answer may end as a chat model ends it: trailing ``<|im_end|>`` / ``<|endoftext|>``
+    tokens (repeated, white space among them) are removed before parsing; text after a stop
+    token counts as extra text and the answer is not well-formed.
 
     ## Observation Space
     ``Dict(image, prompt)``; default prompt ``Output the bounding box of the

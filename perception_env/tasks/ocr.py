@@ -17,6 +17,9 @@ class OCREnv(PerceptionEnv):
 
     ## Action Space
     ``UnicodeText``: the transcription (format ``"text"``).
+    The answer may end as a chat model ends it: trailing ``<|im_end|>`` / ``<|endoftext|>``
+    tokens (repeated, white space among them) are removed before parsing; text after a stop
+    token counts as extra text (characters of the transcription) and the answer is not well-formed.
 
     ## Observation Space
     ``Dict(image, prompt)``; default prompt ``OCR this image:``.

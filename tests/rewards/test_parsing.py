@@ -163,3 +163,91 @@ def test_text_format():
 def test_non_str_input_is_not_well_formed(fmt, garbage):
     p = fmt.parse(garbage, REL)
     assert not p.well_formed and len(p.boxes) == 0 and p.count is None and "not str" in p.problems[0]
+
+
+# --------------------------------------------------------------------------- how a chat model ends an answer
+DOG = np.array([[100.0, 200.0, 300.0, 450.0], [500.0, 500.0, 640.0, 700.0]])
+STOP_SUFFIXES = ["<|im_end|>", "<|endoftext|>", "<|im_end|>\n", "<|im_end|>\n<|endoftext|><|endoftext|>  "]
+
+
+def _perfect(fmt):
+    if fmt is NUM:
+        return NUM.write(count=2)
+    if fmt is TXT:
+        return "Hello world"
+    return fmt.write(boxes=DOG, labels=["dog", "dog"], frame=REL)
+
+
+@pytest.mark.parametrize("fmt", [Q2, Q25, PTS, NUM, TXT], ids=lambda f: f.name)
+@pytest.mark.parametrize("suffix", STOP_SUFFIXES)
+def test_trailing_stop_tokens_end_the_answer(fmt, suffix):
+    """An answer decoded with skip_special_tokens=False ends in its stop token(s): read as without them."""
+    plain, stopped = fmt.parse(_perfect(fmt), REL), fmt.parse(_perfect(fmt) + suffix, REL)
+    assert plain.well_formed and stopped.well_formed and stopped.problems == []
+    assert stopped.to_info() == plain.to_info()
+    assert stopped.text == (None if fmt is not TXT else "Hello world")
+
+
+@pytest.mark.parametrize("fmt", [Q2, Q25, PTS, NUM, TXT], ids=lambda f: f.name)
+@pytest.mark.parametrize("stop", ["<|im_end|>", "<|endoftext|>"])
+def test_text_after_a_stop_token_is_extra_text(fmt, stop):
+    p = fmt.parse(_perfect(fmt) + stop + " and more", REL)
+    assert not p.well_formed
+    assert p.problems[0] == f"text after the stop token {stop}: it counts as extra text"
+    if fmt is TXT:  # OCR: the extra characters stay in the transcription (and cost edit distance)
+        assert p.text == f"Hello world{stop} and more"
+
+
+# --------------------------------------------------------------------------- Qwen2-VL without its tokens
+def test_qwen2_answer_without_its_tokens_is_read_and_says_the_box_tokens_are_missing():
+    """skip_special_tokens=True turns <ref>cross</ref><box>(85,156),(241,312)</box> into
+    cross(85,156),(241,312)."""
+    p = Q2.parse("cross(85,156),(241,312)(1,2),(3,4); dog (5,6),(7,8)", REL)
+    assert not p.well_formed
+    assert p.problems[0].startswith("box tokens missing") and "skip_special_tokens=True" in p.problems[0]
+    assert p.labels == ["cross", "cross", "dog"]  # the text before a box is its label; separators keep it
+    np.testing.assert_allclose(p.boxes, [[85, 156, 241, 312], [1, 2, 3, 4], [5, 6, 7, 8]])
+
+
+def test_qwen2_points_without_ref_tokens():
+    p = PTS.parse("dog(10,20),(30,40)", REL)
+    assert not p.well_formed and p.labels == ["dog", "dog"]
+    assert p.problems[0].startswith("ref tokens missing") and "skip_special_tokens=True" in p.problems[0]
+    p = PTS.parse("(10,20), (30,40)", REL)  # refs are optional: still the well-formed unlabelled answer
+    assert p.well_formed and p.labels == [None, None]
+
+
+# --------------------------------------------------------------------------- more than MAX_OBJECTS
+def _many(fmt, n, salvage=False):
+    if salvage:  # invalid JSON (single quotes): read chunk by chunk
+        return "[" + ",".join("{'bbox_2d': [1, 2, 3, 4]}" for _ in range(n)) + "]"
+    return fmt.write(boxes=np.tile([[1.0, 2.0, 3.0, 4.0]], (n, 1)), labels=["dog"] * n, frame=REL)
+
+
+@pytest.mark.parametrize(
+    "fmt, salvage", [(Q2, False), (Q25, False), (Q25, True), (PTS, False)], ids=["qwen2-vl", "qwen2.5-vl",
+                                                                            "qwen2.5-vl-salvaged", "points"])
+def test_over_max_objects_every_format_counts_them_all_and_is_not_well_formed(fmt, salvage):
+    at_cap = fmt.parse(_many(fmt, MAX_OBJECTS, salvage), REL)
+    assert len(at_cap) == MAX_OBJECTS and at_cap.well_formed == (not salvage)
+    over = fmt.parse(_many(fmt, MAX_OBJECTS + 5, salvage), REL)
+    assert len(over) == MAX_OBJECTS and not over.well_formed
+    assert f"{MAX_OBJECTS + 5} objects: only the first {MAX_OBJECTS} are read" in over.problems
+    assert not any(m.startswith("unparsed text") for m in over.problems)
+
+
+# --------------------------------------------------------------------------- Unicode case folding
+@pytest.mark.parametrize(
+    "fmt, answer",
+    [
+        (NUM, "ſeven"),  # long s: re.IGNORECASE matched it to "seven", then the word lookup raised KeyError
+        (NUM, "fıve"),  # dotless i
+        (Q2, f"{B}(ınf,1),(2,3){BE}"),  # "ınf" matched nan/inf under (?i); float() raised ValueError
+        (Q2, "(1,2),(3,ınfınıty)"),
+        (PTS, "(ınf,1)"),
+        (Q25, "{'bbox_2d': [ınf, 1, 2, 3]}"),
+    ],
+)
+def test_non_ascii_look_alikes_are_not_numbers(fmt, answer):
+    p = fmt.parse(answer, REL)
+    assert not p.well_formed and len(p.boxes) == 0 and p.count is None and p.problems

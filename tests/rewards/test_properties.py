@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perception_env.data.sample import Sample
-from perception_env.formats import FORMATS, get_format
+from perception_env.formats import FORMATS, get_format, strip_stop_tokens
 from perception_env.rewards import (
     CountingRewardConfig,
     DetectionRewardConfig,
@@ -45,6 +45,7 @@ FRAGMENTS = [
     "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "(", ")", ",", " ", "\n",
     "0", "7", "999", "1000", "-", ".", "e", "nan", "inf", "1e309", "[", "]", "{", "}", ":", '"', "'",
     '[{"bbox_2d":', '"point_2d":', '"label": "dog"', "```json\n", "```", "dog", "three", "NaN", "Infinity",
+    "ınf", "ſeven", "İnfinity", "<|im_end|>", "<|endoftext|>",  # Unicode case-folding look-alikes; stop tokens
 ]
 answers = st.one_of(
     st.text(max_size=300),
@@ -143,3 +144,27 @@ def test_counting_invariant_to_prediction_order(objs, data):
     r1 = score_counting(fmt.write(points=pts, labels=["dog"] * len(pts), frame=frame), SAMPLE, fmt).reward
     r2 = score_counting(fmt.write(points=pts[order], labels=["dog"] * len(pts), frame=frame), SAMPLE, fmt).reward
     assert r1 == pytest.approx(r2, abs=1e-9)
+
+
+stop_runs = st.lists(st.sampled_from(["<|im_end|>", "<|endoftext|>", " ", "\n", "\t"]), max_size=6).map(
+    lambda rest: "".join(rest))
+
+
+@settings(max_examples=150, deadline=None)
+@given(answers, st.sampled_from(["<|im_end|>", "<|endoftext|>"]), stop_runs)
+def test_trailing_stop_tokens_never_change_the_parse(answer, stop, rest):
+    """Any answer, ended as a chat model ends it (a stop token, then more stop tokens / white space),
+    parses exactly as the answer alone: same objects, count, text, well-formedness and problems."""
+    for fmt in FORMATS.values():
+        frame = fmt.make_frame(W, H)
+        assert fmt.parse(answer + stop + rest, frame).to_info() == fmt.parse(answer, frame).to_info()
+
+
+@settings(max_examples=100, deadline=None)
+@given(answers, st.sampled_from(["<|im_end|>", "<|endoftext|>"]), st.text(min_size=1, max_size=20))
+def test_text_after_a_stop_token_is_never_well_formed(answer, stop, extra):
+    if not strip_stop_tokens(extra).strip():  # only stop tokens and white space: that is a trailing run
+        extra = "x" + extra
+    for fmt in FORMATS.values():
+        p = fmt.parse(answer + stop + extra, fmt.make_frame(W, H))
+        assert not p.well_formed and any(m.startswith("text after the stop token") for m in p.problems)
