@@ -103,20 +103,31 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
+# A model's answer may hold lone surrogates (U+D800..U+DFFF, e.g. from a "surrogatepass" decode) that
+# UTF-8 cannot encode. "backslashreplace" writes each as the 6 characters \ud800: inside a JSON string
+# that is the JSON escape of the same code point, so the file stays valid UTF-8 JSON and json.loads
+# gives the answer back unchanged. Text that UTF-8 can encode is written as is.
+_UTF8_ERRORS = "backslashreplace"
+
+
 def write_outputs(out_dir: str | Path, run: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
-    """Write ``predictions.jsonl``, ``metrics.json`` (``run``) and ``table.md`` into ``out_dir``."""
+    """Write ``predictions.jsonl``, ``metrics.json`` (``run``) and ``table.md`` into ``out_dir``.
+
+    Any ``str`` is written, lone surrogates included (as JSON ``\\uXXXX`` escapes, read back exactly).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"predictions": out / "predictions.jsonl", "metrics": out / "metrics.json", "table": out / "table.md"}
-    with paths["predictions"].open("w", encoding="utf-8") as f:
+    with paths["predictions"].open("w", encoding="utf-8", errors=_UTF8_ERRORS) as f:
         for record in records:
             f.write(json.dumps(_json_safe(record), ensure_ascii=False) + "\n")
-    paths["metrics"].write_text(json.dumps(_json_safe(dict(run)), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    metrics = json.dumps(_json_safe(dict(run)), indent=2, ensure_ascii=False) + "\n"
+    paths["metrics"].write_text(metrics, encoding="utf-8", errors=_UTF8_ERRORS)
     table = markdown_table([run])
     notes = run.get("notes") or []
     if notes:
         table += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    paths["table"].write_text(table, encoding="utf-8")
+    paths["table"].write_text(table, encoding="utf-8", errors=_UTF8_ERRORS)
     return paths
 
 

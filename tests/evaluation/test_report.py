@@ -74,3 +74,16 @@ def test_every_paper_metric_has_a_column():
            "metrics": grounding_metrics([[0, 0, 10, 10], [0, 0, 10, 5]], [[0, 0, 10, 10]] * 2)}
     row = _parse_table(markdown_table([run]))["m"]
     assert row["Acc@0.5"] == "100.0" and row["Acc@0.75"] == "50.0" and row["mIoU"] == "75.0"  # by hand
+
+
+def test_any_answer_string_is_written_and_read_back(tmp_path):
+    """A lone surrogate (e.g. from a 'surrogatepass' decode) made writing predictions.jsonl raise."""
+    answers = ["a\ud800b", "\udfff", "\\\ud83d", "中文 OCR ✓", "🙂 \\u00e9 \"quoted\"", "plain"]
+    records = [{"index": i, "answer": a, "parsed": {"labels": [a]}} for i, a in enumerate(answers)]
+    run = {"task": "ocr", "benchmark": "b\udc80", "agent": "model \ud800", "metrics": {"n": 6.0}}
+    paths = write_outputs(tmp_path, run, records)
+    lines = paths["predictions"].read_bytes().decode("utf-8").splitlines()  # strict UTF-8: no surrogates
+    assert [json.loads(line) for line in lines] == records  # every answer back exactly
+    assert "中文 OCR ✓" in lines[3]  # text UTF-8 can hold stays readable, not \u-escaped
+    assert json.loads(paths["metrics"].read_bytes().decode("utf-8")) == run
+    assert "model \\ud800" in paths["table"].read_bytes().decode("utf-8")
