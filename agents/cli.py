@@ -23,8 +23,10 @@ def _torch_threads() -> None:
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> None:
+    from agents.config import check_output_folder
     from agents.policies.tiny_model import build_tiny_model
 
+    check_output_folder(args.out_dir, "OUT_DIR")
     path = build_tiny_model(args.out_dir, arch=args.arch, preset=args.preset, seed=args.seed)
     print(f"saved a randomly initialised {args.arch} ({args.preset}) with its processor to {path}")
 
@@ -38,9 +40,14 @@ def _make_env(env_id: str, env_kwargs: dict, **extra):
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
-    from agents.policies.qwen_vl import QwenVLPolicy
-    from agents.sft import supervised_warm_start
+    from agents.config import check_output_folder
 
+    check_output_folder(args.output, "--output")  # before the work whose result it would receive (and torch)
+    from agents.policies.qwen_vl import QwenVLPolicy, check_model_source
+    from agents.sft import supervised_warm_start
+    from agents.trainer import non_finite_weights
+
+    check_model_source(args.model)
     _torch_threads()
     env = _make_env(args.env, args.env_kwargs)
     # the processor resizes images as the env does: answers in resized pixels mean the same to both
@@ -57,6 +64,10 @@ def cmd_sft(args: argparse.Namespace) -> None:
         seed=args.seed,
         log_every=max(1, args.steps // 10),
     )
+    bad = non_finite_weights(policy.model)
+    if bad:
+        raise FloatingPointError(f"after {args.steps} sft steps {len(bad)} weight tensors hold NaN or inf "
+                                 f"({bad[0]}, ...); {args.output} was not written: lower --learning-rate")
     policy.save_pretrained(args.output)
     print(f"final loss {losses[-1]:.4f}; saved to {args.output}")
 
@@ -86,7 +97,9 @@ def build_train_parser(sub, agent: str | None = "grpo") -> None:
     p.add_argument("--config", default=None, help="YAML file of options (flags override it)")
     p.add_argument("--resume", default=None,
                    help="run folder or checkpoint folder to continue from, with the run's own options "
-                   "(a --config file and flags given now override them, e.g. --total-steps to train longer)")
+                   "(a --config file and flags given now override them, e.g. --total-steps to train longer); "
+                   "a run folder continues the checkpoint it saved or was resumed from last "
+                   "(latest_checkpoint.json), so a branch started from an earlier step goes on")
     add_arguments(p, resolve_agent(agent)[1])
     p.set_defaults(func=cmd_train)
 
@@ -117,25 +130,38 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
           stop_at: int | None = None, agent: str | None = None):
     """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder.
 
-    ``agent``: a registered name or ``module:Class`` / ``file.py:Class`` (default ``config.agent_name``)."""
+    Everything that can be checked without loading a model is checked first: the options (when the config
+    was built), the checkpoint's files, the model folder, the run folder, the env and its data.
+    ``agent``: a registered name or ``module:Class`` / ``file.py:Class`` (default ``config.agent_name``).
+    Local paths in the config (``model``, data folders) are stored absolute, so that ``--resume`` works
+    from any folder."""
+    from agents.config import check_output_folder
     from agents.distributed import Parallel
     from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference
-    from agents.policies.qwen_vl import QwenVLPolicy
+    from agents.policies.qwen_vl import QwenVLPolicy, check_model_source
     from agents.registry import make_agent
-    from agents.trainer import Trainer, latest_checkpoint
+    from agents.trainer import Trainer, latest_checkpoint, verify_checkpoint
 
     _torch_threads()
-    parallel = Parallel.from_environment(config.device, config.parallel)
+    config = config.with_absolute_paths()
     checkpoint = None
     if resume:
         checkpoint = latest_checkpoint(resume)
-        run_dir = checkpoint.parent.parent
-    else:
-        run_dir = parallel.broadcast(run_directory(config))  # the ranks' clocks may read different seconds
+        verify_checkpoint(checkpoint)
     if not config.model:
         raise SystemExit(
             "--model is required (a hub id or a local folder; `perception-r1 make-tiny-model DIR` builds one)"
         )
+    lora_checkpoint = checkpoint is not None and (checkpoint / "policy" / "adapter_config.json").is_file()
+    if checkpoint is None or lora_checkpoint or getattr(config, "beta", 0) != 0:
+        # the starting model: the policy, the LoRA base or the reference of the KL term
+        check_model_source(config.model)
+    parallel = Parallel.from_environment(config.device, config.parallel)
+    if checkpoint is not None:
+        run_dir = checkpoint.parent.parent
+    else:
+        run_dir = parallel.broadcast(run_directory(config))  # the ranks' clocks may read different seconds
+    check_output_folder(run_dir, "--output-dir / --run-name")
     if config.lora_r and parallel.shards_parameters:
         raise SystemExit("LoRA runs data-parallel with --parallel ddp (the adapters are small; nothing to shard)")
     device = parallel.device(config.device)
@@ -144,7 +170,9 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
         raise SystemExit(f"--activation-checkpointing must be none, vision or all, got {config.activation_checkpointing!r}")
     load = dict(device=device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
                 activation_checkpointing=checkpointing)
-    if checkpoint is not None and (checkpoint / "policy" / "adapter_config.json").is_file():
+    # the env (and its data) before the model: a wrong env id or data folder fails in seconds
+    env = env if env is not None else _make_env(config.env_id, config.env_make_kwargs())
+    if lora_checkpoint:
         policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
     else:
         policy = QwenVLPolicy.from_pretrained(str(checkpoint / "policy") if checkpoint else config.model, **load)
@@ -162,7 +190,6 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
     learner.distribute(parallel)
     if parallel.enabled and parallel.is_main:
         print(f"data-parallel: {parallel.describe(policy.model)}", flush=True)
-    env = env if env is not None else _make_env(config.env_id, config.env_make_kwargs())
     trainer = Trainer(learner, config, run_dir, env=env, eval_env=eval_env, progress=progress)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
@@ -179,8 +206,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
+    from agents.config import check_output_folder
     from agents.demo import run_demo
 
+    check_output_folder(args.out, "--out")
     torch.set_num_threads(1)  # a 0.26M-parameter model: threads only wait on each other
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -188,15 +217,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_tour(args: argparse.Namespace) -> None:
+    from agents.config import check_output_folder
     from perception_env.tour import tour
 
+    check_output_folder(args.out, "--out")
     tour(args.out, args.episodes, args.seed, args.difficulty)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from agents.config import SetupError
+
     try:
         _run(argv)
+    except SetupError as error:  # a wrong option or file: its message says which and what, no traceback
+        raise SystemExit(f"perception-r1 {argv[0] if argv else ''}: {error}") from error
     except ModuleNotFoundError as error:
         if error.name not in _TRAIN_EXTRA:
             raise
@@ -212,6 +247,8 @@ _TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "tensorboard", "tqdm", "p
 
 
 def _run(argv: list[str]) -> None:
+    from agents.config import bounded
+
     parser = argparse.ArgumentParser(
         prog="perception-r1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -221,7 +258,8 @@ def _run(argv: list[str]) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="counting", choices=["counting", "grounding"])
-    p.add_argument("--grpo-steps", type=int, default=None, help="override the demo's number of GRPO steps")
+    p.add_argument("--grpo-steps", type=bounded(int, minimum=1), default=None,
+                   help="override the demo's number of GRPO steps")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("make-tiny-model", help="build a randomly initialised tiny Qwen2-VL offline")
@@ -237,9 +275,9 @@ def _run(argv: list[str]) -> None:
     p.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--steps", type=bounded(int, minimum=1), default=200)
+    p.add_argument("--batch-size", type=bounded(int, minimum=1), default=16)
+    p.add_argument("--learning-rate", type=bounded(float, exclusive_minimum=0), default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_sft)
@@ -252,7 +290,7 @@ def _run(argv: list[str]) -> None:
 
     p = sub.add_parser("tour", help="every env with an oracle and a random agent; renders saved")
     p.add_argument("--out", default="runs/tour")
-    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--episodes", type=bounded(int, minimum=1), default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", default="easy")
     p.set_defaults(func=cmd_tour)
@@ -274,15 +312,11 @@ def _chosen_agent(argv: list[str]) -> str:
 
 def saved_run(resume: str) -> tuple[str, dict]:
     """(agent name, config) of the run a ``--resume`` path points into (a small JSON beside the state)."""
-    from agents.trainer import RUN_FILE, STATE_FILE, latest_checkpoint
+    from agents.trainer import STATE_FILE, latest_checkpoint, read_run_file, read_state
 
     checkpoint = latest_checkpoint(resume)
-    if (checkpoint / RUN_FILE).is_file():
-        run = json.loads((checkpoint / RUN_FILE).read_text())
-    else:  # a checkpoint written before run.json existed: read the full state
-        import torch
-
-        run = torch.load(checkpoint / STATE_FILE, weights_only=False, map_location="cpu")
+    # a checkpoint written before run.json existed: the full state
+    run = read_run_file(checkpoint) or read_state(checkpoint / STATE_FILE, map_location="cpu")
     return run.get("agent_name", "grpo"), run["config"]
 
 

@@ -8,23 +8,65 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import math
+import operator
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# opt(...) metadata key -> (its sign in messages, the test a value must pass)
+BOUNDS = {"minimum": (">=", operator.ge), "exclusive_minimum": (">", operator.gt),
+          "maximum": ("<=", operator.le), "exclusive_maximum": ("<", operator.lt)}
+
+
+class SetupError(ValueError):
+    """A setting, or a file a setting names, that cannot work, found before the work it would spoil.
+
+    The command line prints the message alone (no traceback): it names the flag or the file and what is wrong.
+    """
+
+
+class MissingFileError(SetupError, FileNotFoundError):
+    """A folder or file a setting names does not exist (or lacks a piece the run needs)."""
+
 
 def opt(default: Any, help: str, choices: tuple[str, ...] | None = None, **kwargs: Any) -> Any:
     """A config field with its help text (read by :func:`add_arguments`).
 
-    ``choices``: the only values the option takes; checked when the config is built (flags, YAML or
-    code alike), so a typo fails at start-up, not after the first generation.
+    ``choices``: the only values the option takes. ``minimum`` / ``exclusive_minimum`` / ``maximum`` /
+    ``exclusive_maximum``: the range of a number (every float must also be finite). Both are checked when
+    the config is built (flags, YAML or code alike), so an impossible value fails at start-up, before any
+    model is loaded, not after the first generation.
     """
     metadata = {"help": help, "choices": choices, **kwargs}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def bound_problem(value: float, **bounds: float | None) -> str | None:
+    """What is wrong with ``value`` against ``bounds`` (keys of :data:`BOUNDS`), e.g. ``"must be > 0"``;
+    None if it is within them. A float must be finite whatever the bounds."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    for name, bound in bounds.items():
+        sign, holds = BOUNDS[name]
+        if bound is not None and not holds(value, bound):
+            return f"must be {sign} {bound}"
+    return None
+
+
+def require(config: Any, name: str, why: str, **bounds: float) -> None:
+    """Raise :class:`SetupError` naming the option and its flag unless ``config.<name>`` is within ``bounds``
+    (for a bound an algorithm adds to a shared option, e.g. GRPO's group_size >= 2); ``why``: the reason."""
+    value = getattr(config, name)
+    problem = bound_problem(value, **bounds)
+    if problem:
+        raise SetupError(f"{name} ({_flag(name)}) {problem} ({why}); got {value!r}")
 
 
 @dataclass
@@ -55,52 +97,73 @@ class TrainConfig:
         choices=("none", "vision", "all"),
     )
     min_pixels: int = opt(
-        3136, "Smallest image area (pixels) after the processor's resize; the env scores in the same frame."
+        3136, "Smallest image area (pixels) after the processor's resize; the env scores in the same frame.",
+        minimum=1,
     )
     max_pixels: int = opt(
-        1_000_000, "Largest image area (pixels) after the processor's resize; the env scores in the same frame."
+        1_000_000,
+        "Largest image area (pixels) after the processor's resize; the env scores in the same frame.",
+        minimum=1,
     )
 
-    total_steps: int = opt(100, "Policy-update rounds (one rollout batch each).")
-    prompts_per_step: int = opt(8, "Distinct observations per rollout batch (B).")
-    group_size: int = opt(8, "Answers sampled per observation (G).")
-    temperature: float = opt(1.0, "Sampling temperature of rollouts.")
-    top_p: float = opt(0.9, "Nucleus sampling of rollouts (1.0 = off).")
-    top_k: int = opt(50, "Top-k sampling of rollouts (0 = off).")
-    max_new_tokens: int = opt(768, "Longest answer sampled (tokens); the paper uses 768, 2048 for detection.")
+    total_steps: int = opt(100, "Policy-update rounds (one rollout batch each).", minimum=1)
+    prompts_per_step: int = opt(8, "Distinct observations per rollout batch (B).", minimum=1)
+    group_size: int = opt(8, "Answers sampled per observation (G).", minimum=1)
+    temperature: float = opt(
+        1.0, "Sampling temperature of rollouts (> 0: training samples; greedy answers are for evaluation).",
+        exclusive_minimum=0,
+    )
+    top_p: float = opt(0.9, "Nucleus sampling of rollouts (1.0 = off).", exclusive_minimum=0, maximum=1)
+    top_k: int = opt(50, "Top-k sampling of rollouts (0 = off).", minimum=0)
+    max_new_tokens: int = opt(
+        768, "Longest answer sampled (tokens); the paper uses 768, 2048 for detection.", minimum=1
+    )
 
-    learning_rate: float = opt(1e-6, "AdamW learning rate (the paper: 1e-6 for 2B models).")
-    weight_decay: float = opt(0.0, "AdamW weight decay.")
-    adam_beta1: float = opt(0.9, "AdamW beta1.")
-    adam_beta2: float = opt(0.999, "AdamW beta2.")
-    max_grad_norm: float = opt(1.0, "Gradient-norm clip (0 = off).")
+    learning_rate: float = opt(
+        1e-6, "AdamW learning rate (the paper: 1e-6 for 2B models).", exclusive_minimum=0
+    )
+    weight_decay: float = opt(0.0, "AdamW weight decay.", minimum=0)
+    adam_beta1: float = opt(0.9, "AdamW beta1.", minimum=0, exclusive_maximum=1)
+    adam_beta2: float = opt(0.999, "AdamW beta2.", minimum=0, exclusive_maximum=1)
+    max_grad_norm: float = opt(1.0, "Gradient-norm clip (0 = off).", minimum=0)
     micro_batch_size: int = opt(
-        0, "Completions per forward/backward; 0 = the whole batch (gradient accumulation otherwise)."
+        0, "Completions per forward/backward; 0 = the whole batch (gradient accumulation otherwise).",
+        minimum=0,
     )
     lr_scheduler: str = opt(
         "constant", "Learning-rate schedule: constant, linear or cosine (decay to 0 at total_steps).",
         choices=("constant", "linear", "cosine"),
     )
-    warmup_steps: int = opt(0, "Linear warm-up steps of the learning rate.")
+    warmup_steps: int = opt(0, "Linear warm-up steps of the learning rate.", minimum=0)
 
-    lora_r: int = opt(0, "LoRA rank on the language model's projections (0 = full fine-tuning).")
-    lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r).")
-    lora_dropout: float = opt(0.0, "Dropout on the LoRA branch.")
+    lora_r: int = opt(0, "LoRA rank on the language model's projections (0 = full fine-tuning).", minimum=0)
+    lora_alpha: int = opt(16, "LoRA scaling numerator (scale = alpha / r).", exclusive_minimum=0)
+    lora_dropout: float = opt(0.0, "Dropout on the LoRA branch.", minimum=0, exclusive_maximum=1)
     lora_train_vision: bool = opt(False, "With LoRA, also train the whole vision tower (else it is frozen).")
 
-    log_every: int = opt(1, "Write scalars to TensorBoard every N steps.")
-    log_samples_every: int = opt(20, "Write sample answers and a rendered image every N steps (0 = never).")
-    save_every: int = opt(50, "Write a checkpoint every N steps (and at the end).")
-    eval_every: int = opt(0, "Evaluate greedy answers on held-out data every N steps (0 = never).")
-    eval_samples: int = opt(100, "Held-out samples per evaluation.")
+    log_every: int = opt(1, "Write scalars to TensorBoard every N steps (0 = never).", minimum=0)
+    log_samples_every: int = opt(
+        20, "Write sample answers and a rendered image every N steps (0 = never).", minimum=0
+    )
+    save_every: int = opt(50, "Write a checkpoint every N steps (and at the end).", minimum=1)
+    save_total_limit: int = opt(
+        0, "Keep at most N checkpoints, deleting the earliest written (never the newest); 0 = keep all.",
+        minimum=0,
+    )
+    eval_every: int = opt(0, "Evaluate greedy answers on held-out data every N steps (0 = never).", minimum=0)
+    eval_samples: int = opt(100, "Held-out samples per evaluation.", minimum=1)
     eval_split: str = opt("test", "Split of the env's data used for evaluation.")
 
     def __post_init__(self) -> None:
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            if choices and value not in choices:
-                raise ValueError(f"{f.name} ({_flag(f.name)}) must be one of {', '.join(choices)}; got {value!r}")
+            setattr(self, f.name, _checked_value(f, hints[f.name], getattr(self, f.name)))
+        if self.min_pixels > self.max_pixels:
+            raise SetupError(
+                f"min_pixels (--min-pixels) is {self.min_pixels} but max_pixels (--max-pixels) is "
+                f"{self.max_pixels}: the smallest image area must not exceed the largest"
+            )
+        self.env_make_kwargs()  # an env_kwargs entry that contradicts an option fails now, not after loading
 
     @property
     def agent_name(self) -> str:
@@ -116,12 +179,20 @@ class TrainConfig:
         for name in ("min_pixels", "max_pixels"):
             ours = getattr(self, name)
             if name in kwargs and kwargs[name] != ours:
-                raise ValueError(
+                raise SetupError(
                     f"env_kwargs sets {name}={kwargs[name]} but {_flag(name)} is {ours}: the env and the "
                     f"processor must resize images alike; set it once, with {_flag(name)}"
                 )
             kwargs[name] = ours
         return kwargs
+
+    def with_absolute_paths(self) -> "TrainConfig":
+        """A copy whose ``model`` and ``env_kwargs`` data paths (``root``, ``path``, ``*_file``, ``*_dir``,
+        ...) are absolute where they name an existing local file or folder, so that ``--resume`` (and the
+        β > 0 reference model, the LoRA base) find them from any working folder. A hub id stays as it is."""
+        return dataclasses.replace(
+            self, model=absolute_if_local(self.model), env_kwargs=_absolute_data_paths(self.env_kwargs)
+        )
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +203,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+            raise SetupError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
         return cls(**values)
 
     @classmethod
@@ -141,21 +212,62 @@ class TrainConfig:
 
     @classmethod
     def read_file(cls, path: str | Path) -> dict[str, Any]:
-        """The options a YAML file sets (only those: the rest stay whatever they were), checked by name."""
+        """The options a YAML file sets (only those: the rest stay whatever they were), each checked by name,
+        type and range (errors name the file)."""
         import yaml
 
+        if not Path(path).is_file():
+            raise MissingFileError(f"--config {path}: no such file")
         with open(path) as f:
             values = yaml.safe_load(f) or {}
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of option: value")
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+            raise SetupError(f"{path}: expected a mapping of option: value")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise ValueError(f"{path}: unknown {cls.__name__} option(s): {', '.join(unknown)}")
-        return values
+            raise SetupError(f"{path}: unknown {cls.__name__} option(s): {', '.join(unknown)}")
+        hints = _type_hints(cls)
+        try:  # each value on its own now, so that the message names the file it came from
+            return {name: _checked_value(fields[name], hints[name], value) for name, value in values.items()}
+        except SetupError as error:
+            raise SetupError(f"{path}: {error}") from None
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(config_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(config_cls)
+
+
+def _checked_value(f: dataclasses.Field, kind: Any, value: Any) -> Any:
+    """``value`` of option ``f`` if it has the option's type, choices and bounds, else :class:`SetupError`.
+
+    A float option takes an int, and a number written as text: YAML 1.1 reads ``1e-6`` as a string."""
+    where = f"{f.name} ({_flag(f.name)})"
+    if kind is float and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise SetupError(f"{where} must be a number; got {value!r}") from None
+    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise SetupError(f"{where} must be a number; got {value!r}")
+    if kind is int and not isinstance(value, int):
+        raise SetupError(f"{where} must be a whole number; got {value!r}")
+    if kind is float:
+        value = float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise SetupError(f"{where} must be true or false; got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise SetupError(f"{where} must be one of {', '.join(choices)}; got {value!r}")
+    if kind in (int, float):
+        problem = bound_problem(value, **{b: f.metadata[b] for b in BOUNDS if f.metadata.get(b) is not None})
+        if problem:
+            raise SetupError(f"{where} {problem}; got {value!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
@@ -214,3 +326,61 @@ def config_from_args(
         if given is not None:
             values[f.name] = given
     return config_cls.from_dict(values)
+
+
+# env_kwargs / data_kwargs keys that name local files or folders (perception_env.data's loaders)
+_PATH_KEYS = ("root", "path")
+_PATH_SUFFIXES = ("_file", "_dir", "_root", "_path")
+
+
+def absolute_if_local(name: str) -> str:
+    """``name`` made absolute if it names an existing local file or folder; else unchanged (a hub id)."""
+    if not name:
+        return name
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def _absolute_data_paths(values: Any) -> Any:
+    if not isinstance(values, dict):
+        return values
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out[key] = _absolute_data_paths(value)
+        elif isinstance(value, str) and (key in _PATH_KEYS or str(key).endswith(_PATH_SUFFIXES)):
+            out[key] = absolute_if_local(value)
+        else:
+            out[key] = value
+    return out
+
+
+def check_output_folder(path: str | Path, flag: str) -> None:
+    """Raise :class:`SetupError` unless ``path`` is a folder that exists or can be made, and is writable.
+
+    Called before any work, so that an output that cannot be written fails at once, not after training."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SetupError(f"{flag} {path}: is an existing file, not a folder")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise SetupError(f"{flag} {path}: {existing} is a file, so the folder cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SetupError(f"{flag} {path}: {existing} is not writable")
+
+
+def bounded(kind: type, **bounds: float) -> Any:
+    """An argparse ``type`` parsing ``kind`` within :data:`BOUNDS`, e.g. ``bounded(int, minimum=1)``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        problem = bound_problem(value, **bounds)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse

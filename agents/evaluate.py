@@ -103,7 +103,10 @@ def build_env(args: argparse.Namespace):
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``eval`` command; returns the run (the metrics.json content)."""
+    """The ``eval`` command; returns the run (the metrics.json content).
+
+    The output folder and the model folder are checked before the env's data or the model load."""
+    from agents.config import absolute_if_local, check_output_folder
     from perception_env.evaluation import REFERENCE_AGENTS, run_evaluation, write_outputs
     from perception_env.evaluation.report import markdown_table
 
@@ -112,6 +115,15 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("give --model DIR_OR_HUB_ID, or --agent oracle|empty|random")
     if agent == "model" and not args.model:
         raise SystemExit("--agent model needs --model DIR_OR_HUB_ID")
+    label = args.label or (Path(str(args.model).rstrip("/")).name if agent == "model" else agent)
+    out_dir = Path(args.output) if args.output else Path("runs") / "eval" / "__".join(
+        [args.env.replace("/", "-"), label.replace("/", "-"), time.strftime("%Y%m%d-%H%M%S")]
+    )
+    check_output_folder(out_dir, "--output")
+    if agent == "model":
+        from agents.policies.qwen_vl import check_model_source
+
+        check_model_source(args.model)
     env, env_kwargs = build_env(args)
     u = env.unwrapped
     notes: list[str] = []
@@ -135,10 +147,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
             )
             print(f"warning: {note}", file=sys.stderr)
             notes.append(note)
-        label = args.label or Path(str(args.model).rstrip("/")).name
     else:
         answerer = REFERENCE_AGENTS[agent](args.seed)
-        label = args.label or agent
 
     total = len(u.dataset) if args.limit is None else min(args.limit, len(u.dataset))
     t0 = time.perf_counter()
@@ -158,7 +168,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "env_id": args.env,
         "env_kwargs": env_kwargs,
         "agent_kind": agent,
-        "model": args.model if agent == "model" else None,
+        "model": absolute_if_local(args.model) if agent == "model" else None,  # found from any folder
         "answer_format": u.answer_format.name,
         "samples": total,
         "max_new_tokens": max_new_tokens if agent == "model" else None,
@@ -168,9 +178,6 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "notes": notes + result.notes,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    out_dir = Path(args.output) if args.output else Path("runs") / "eval" / "__".join(
-        [args.env.replace("/", "-"), label.replace("/", "-"), time.strftime("%Y%m%d-%H%M%S")]
-    )
     paths = write_outputs(out_dir, run, result.records)
     print(markdown_table([run]), end="")
     for n in run["notes"]:
@@ -182,6 +189,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``eval`` sub-command to ``perception-r1``'s sub-parsers."""
+    from agents.config import bounded
+
     p = subparsers.add_parser(
         "eval",
         help="evaluate a model (or oracle/empty/random) with the paper's metrics",
@@ -201,13 +210,18 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, metavar="PATH", help="the source's root folder (data_kwargs root)")
     p.add_argument("--data-kwargs", type=json.loads, default={}, metavar="JSON", help="more loader arguments")
     p.add_argument("--split", default="test", help="split to evaluate (default test; COCO maps test to val2017)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
-    p.add_argument("--batch-size", type=int, default=16, help="observations per generate call")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default 2048 for detection, else 768 (paper)")
+    p.add_argument("--limit", type=bounded(int, minimum=1), default=None,
+                   help="evaluate only the first N samples")
+    p.add_argument("--batch-size", type=bounded(int, minimum=1), default=16,
+                   help="observations per generate call")
+    p.add_argument("--max-new-tokens", type=bounded(int, minimum=1), default=None,
+                   help="default 2048 for detection, else 768 (paper)")
     p.add_argument("--device", default="cpu", help="torch device for --agent model, e.g. cuda")
     p.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16")
-    p.add_argument("--min-pixels", type=int, default=None, help="override the env's (and processor's) min_pixels")
-    p.add_argument("--max-pixels", type=int, default=None, help="override the env's (and processor's) max_pixels")
+    p.add_argument("--min-pixels", type=bounded(int, minimum=1), default=None,
+                   help="override the env's (and processor's) min_pixels")
+    p.add_argument("--max-pixels", type=bounded(int, minimum=1), default=None,
+                   help="override the env's (and processor's) max_pixels")
     p.add_argument("--seed", type=int, default=0, help="seed of --agent random")
     p.add_argument("--output", default=None, help="output folder (default runs/eval/{env}__{model}__{time})")
     p.add_argument("--label", default=None, help="row label in the table (default: model folder name or agent)")
@@ -218,10 +232,15 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from agents.config import SetupError
+
     parser = argparse.ArgumentParser(prog="perception-r1")
     add_eval_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except SetupError as error:  # a wrong option or file: its message says which and what, no traceback
+        raise SystemExit(f"perception-r1 eval: {error}") from error
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import gymnasium as gym
 import torch
 
 from agents.base import derive_seed
+from agents.config import SetupError, bound_problem
 from agents.grpo.loss import masked_mean
 from agents.trainer import DataOrder
 
@@ -61,7 +62,14 @@ def supervised_warm_start(
 
     ``exclude_answers``: leave out samples whose perfect answer is one of these.
     ``optimizer`` / ``start_step``: continue an earlier call (same Adam moments, next data).
+    A non-finite loss or gradient norm raises :class:`FloatingPointError` naming the step, before the
+    optimiser steps: the weights stay finite.
     """
+    for name, value, bounds in (("steps", steps, {"minimum": 0}), ("batch_size", batch_size, {"minimum": 1}),
+                                ("learning_rate", learning_rate, {"exclusive_minimum": 0})):
+        problem = bound_problem(value, **bounds)
+        if problem:
+            raise SetupError(f"supervised_warm_start: {name} {problem}; got {value!r}")
     pool = oracle_indices(env, exclude_answers) if exclude_answers else list(range(len(env.unwrapped.dataset)))
     order = DataOrder(len(pool), derive_seed(seed, 3))
     if optimizer is None:
@@ -75,7 +83,13 @@ def supervised_warm_start(
         loss = -masked_mean(logp, rollout.completion_mask.float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+        norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"sft step {step + 1}: the loss is {loss.item()}, the gradient norm {float(norm)}; the "
+                "optimiser was not stepped (weights holding NaN/inf already, or a float16 overflow)"
+            )
         optimizer.step()
         losses.append(loss.item())
         if log_every and (step + 1) % log_every == 0:

@@ -5,14 +5,24 @@ are pure functions of ``(config.seed, s)``; a checkpoint holds the policy,
 the optimiser, the schedule and the RNG states. So ``--resume`` after an
 interruption gives the same parameters as an uninterrupted run, and no
 sample is lost or repeated.
+
+Checkpoints: ``RUN/checkpoints/step-NNNNNN`` is written under a temporary name, flushed to disk (fsync)
+and renamed, so it is either complete or absent; ``RUN/latest_checkpoint.json`` names the checkpoint the
+run saved or was resumed from last, which ``--resume RUN`` continues: after ``--resume
+RUN/checkpoints/step-000012`` (a branch, e.g. with another flag) that is the branch, not the old run's
+newest step. A ``step-*`` folder without its state file or weights (a copy cut short, a run killed by an
+older version) is skipped with a warning.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +31,16 @@ import numpy as np
 import torch
 
 from agents.base import Agent, EpisodeGroup, RolloutBatch, derive_seed
-from agents.config import TrainConfig
+from agents.config import MissingFileError, SetupError, TrainConfig
 
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
 RUN_FILE = "run.json"
+LATEST_FILE = "latest_checkpoint.json"  # in the run folder: {"checkpoint": "step-NNNNNN"}
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint folder skipped, or a run's checkpoints about to be replaced."""
 
 
 class DataOrder:
@@ -145,6 +160,8 @@ class Trainer:
         self.progress = progress
         self._writer = None
         self.history: list[dict[str, float]] = []
+        # the checkpoints this run descends from, oldest first (recorded in each checkpoint's run.json)
+        self.resumed_from: list[dict[str, Any]] = []
 
     # -------------------------------------------------------------- collect
     def collect(self, step: int) -> RolloutBatch:
@@ -171,7 +188,9 @@ class Trainer:
         last = c.total_steps if stop_at is None else min(stop_at, c.total_steps)
         if self.parallel.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(json.dumps(c.to_dict(), indent=2, default=str))
+            if self.step == 0:
+                warn_if_run_has_checkpoints(self.run_dir)
+            write_atomic(self.run_dir / "config.json", json.dumps(c.to_dict(), indent=2, default=str))
             self.open_writer()  # now, before the first step moves the counter
         bar = None
         if self.progress and self.parallel.is_main:
@@ -289,13 +308,17 @@ class Trainer:
 
     # --------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step-NNNNNN`` atomically (a crash mid-write leaves the previous one intact).
+        """Write ``checkpoints/step-NNNNNN`` durably and atomically: under a temporary name, every file and
+        folder flushed to disk, then renamed (a crash at any point leaves the earlier checkpoints intact).
 
-        Full, unsharded tensors, written by rank 0 once (every rank takes part in gathering them)."""
+        Full, unsharded tensors, written by rank 0 once (every rank takes part in gathering them). Refuses
+        (:class:`FloatingPointError`, on every rank) to write weights holding NaN or inf. Then points
+        ``latest_checkpoint.json`` at it and deletes the earliest written beyond ``save_total_limit``."""
         root = self.run_dir / "checkpoints"
         final = root / f"{CHECKPOINT_PREFIX}{self.step:06d}"
         tmp = root / f".tmp-{self.step:06d}"
         parallel = self.parallel
+        self.check_weights_finite(final)
         weights = parallel.full_model_state(self.agent.trainable)  # FSDP2 only; collective
         agent_state = self.agent.state_dict()  # collective under FSDP2
         if parallel.is_main:
@@ -318,34 +341,262 @@ class Trainer:
             }
             torch.save(state, tmp / STATE_FILE)
             # what --resume needs before building anything, without loading the optimiser state
-            run = {"agent_name": state["agent_name"], "config": state["config"]}
+            run = {"agent_name": state["agent_name"], "config": state["config"], "step": self.step,
+                   "saved_at": time.time(), "resumed_from": self.resumed_from}
             (tmp / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
+            replace_folder(tmp, final)
+            point_latest(self.run_dir, final)
+            prune_checkpoints(root, self.config.save_total_limit, keep=final)
             if self._writer is not None:
                 self._writer.flush()
         parallel.barrier()  # no rank goes on (or exits) before the checkpoint exists
         return final
 
+    def check_weights_finite(self, target: Path) -> None:
+        """Raise :class:`FloatingPointError` naming the step, on every rank, if trained weights hold NaN/inf."""
+        bad = non_finite_weights(self.agent.policy.model)
+        if int(self.parallel.all_sum(torch.tensor(len(bad)))) == 0:  # FSDP2: each rank sees its shards
+            return
+        shown = ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise FloatingPointError(
+            f"step {self.step}: trained weights hold NaN or inf ({len(bad)} tensors on this rank: {shown}); "
+            f"{target} was not written, so every checkpoint of the run stays finite. Resume from the latest "
+            "one with a lower --learning-rate."
+        )
+
     def load_state(self, checkpoint: str | Path) -> None:
-        """Restore optimiser, schedule, RNGs and step (the policy was loaded from ``checkpoint/policy``)."""
-        state = torch.load(Path(checkpoint) / STATE_FILE, weights_only=False)
-        self.agent.load_state_dict(state["agent"])
+        """Restore optimiser, schedule, RNGs and step (the policy was loaded from ``checkpoint/policy``).
+
+        A checkpoint of this run's folder becomes the one ``--resume RUN`` continues (a branch, if it is not
+        the newest); errors name the file."""
+        checkpoint = Path(checkpoint)
+        path = checkpoint / STATE_FILE
+        state = read_state(path)
+        try:
+            self.agent.load_state_dict(state["agent"])
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise SetupError(
+                f"{path}: its optimiser state does not fit this run ({error}); options that change which "
+                "weights train (--lora-r, --lora-train-vision) must stay as the run had them"
+            ) from error
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.step = int(state["step"])
+        self.resumed_from = [*read_run_file(checkpoint).get("resumed_from", []),
+                             {"checkpoint": str(checkpoint.resolve()), "step": self.step}]
+        if self.parallel.is_main and checkpoint.resolve().parent.parent == self.run_dir.resolve():
+            warn_if_branching(self.run_dir, checkpoint, self.step)
+            point_latest(self.run_dir, checkpoint)
+
+
+def non_finite_weights(model: torch.nn.Module) -> list[str]:
+    """Names of the trained parameters (``requires_grad``) holding NaN or inf; this rank's shards (FSDP2)."""
+    from torch.distributed.tensor import DTensor
+
+    def finite(p: torch.Tensor) -> bool:
+        return bool(torch.isfinite(p.to_local() if isinstance(p, DTensor) else p).all())
+
+    return [name for name, p in model.named_parameters() if p.requires_grad and not finite(p)]
+
+
+# ------------------------------------------------------------------ checkpoint files
+def checkpoint_problem(folder: Path) -> str | None:
+    """The piece ``folder`` lacks to be a checkpoint, or None if it has its state file and policy weights."""
+    from agents.policies.qwen_vl import ADAPTER_WEIGHT_FILES, MODEL_WEIGHT_FILES
+
+    state = folder / STATE_FILE
+    if not state.is_file() or state.stat().st_size == 0:
+        return f"no {STATE_FILE}"
+    if not any((folder / "policy" / name).is_file() for name in MODEL_WEIGHT_FILES + ADAPTER_WEIGHT_FILES):
+        return "no policy weights (policy/model.safetensors or policy/adapter_model.safetensors)"
+    return None
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """``run_dir``'s complete ``checkpoints/step-*`` folders by step; the others skipped with a warning."""
+    found = []
+    for folder in sorted((Path(run_dir) / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*")):
+        problem = checkpoint_problem(folder) if folder.is_dir() else "not a folder"
+        if problem is None:
+            found.append(folder)
+        else:
+            # attributed here, not to the caller: each folder is reported once per process
+            warnings.warn(f"skipping {folder}: {problem} (an interrupted write or copy)", CheckpointWarning)
+    return found
+
+
+def _is_checkpoint_path(path: Path) -> bool:
+    return (path / STATE_FILE).exists() or (
+        path.name.startswith(CHECKPOINT_PREFIX) and path.parent.name == "checkpoints"
+    )
 
 
 def latest_checkpoint(path: str | Path) -> Path:
-    """``path`` itself if it is a checkpoint, else the newest ``checkpoints/step-*`` under it."""
+    """``path`` itself if it is a checkpoint, else the one ``path/latest_checkpoint.json`` names (the
+    checkpoint the run saved or was resumed from last), else the newest complete ``checkpoints/step-*``."""
     path = Path(path)
-    if (path / STATE_FILE).is_file():
+    if _is_checkpoint_path(path):
+        problem = checkpoint_problem(path)
+        if problem:
+            raise MissingFileError(f"{path}: not a complete checkpoint ({problem})")
         return path
-    found = sorted((path / "checkpoints").glob(f"{CHECKPOINT_PREFIX}*"))
+    if not path.is_dir():
+        raise MissingFileError(f"no such run or checkpoint folder: {path}")
+    found = complete_checkpoints(path)
     if not found:
-        raise FileNotFoundError(
-            f"no checkpoint under {path} (expected {path}/checkpoints/{CHECKPOINT_PREFIX}NNNNNN)"
+        raise MissingFileError(
+            f"no complete checkpoint under {path} (expected {path}/checkpoints/{CHECKPOINT_PREFIX}NNNNNN "
+            f"with {STATE_FILE} and policy/)"
         )
+    pointed = _pointed_checkpoint(path)
+    if pointed is None or pointed in found:
+        return pointed or found[-1]
+    warnings.warn(f"{path / LATEST_FILE} names {pointed.name}, which is missing or incomplete; continuing "
+                  f"from the newest complete checkpoint, {found[-1].name}", CheckpointWarning, stacklevel=2)
     return found[-1]
+
+
+def _pointed_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    try:
+        return run_dir / "checkpoints" / Path(json.loads(pointer.read_text())["checkpoint"]).name
+    except (ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"{pointer} is unreadable ({error}); ignoring it", CheckpointWarning, stacklevel=3)
+        return None
+
+
+def read_run_file(checkpoint: Path) -> dict[str, Any]:
+    """A checkpoint's ``run.json`` (agent, options, lineage), or {} for one written before it existed."""
+    path = Path(checkpoint) / RUN_FILE
+    if not path.is_file():
+        return {}
+    try:
+        run = json.loads(path.read_text())
+    except ValueError as error:
+        raise SetupError(f"{path}: not valid JSON ({error}); the checkpoint is damaged") from error
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise SetupError(f"{path}: expected an object with the run's options under \"config\"")
+    return run
+
+
+def read_state(path: Path, map_location: Any = None) -> dict[str, Any]:
+    """``trainer_state.pt``, or :class:`SetupError` naming the file if it is damaged."""
+    try:
+        state = torch.load(path, weights_only=False, map_location=map_location)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError ... for one cause
+        raise SetupError(f"{path}: cannot be read ({error}); the file is damaged or cut short: resume from "
+                         f"another checkpoint of the run") from error
+    missing = {"step", "agent", "rng", "config"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise SetupError(f"{path}: not a trainer state (missing {', '.join(sorted(missing))})")
+    return state
+
+
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Fail now, naming the file, if a file of ``checkpoint`` is cut short (before any model is loaded):
+    ``run.json`` must parse, ``trainer_state.pt`` must end with its zip directory, and every safetensors
+    file must hold the tensors its header lists."""
+    from agents.policies.qwen_vl import check_safetensors
+
+    read_run_file(checkpoint)
+    state = checkpoint / STATE_FILE
+    if not zipfile.is_zipfile(state):
+        raise SetupError(f"{state}: damaged or cut short (no zip directory at its end): resume from another "
+                         "checkpoint of the run")
+    for weights in sorted((checkpoint / "policy").glob("*.safetensors")):
+        check_safetensors(weights)
+
+
+def _saved_at(checkpoint: Path) -> float:
+    """When ``checkpoint`` was written: ``run.json``'s ``saved_at``, else its state file's mtime."""
+    try:
+        return float(json.loads((checkpoint / RUN_FILE).read_text())["saved_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (checkpoint / STATE_FILE).stat().st_mtime
+
+
+def prune_checkpoints(root: Path, limit: int, keep: Path) -> list[Path]:
+    """Delete the earliest-written complete checkpoints under ``root`` beyond ``limit`` (0 = keep all);
+    never ``keep`` (the one just written). Returns the deleted folders."""
+    if limit <= 0:
+        return []
+    others = sorted((c for c in complete_checkpoints(root.parent) if c != keep), key=_saved_at)
+    doomed = others[: max(0, len(others) + 1 - limit)]
+    for folder in doomed:
+        shutil.rmtree(folder)
+    return doomed
+
+
+def point_latest(run_dir: Path, checkpoint: Path) -> None:
+    """Make ``checkpoint`` the one ``--resume run_dir`` continues."""
+    write_atomic(Path(run_dir) / LATEST_FILE, json.dumps({"checkpoint": Path(checkpoint).name}) + "\n")
+
+
+def warn_if_branching(run_dir: Path, checkpoint: Path, step: int) -> None:
+    later = [c.name for c in complete_checkpoints(run_dir) if _step_of(c) > step]
+    if later:
+        warnings.warn(
+            f"resuming {run_dir} from step {step}, before its newest checkpoint ({later[-1]}): this branch "
+            f"replaces {', '.join(later)} as it saves those steps; --resume {run_dir} now continues the "
+            "branch",
+            CheckpointWarning, stacklevel=3,
+        )
+
+
+def warn_if_run_has_checkpoints(run_dir: Path) -> None:
+    found = complete_checkpoints(run_dir)
+    if found:
+        warnings.warn(
+            f"{run_dir} already holds checkpoints up to {found[-1].name} of an earlier run: this new run "
+            f"replaces them as it saves (--resume {run_dir} would continue the earlier run instead)",
+            CheckpointWarning, stacklevel=3,
+        )
+
+
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.removeprefix(CHECKPOINT_PREFIX))
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` to disk: a file's data, or a folder's entries (where folders can be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():
+            return  # Windows opens no folder; its renames are durable without it
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Flush ``tmp`` (every file, then every folder) to disk and rename it to ``final``, which an older
+    folder of that name (a branch's step written again) leaves only once the new one is in place."""
+    for path in sorted(tmp.rglob("*"), key=lambda p: (p.is_dir(), -len(p.parts))):
+        _fsync(path)
+    _fsync(tmp)
+    old = final.with_name(f".old-{final.name}")
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync(final.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves the old content or the new, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)

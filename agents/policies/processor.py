@@ -22,6 +22,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from transformers.utils import is_torchvision_available
 
 __all__ = [
+    "check_processor_files",
     "check_vision_chat_template",
     "ImageOnlyQwen2VLProcessor",
     "ImageOnlyQwen2_5_VLProcessor",
@@ -122,6 +123,35 @@ def _model_type_of(name_or_path: str) -> str:
         raise
 
 
+# a local folder's tokenizer (or the slow one's pair of files) and image-processor settings
+TOKENIZER_FILES = ("tokenizer.json",)
+SLOW_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+IMAGE_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def check_processor_files(folder: str | os.PathLike, option: str = "name_or_path") -> None:
+    """Fail, naming the missing file, unless the local ``folder`` holds a tokenizer (``tokenizer.json``, or
+    the slow tokenizer's ``vocab.json`` + ``merges.txt``) and the image processor's settings.
+
+    Without these transformers does not fail: it builds a tokenizer with an empty vocabulary, or asks the hub.
+    ``option``: the flag or argument that named the folder, for the message."""
+    from agents.config import MissingFileError
+
+    folder = Path(folder)
+    names = (*TOKENIZER_FILES, *SLOW_TOKENIZER_FILES, *IMAGE_FILES)
+    has = {name: (folder / name).is_file() for name in names}
+    if not any(has[n] for n in TOKENIZER_FILES) and not all(has[n] for n in SLOW_TOKENIZER_FILES):
+        raise MissingFileError(
+            f"{folder} ({option}): no tokenizer.json (nor vocab.json + merges.txt): the tokenizer's files "
+            "are missing; copy them from the model this one was made from"
+        )
+    if not any(has[n] for n in IMAGE_FILES):
+        raise MissingFileError(
+            f"{folder} ({option}): no preprocessor_config.json (nor processor_config.json): the image "
+            "processor's settings are missing"
+        )
+
+
 def check_vision_chat_template(processor, name_or_path: str) -> None:
     """Fail at load time, naming the checkpoint, unless its chat template places an image in a user turn."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}]
@@ -152,6 +182,8 @@ def load_processor(
     ``min_pixels`` / ``max_pixels`` bound the image area after the processor's smart resize.
     """
     name_or_path = str(name_or_path)
+    if Path(name_or_path).is_dir():
+        check_processor_files(name_or_path)
     size = None
     if min_pixels is not None or max_pixels is not None:
         size = {}

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.policies.processor import load_processor
+from agents.config import MissingFileError, SetupError
+from agents.policies.processor import check_processor_files, load_processor
 from agents.policies.sampling import PerRowGumbelSampler, derive_seed, row_seeds
 from agents.policies.shared_prefix import (
     checkpointed_layers,
@@ -40,7 +41,8 @@ from agents.policies.shared_prefix import (
     token_logprobs,
 )
 
-__all__ = ["Rollout", "QwenVLPolicy", "VISION_SPECIAL_TOKENS", "count_parameters"]
+__all__ = ["Rollout", "QwenVLPolicy", "VISION_SPECIAL_TOKENS", "check_model_source", "check_safetensors",
+           "count_parameters"]
 
 VISION_SPECIAL_TOKENS = (
     "<|vision_start|>",
@@ -51,6 +53,64 @@ VISION_SPECIAL_TOKENS = (
 )
 # Tokens that end an answer: kept in completion_ids/mask (the model must learn to stop), not in texts.
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+# the weights of a model folder: one file, shards (the index names them), or the older pickle format
+MODEL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                      "pytorch_model.bin.index.json")
+ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def check_model_source(name_or_path: str | os.PathLike, option: str = "--model") -> str:
+    """``name_or_path`` as transformers should load it, once it is known to be a hub id or a local model
+    folder with its configuration, weights and processor files; else fail at once, naming what is missing.
+
+    A path that does not exist and cannot be a hub id (absolute, ``./``, ``~``, two or more ``/``) is "no such
+    folder" without asking the hub; a hub id (``Qwen/Qwen2-VL-2B-Instruct``) is returned unchanged.
+    ``option``: the flag or argument that named it, for the message."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if _is_hub_id(text):
+            return text  # transformers downloads it, or finds it in its cache
+        raise MissingFileError(f"no such folder: {text} ({option} names neither a local folder nor a hub id)")
+    if not path.is_dir():
+        raise SetupError(f"{text} ({option}): a file, not a model folder")
+    # LoRA adapters (transformers loads the base model adapter_config.json names) or a whole model
+    adapters = (path / "adapter_config.json").is_file()
+    weight_files = ADAPTER_WEIGHT_FILES if adapters else MODEL_WEIGHT_FILES
+    if not adapters and not (path / "config.json").is_file():
+        raise MissingFileError(
+            f"{path} ({option}): no config.json (the model's configuration): not a Qwen2-VL / Qwen2.5-VL "
+            "folder"
+        )
+    if not any((path / name).is_file() for name in weight_files):
+        raise MissingFileError(f"{path} ({option}): no model weights (none of {', '.join(weight_files)})")
+    for weights in sorted(path.glob("*.safetensors")):
+        check_safetensors(weights)
+    check_processor_files(path, option)
+    return str(path)
+
+
+def _is_hub_id(text: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Fail, naming the file, unless ``path`` is a whole safetensors file (its header covers the file)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as error:
+        raise SetupError(f"{path}: damaged or cut short ({error})") from error
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
@@ -229,7 +289,10 @@ class QwenVLPolicy:
         vocab = tok.get_vocab()
         missing = [t for t in STOP_TOKENS + VISION_SPECIAL_TOKENS if t not in vocab]
         if missing:
-            raise ValueError(f"the tokenizer lacks the Qwen-VL special tokens {missing}")
+            raise SetupError(
+                f"the tokenizer of {getattr(tok, 'name_or_path', '?')} lacks the Qwen-VL special tokens "
+                f"{missing} (a Qwen-VL checkpoint's tokenizer.json holds them)"
+            )
 
     # ------------------------------------------------------------------------------------------------
     # loading / saving
@@ -258,6 +321,7 @@ class QwenVLPolicy:
         """
         from transformers import AutoModelForImageTextToText
 
+        name_or_path = check_model_source(name_or_path, option="name_or_path")
         kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype)}
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation

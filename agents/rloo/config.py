@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.config import TrainConfig, opt
+from agents.config import TrainConfig, opt, require
 from agents.grpo.config import KL_ESTIMATORS
 
 LOSS_TYPES = ("sequence", "sequence_mean", "token")
@@ -22,7 +22,8 @@ class RLOOConfig(TrainConfig):
         choices=LOSS_TYPES,
     )
     beta: float = opt(
-        0.0, "Weight of the per-token KL to the frozen reference model (0 = no reference model is loaded)."
+        0.0, "Weight of the per-token KL to the frozen reference model (0 = no reference model is loaded).",
+        minimum=0,
     )
     kl_estimator: str = opt("k3", "KL estimator: k3 (>= 0, lower variance) or k1.", choices=KL_ESTIMATORS)
     normalize_advantages: bool = opt(
@@ -35,5 +36,5 @@ class RLOOConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.group_size < 2:
-            raise ValueError("RLOO needs group_size >= 2 (the baseline is the other answers' mean)")
+        require(self, "group_size", "RLOO's baseline is the mean of the other answers of the group",
+                minimum=2)

@@ -118,7 +118,7 @@ def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
     args = ["train", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
             "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "cli",
             "--total-steps", "1", "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2",
-            "--beta", "0", "--scale-rewards", "false"]
+            "--beta", "0", "--scale-rewards", "none"]
     main(args)
     assert (tmp_path / "cli" / "checkpoints" / "step-000001" / "policy").is_dir()
     main(["train", "--resume", str(tmp_path / "cli"), "--total-steps", "2", "--model", tiny_model_dir,
