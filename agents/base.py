@@ -55,12 +55,13 @@ class Agent(abc.ABC):
     """
 
     name = "agent"
+    reference: torch.nn.Module | None = None  # the frozen model of a KL term (see make_reference)
 
     def __init__(self, policy: Any, config: TrainConfig):
         self.policy = policy
         self.config = config
         self.parallel = Parallel.single()
-        self.trainable: torch.nn.Module = LogProbModule(policy, policy.model)
+        self.trainable: torch.nn.Module = LogProbModule(policy, policy.model, config.temperature)
         self.optimizer, self.scheduler = self._build_optimizer()
 
     def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
@@ -78,7 +79,7 @@ class Agent(abc.ABC):
         so the optimiser is rebuilt over them.
         """
         self.parallel = parallel
-        self.trainable = parallel.wrap(self.policy)
+        self.trainable = parallel.wrap(self.policy, temperature=self.config.temperature)
         if parallel.shards_parameters:
             self.optimizer, self.scheduler = self._build_optimizer()
 
@@ -115,6 +116,10 @@ class Agent(abc.ABC):
         ``mask``: [N, T] completion tokens of this rank. A per-answer mean weighs a chunk by its share of
         answers; a token-level mean by its share of the tokens of *every* rank's batch, times the number
         of ranks, since DDP / FSDP2 average gradients over ranks.
+
+        The token-level weights also average per-token metrics (KL, entropy, ratio, clip fraction): summed
+        over chunks and averaged over ranks, they give the mean over every token of the global batch, the
+        same figure whatever ``micro_batch_size``.
         """
         if not token_level:
             return [len(idx) / mask.shape[0] for idx in chunks]
@@ -159,25 +164,74 @@ class Agent(abc.ABC):
         Compute the log-probs you differentiate with :meth:`logprobs` (not ``policy.completion_logprobs``):
         that forward is the one DDP / FSDP2 synchronise. In a data-parallel run ``batch`` is this rank's
         shard; normalise the loss as if it were the whole batch (gradients are averaged over ranks).
+        Step with :meth:`clip_and_step` (``step=batch.step``, ``loss=`` the value back-propagated); with
+        several optimiser steps per batch, advance the schedule at the last one only.
         """
 
     def logprobs(self, rollout: Any) -> torch.Tensor:
-        """Completion log-probs [N, T] under the policy being trained, differentiable."""
+        """Completion log-probs [N, T] under the policy being trained, differentiable.
+
+        Scored with the distribution that sampled the answers, ``softmax(logits / temperature)`` (as TRL);
+        top-p / top-k truncation is not applied (README, "Training")."""
         return self.trainable(rollout)
+
+    @torch.no_grad()
+    def reference_logprobs(self, rollout: Any) -> torch.Tensor:
+        """Completion log-probs [N, T] under the frozen :attr:`reference`, scored as :meth:`logprobs`."""
+        if self.reference is None:
+            raise ValueError(f"{self.name}: no reference model was loaded (beta == 0)")
+        temperature = self.config.temperature
+        return self.policy.completion_logprobs(rollout, model=self.reference, temperature=temperature)
 
     def accumulate(self, last: bool):
         """Context for one micro-batch's backward: gradients are reduced over ranks only at the ``last``."""
         return self.parallel.no_gradient_sync(skip=not last)
 
-    def clip_and_step(self) -> float:
-        """Gradient-norm clip (if set), optimiser and scheduler step; returns the pre-clip norm."""
+    def clip_and_step(
+        self, *, step: int | None = None, loss: float | None = None, advance_schedule: bool = True
+    ) -> float:
+        """Gradient-norm clip (if set) and optimiser step; returns the pre-clip norm.
+
+        ``advance_schedule``: also step the learning-rate schedule. The schedule counts rollout batches, so
+        an agent that steps the optimiser several times per batch passes True only at the last of them.
+        A non-finite ``loss`` (the value just back-propagated), gradient norm or learning rate raises
+        :class:`FloatingPointError` naming which and ``step`` (the rollout batch's, ``RolloutBatch.step``);
+        the gradients are then dropped and nothing is stepped.
+        """
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        max_norm = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        grad_norm = float(norm)  # the same on every rank (gradients are reduced): all raise, or none
+        self._refuse_non_finite(step, loss, grad_norm)
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.config.max_grad_norm, norm)
         self.optimizer.step()
-        self.scheduler.step()
+        if advance_schedule:
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return grad_norm
+
+    def _refuse_non_finite(self, step: int | None, loss: float | None, grad_norm: float) -> None:
+        """Raise, the gradients dropped, if the loss, the gradient norm or the learning rate is NaN or inf."""
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        if loss is not None and not math.isfinite(loss):
+            problem = f"the loss is {loss}"
+            cause = ("the weights already hold NaN/inf (an earlier step with too high a learning rate), "
+                     "or a float16 overflow (try --dtype bfloat16 or float32)")
+        elif not math.isfinite(grad_norm):
+            problem = f"the gradient norm is {grad_norm}" + ("" if loss is None else f" (loss {loss:.6g})")
+            cause = ("an overflow in backward: float16 (try --dtype bfloat16 or float32) or extreme "
+                     "probability ratios (lower --learning-rate)")
+        elif not math.isfinite(learning_rate):
+            problem = f"the learning rate is {learning_rate}"
+            cause = "--learning-rate (times the schedule's factor) must be a finite number"
+        else:
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        # 1-based, as the logs and checkpoints count: step-000001 holds the update of rollout batch 0
+        where = "" if step is None else f" step {step + 1} of {self.config.total_steps}"
+        raise FloatingPointError(
+            f"{self.name}{where}: {problem}; the optimiser was not stepped. Likely cause: {cause}."
+        )
 
     # --------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -36,11 +36,16 @@ STRATEGIES = ("ddp", "fsdp")
 
 
 class LogProbModule(torch.nn.Module):
-    """``forward(rollout) -> [N, T]`` completion log-probs of ``model`` (the policy's, or a reference)."""
+    """``forward(rollout) -> [N, T]`` completion log-probs of ``model`` (the policy's, or a reference).
 
-    def __init__(self, policy: Any, model: torch.nn.Module):
+    ``temperature``: the logits are divided by it, so that the log-probs are those of the distribution the
+    answers were sampled from (the rollouts' sampling temperature).
+    """
+
+    def __init__(self, policy: Any, model: torch.nn.Module, temperature: float = 1.0):
         super().__init__()
         self.model = model
+        self.temperature = temperature
         self._policy = [policy]  # a list: the policy is not a Module and must not be registered as one
 
     def forward(self, rollout: Any = None, *, generate: dict[str, Any] | None = None) -> Any:
@@ -48,7 +53,7 @@ class LogProbModule(torch.nn.Module):
         sampling must also enter through the root module, which gathers the parameters it holds."""
         if generate is not None:
             return self._policy[0].generate(**generate)
-        return self._policy[0].completion_logprobs(rollout, model=self.model)
+        return self._policy[0].completion_logprobs(rollout, model=self.model, temperature=self.temperature)
 
 
 def env_world() -> tuple[int, int, int]:
@@ -182,9 +187,10 @@ class Parallel:
             dist.destroy_process_group()
 
     # --------------------------------------------------------------- wrapping
-    def wrap(self, policy: Any) -> torch.nn.Module:
-        """The module whose forward the agent trains through (before its optimiser is built)."""
-        module = LogProbModule(policy, policy.model)
+    def wrap(self, policy: Any, temperature: float = 1.0) -> torch.nn.Module:
+        """The module whose forward the agent trains through (before its optimiser is built): log-probs of
+        ``policy`` with its logits divided by ``temperature`` (the sampling temperature)."""
+        module = LogProbModule(policy, policy.model, temperature)
         if not self.enabled:
             self.wrapped = module
         elif self.strategy == "ddp":

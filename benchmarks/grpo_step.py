@@ -114,7 +114,7 @@ def our_step(policy, agent, observations, step: int) -> dict[str, float]:
     rollout, out["generate"] = timed(lambda: agent.sample(observations, step=step), device)
     start = time.perf_counter()
     rewards = torch.tensor(reward_fn(rollout.texts)).view(len(observations), c.group_size)
-    advantages = group_advantages(rewards, scale_std=c.scale_rewards, eps=c.advantage_eps).flatten()
+    advantages = group_advantages(rewards, scale=c.scale_rewards, eps=c.advantage_eps).flatten()
     out["score"] = time.perf_counter() - start
     policy.model.train()
     mask = rollout.completion_mask.float()

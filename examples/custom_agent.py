@@ -53,7 +53,7 @@ class ReinforceAgent(Agent):
         logp = self.logprobs(batch.rollout)  # [N, T], differentiable (and synchronised across ranks)
         loss = -(advantages.unsqueeze(1) * logp * mask).sum(dim=1).mean()
         loss.backward()
-        grad_norm = self.clip_and_step()
+        grad_norm = self.clip_and_step(step=batch.step, loss=float(loss))
         m = self.config.baseline_momentum
         self.baseline = m * self.baseline + (1 - m) * float(rewards.mean())
         return {"loss": float(loss.detach()), "baseline": self.baseline, "grad_norm": grad_norm}

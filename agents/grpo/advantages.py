@@ -4,27 +4,47 @@ from __future__ import annotations
 
 import torch
 
+from agents.grpo.config import SCALE_REWARDS
 
-def group_advantages(rewards: torch.Tensor, *, scale_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
-    """``(r - mean_group) / (std_group + eps)`` for rewards shaped ``[B, G]``.
 
-    ``scale_std=False`` keeps only the centring (Dr. GRPO: dividing by the std
-    over-weights groups that are nearly solved or nearly hopeless). A group
-    whose rewards are all equal has no signal: its advantages are exactly 0,
-    never NaN. ``std`` is the unbiased sample std, as the paper's code and TRL.
-    Non-finite rewards are a bug upstream and raise.
+def group_advantages(
+    rewards: torch.Tensor,
+    *,
+    scale: str = "group",
+    eps: float = 1e-4,
+    batch_rewards: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``(r - mean_group) / (std + eps)`` for rewards shaped ``[B, G]``, TRL's ``scale_rewards``:
+
+    * ``group``: the std of each group's own rewards (the paper);
+    * ``batch``: the std of every reward of the batch (``batch_rewards``, the global ``[B_all, G]`` of a
+      data-parallel run; default ``rewards``): no group is scaled up for being nearly unanimous;
+    * ``none``: centring only (Dr. GRPO: dividing by the group std over-weights groups that are
+      nearly solved or nearly hopeless).
+
+    A group whose rewards are all equal has no signal: its advantages are exactly 0, never NaN. ``std``
+    is the unbiased sample std, as the paper's code and TRL. Non-finite rewards are a bug upstream and raise.
     """
-    if rewards.ndim != 2:
-        raise ValueError(f"rewards must be [B, G], got shape {tuple(rewards.shape)}")
-    if not torch.isfinite(rewards).all():
-        raise ValueError("rewards contain NaN or inf")
+    if scale not in SCALE_REWARDS:
+        raise ValueError(f"scale must be one of {SCALE_REWARDS}, got {scale!r}")
+    batch_rewards = rewards if batch_rewards is None else batch_rewards
+    for name, values in (("rewards", rewards), ("batch_rewards", batch_rewards)):
+        if values.ndim != 2:
+            raise ValueError(f"{name} must be [B, G], got shape {tuple(values.shape)}")
+        if not torch.isfinite(values).all():
+            raise ValueError(f"{name} contain NaN or inf")
     rewards = rewards.to(torch.float32)
     centred = rewards - rewards.mean(dim=1, keepdim=True)  # [B, G]
-    if not scale_std:
+    if scale == "none":
         return centred
-    if rewards.shape[1] < 2:
-        return torch.zeros_like(rewards)
-    std = rewards.std(dim=1, keepdim=True)  # [B, 1]
+    if scale == "group":
+        if rewards.shape[1] < 2:
+            return torch.zeros_like(rewards)
+        std = rewards.std(dim=1, keepdim=True)  # [B, 1]
+    else:
+        if batch_rewards.numel() < 2:
+            return torch.zeros_like(rewards)
+        std = batch_rewards.to(torch.float32).std()  # scalar
     return centred / (std + eps)
 
 

@@ -18,7 +18,8 @@ class GRPOAgent(Agent):
     Per rollout batch of B observations x G answers: advantages are the
     answers' rewards standardised within their group; the policy takes
     ``num_iterations`` gradient steps on the clipped surrogate plus ``beta`` x
-    KL to a frozen copy of the starting model.
+    KL to a frozen copy of the starting model, all at the learning rate of
+    this batch (the schedule advances once per batch).
     """
 
     name = "grpo"
@@ -31,22 +32,25 @@ class GRPOAgent(Agent):
 
     @torch.no_grad()
     def _logprobs_no_grad(self, rollout: Any, chunks: list[torch.Tensor], reference: bool = False) -> torch.Tensor:
-        if reference:
-            return torch.cat(
-                [self.policy.completion_logprobs(rollout.select(i), model=self.reference) for i in chunks]
-            )
-        return torch.cat([self.logprobs(rollout.select(i)) for i in chunks])
+        score = self.reference_logprobs if reference else self.logprobs
+        return torch.cat([score(rollout.select(i)) for i in chunks])
+
+    def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        """[B, G] advantages of this rank's groups; ``scale_rewards="batch"``: by the global batch's std."""
+        c = self.config
+        everyone = self.parallel.all_gather_rows(rewards) if c.scale_rewards == "batch" else None
+        return group_advantages(rewards, scale=c.scale_rewards, eps=c.advantage_eps, batch_rewards=everyone)
 
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         c = self.config
         settings = c.loss_settings()
         rollout = batch.rollout
-        advantages = group_advantages(batch.rewards, scale_std=c.scale_rewards, eps=c.advantage_eps)
-        advantages = advantages.flatten().to(rollout.completion_mask.device)  # [N] group-major
+        advantages = self.advantages(batch.rewards).flatten()  # [N] group-major
+        advantages = advantages.to(rollout.completion_mask.device)
         mask = rollout.completion_mask.float()  # [N, T]
-        n = mask.shape[0]
-        chunks = self.micro_batches(n)
+        chunks = self.micro_batches(mask.shape[0])
         weights = self.chunk_weights(mask, chunks, token_level=settings.loss_type == "dapo")
+        token_weights = self.chunk_weights(mask, chunks, token_level=True)  # per-token metrics
 
         self.policy.model.train()
         old_logp = self._logprobs_no_grad(rollout, chunks) if c.num_iterations > 1 else None
@@ -55,9 +59,10 @@ class GRPOAgent(Agent):
         sums: dict[str, float] = {}
         entropy = 0.0
         grad_norm = 0.0
-        learning_rate = self.scheduler.get_last_lr()[0]  # the rate these updates use
+        learning_rate = self.scheduler.get_last_lr()[0]  # the rate of every iteration on this batch
         for iteration in range(c.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
             for k, idx in enumerate(chunks):
                 with self.accumulate(last=k == len(chunks) - 1):
                     logp = self.logprobs(rollout.select(idx))  # [n_chunk, T], with grad
@@ -65,12 +70,17 @@ class GRPOAgent(Agent):
                     ref = ref_logp[idx] if ref_logp is not None else None
                     loss, metrics = grpo_loss(logp, old, advantages[idx], mask[idx], settings, ref)
                     (loss * weights[k]).backward()
+                loss_sum += metrics["loss"] * weights[k]
                 for key, value in metrics.items():
-                    sums[key] = sums.get(key, 0.0) + value * weights[k] / c.num_iterations
+                    weight = weights[k] if key == "loss" else token_weights[k]
+                    sums[key] = sums.get(key, 0.0) + value * weight / c.num_iterations
                 if iteration == 0:
-                    # E[-log p(x)] over sampled x is the policy's entropy (per token).
-                    entropy += float(masked_mean(-old, mask[idx])) * len(idx) / n
-            grad_norm = self.clip_and_step()
+                    # E[-log p(x)] over sampled x: the tempered policy's entropy per token (with top-p or
+                    # top-k, the cross-entropy from the truncated sampler to it).
+                    entropy += float(masked_mean(-old, mask[idx])) * token_weights[k]
+            grad_norm = self.clip_and_step(
+                step=batch.step, loss=loss_sum, advance_schedule=iteration == c.num_iterations - 1
+            )
 
         return {
             **sums,

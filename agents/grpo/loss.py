@@ -43,6 +43,7 @@ class LossSettings:
     epsilon_high: float = 0.2
     beta: float = 0.04
     kl_estimator: str = "k3"
+    bias_correction_kl: bool = False  # KL weighted by the ratio pi / pi_old (TRL's use_bias_correction_kl)
     max_completion_length: int = 768  # Dr. GRPO's constant normaliser
 
 
@@ -55,6 +56,11 @@ def grpo_loss(
     ref_logp: torch.Tensor | None = None,  # [N, T] under the frozen reference, when beta > 0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy-gradient loss plus ``beta`` x KL, aggregated per ``settings.loss_type``.
+
+    ``settings.bias_correction_kl``: each token's KL is multiplied by the (differentiable) ratio
+    ``pi / pi_old``, an importance weight for tokens sampled from ``pi_old``: its gradient is then the
+    unbiased gradient of the reverse KL (TRL's ``use_bias_correction_kl``). The logged ``kl`` is the
+    weighted one, as TRL's.
 
     * ``grpo``: mean over each completion's tokens, then over completions (the paper);
     * ``dapo``: mean over all tokens of the batch (long answers weigh more);
@@ -75,6 +81,8 @@ def grpo_loss(
         if ref_logp is None:
             raise ValueError("beta != 0 needs ref_logp from the reference model")
         kl = kl_to_reference(logp, ref_logp, settings.kl_estimator)
+        if settings.bias_correction_kl:
+            kl = kl * ratio
         per_token = per_token + settings.beta * kl
 
     if settings.loss_type == "grpo":

@@ -8,6 +8,7 @@ Per rollout batch of B observations x G answers (N = B * G completions, T tokens
 The baseline never uses r_i itself, so the gradient stays unbiased; unlike GRPO
 there is no division by the group std and no ratio clipping (one on-policy update
 per batch). The masked mean and the KL estimator are GRPO's (agents/grpo/loss.py).
+``pi`` and the reference are scored at the sampling temperature (``Agent.logprobs``).
 """
 
 from __future__ import annotations
@@ -88,31 +89,31 @@ class RLOOAgent(Agent):
             advantages = advantages / (everyone.std() + 1e-8) if everyone.numel() > 1 else advantages
         advantages = advantages.to(rollout.completion_mask.device)
         mask = rollout.completion_mask.float()  # [N, T]
-        n = mask.shape[0]
-        chunks = self.micro_batches(n)
+        chunks = self.micro_batches(mask.shape[0])
         weights = self.chunk_weights(mask, chunks, token_level=c.loss_type == "token")
+        token_weights = self.chunk_weights(mask, chunks, token_level=True)  # per-token metrics
 
         self.policy.model.train()
         learning_rate = self.scheduler.get_last_lr()[0]
         self.optimizer.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
         entropy = 0.0
+        loss_sum = 0.0
         for k, idx in enumerate(chunks):
-            ref = None
-            if self.reference is not None:
-                with torch.no_grad():
-                    ref = self.policy.completion_logprobs(rollout.select(idx), model=self.reference)
+            ref = self.reference_logprobs(rollout.select(idx)) if self.reference is not None else None
             with self.accumulate(last=k == len(chunks) - 1):
                 logp = self.logprobs(rollout.select(idx))  # [n_chunk, T], with grad
                 loss, metrics = rloo_loss(
                     logp, advantages[idx], mask[idx], c.loss_type, c.beta, ref, c.kl_estimator
                 )
                 (loss * weights[k]).backward()
+            loss_sum += metrics["loss"] * weights[k]
             for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + value * weights[k]
-            # E[-log p(x)] over sampled x is the policy's entropy (per token).
-            entropy += float(masked_mean(-logp.detach(), mask[idx])) * len(idx) / n
-        grad_norm = self.clip_and_step()
+                sums[key] = sums.get(key, 0.0) + value * (weights[k] if key == "loss" else token_weights[k])
+            # E[-log p(x)] over sampled x: the tempered policy's entropy per token (with top-p / top-k, the
+            # cross-entropy from the truncated sampler to it).
+            entropy += float(masked_mean(-logp.detach(), mask[idx])) * token_weights[k]
+        grad_norm = self.clip_and_step(step=batch.step, loss=loss_sum)
         return {
             **sums,
             "entropy": entropy,

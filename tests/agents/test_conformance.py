@@ -102,3 +102,137 @@ def test_same_seed_gives_same_parameters(name, tiny_model_dir, tmp_path):
         runs.append(params(trainer.agent.policy.model))
     for k in runs[0]:
         assert torch.equal(runs[0][k], runs[1][k]), k
+
+
+# ------------------------------------------------------------------------------------- training maths
+LOSSES = {"grpo": "agents.grpo.agent.grpo_loss", "rloo": "agents.rloo.agent.rloo_loss"}
+
+
+def spy_on_loss(name, monkeypatch):
+    """Record the log-prob tensors each call of the agent's loss function receives."""
+    import importlib
+
+    module_name, function = LOSSES[name].rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    real, calls = getattr(module, function), []
+
+    def spy(*args, **kwargs):
+        calls.append([a.detach().clone() for a in args if isinstance(a, torch.Tensor) and a.ndim == 2]
+                     + [v.detach().clone() for v in kwargs.values() if isinstance(v, torch.Tensor)])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, function, spy)
+    return calls
+
+
+def tempered_logprobs(policy, rollout, temperature):
+    """log softmax(logits / T)[sampled token]: the logits read off the vocabulary projection itself."""
+    logits = []
+    hook = policy.model.lm_head.register_forward_hook(lambda module, inputs, out: logits.append(out.detach()))
+    with torch.no_grad():
+        policy.completion_logprobs(rollout)
+    hook.remove()
+    n, t = rollout.completion_ids.shape
+    logits = torch.cat(logits).float().view(n, t, -1)
+    tempered = torch.log_softmax(logits / temperature, dim=-1)  # [N, T, V]
+    picked = tempered.gather(-1, rollout.completion_ids[..., None])[..., 0]
+    return picked * rollout.completion_mask
+
+
+def test_log_probs_are_those_of_the_sampling_distribution(name, tiny_model_dir, tmp_path, monkeypatch):
+    """At temperature 0.7 the trained, old and reference log-probs are log softmax(logits / 0.7), as TRL's."""
+    extra = {"num_iterations": 2} if name == "grpo" else {}
+    trainer = make_trainer(name, tiny_model_dir, tmp_path, temperature=0.7, top_p=1.0, top_k=0, **extra)
+    batch = trainer.collect(0)
+    expected = tempered_logprobs(trainer.agent.policy, batch.rollout, 0.7)  # before any update: policy = ref
+    assert not torch.allclose(expected, tempered_logprobs(trainer.agent.policy, batch.rollout, 1.0))
+    calls = spy_on_loss(name, monkeypatch)
+    trainer.agent.update(batch)
+    logp, *others = calls[0]  # the first chunk of the first iteration: nothing stepped yet
+    scored = [t for t in others if t.shape == logp.shape]  # grpo: old, mask, ref; rloo: mask, ref
+    for got in [logp] + [t for t in scored if not torch.equal(t, batch.rollout.completion_mask.float())]:
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert len(scored) == (3 if name == "grpo" else 2)
+
+
+def perturbed_copy(model, scale=0.05, seed=0):
+    import copy
+
+    other = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return other.eval().requires_grad_(False)
+
+
+def metrics_with_micro_batches(name, model, out, size):
+    """One update's metrics on the same batch (answers of 1-3 tokens, a reference and, for GRPO, old
+    log-probs that differ from the policy's), with the optimiser step replaced by nothing."""
+    extra = {"num_iterations": 2} if name == "grpo" else {}
+    trainer = make_trainer(name, model, out, micro_batch_size=size, **extra)
+    agent = trainer.agent
+    agent.reference = perturbed_copy(agent.policy.model)
+    agent.clip_and_step = lambda **kwargs: 0.0  # every iteration and chunking sees the same parameters
+    batch = trainer.collect(0)
+    mask = batch.rollout.completion_mask
+    for i in range(mask.shape[0]):
+        mask[i, (1, 3, 2, 3, 3, 1)[i]:] = 0  # chunks of 1 or 3 answers hold unequal shares of the tokens
+    if name == "grpo":
+        offset = 0.4 * torch.randn(mask.shape, generator=torch.Generator().manual_seed(1))
+        real = agent._logprobs_no_grad
+
+        def shifted_old(rollout, chunks, reference=False):  # old log-probs off the policy's: ratios != 1
+            return real(rollout, chunks, reference) + (0 if reference else offset)
+
+        agent._logprobs_no_grad = shifted_old
+    return agent.update(batch)
+
+
+def test_metrics_do_not_depend_on_the_micro_batch_size(name, tiny_model_dir, tmp_path):
+    runs = {size: metrics_with_micro_batches(name, tiny_model_dir, tmp_path / f"m{size}", size)
+            for size in (0, 1, 3)}
+    keys = ("loss", "kl", "entropy") + (("clip_fraction", "ratio_mean") if name == "grpo" else ())
+    assert runs[0]["kl"] > 1e-3 and (name == "rloo" or 0 < runs[0]["clip_fraction"] < 1)
+    for size in (1, 3):
+        for key in keys:
+            assert runs[size][key] == pytest.approx(runs[0][key], rel=1e-5, abs=1e-7), (size, key)
+
+
+def weights_equal(before, after):
+    return all(torch.equal(before[k].nan_to_num(), after[k].nan_to_num()) for k in before)
+
+
+def test_an_infinite_learning_rate_is_refused_before_any_weight_moves(name, tiny_model_dir, tmp_path):
+    """The config refuses --learning-rate inf; a rate set in code (or a schedule) reaches the step itself."""
+    trainer = make_trainer(name, tiny_model_dir, tmp_path)
+    for group in trainer.agent.optimizer.param_groups:
+        group["lr"] = float("inf")
+    before = params(trainer.agent.policy.model)
+    with pytest.raises(FloatingPointError, match=r"step 1 of 2: the learning rate is inf;.*--learning-rate"):
+        trainer.agent.update(trainer.collect(0))
+    assert weights_equal(before, params(trainer.agent.policy.model))
+
+
+def test_a_non_finite_loss_is_refused(name, tiny_model_dir, tmp_path):
+    trainer = make_trainer(name, tiny_model_dir, tmp_path)
+    batch = trainer.collect(1)
+    model = trainer.agent.policy.model
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float("nan")  # every log-softmax, hence the loss, is NaN
+    before = params(model)
+    with pytest.raises(FloatingPointError, match=r"step 2 of 2: the loss is nan; .*Likely cause"):
+        trainer.agent.update(batch)
+    assert weights_equal(before, params(model)) and not trainer.agent.optimizer.state
+    assert trainer.agent.scheduler.last_epoch == 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_non_finite_gradient_is_refused(name, tiny_model_dir, tmp_path):
+    trainer = make_trainer(name, tiny_model_dir, tmp_path)
+    model = trainer.agent.policy.model
+    model.lm_head.weight.register_hook(lambda grad: grad * float("inf"))  # finite loss, infinite gradient
+    before = params(model)
+    with pytest.raises(FloatingPointError, match=r"step 1 of 2: the gradient norm is (inf|nan) \(loss .*\);"):
+        trainer.agent.update(trainer.collect(0))
+    assert weights_equal(before, params(model)) and not trainer.agent.optimizer.state

@@ -79,7 +79,7 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny_model_dir, tmp_path):
                                loss_type="token", beta=0.04)
         model = trainer.agent.policy.model
 
-        def record(model=model):  # instead of the optimiser step: keep the accumulated gradient
+        def record(model=model, **kwargs):  # instead of the optimiser step: keep the accumulated gradient
             grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
             return 0.0
 

@@ -103,3 +103,58 @@ def test_unknown_loss_type():
     logp, mask, adv = _batch()
     with pytest.raises(ValueError, match="loss_type"):
         grpo_loss(logp, logp, adv, mask, LossSettings(loss_type="ppo", beta=0.0))
+
+
+def trl_loss(logp, old, ref, adv, mask, beta, loss_type, max_completion_length, bias_correction):
+    """TRL 1.16 GRPOTrainer._compute_loss (grpo_trainer.py ~l. 3091-3170; token-level ratio, one process,
+    no gradient accumulation; TRL's bnpo is our dapo on one batch), restated."""
+    advantages = adv.unsqueeze(1)
+    coef_1 = torch.exp(logp - old)
+    per_token_kl = torch.exp(ref - logp) - (ref - logp) - 1
+    if bias_correction:
+        per_token_kl = per_token_kl * coef_1
+    coef_2 = torch.clamp(coef_1, 1 - 0.2, 1 + 0.2)
+    per_token_loss = -torch.min(coef_1 * advantages, coef_2 * advantages) + beta * per_token_kl
+    if loss_type == "grpo":
+        return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean(), per_token_kl
+    if loss_type == "dapo":
+        return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0), per_token_kl
+    return (per_token_loss * mask).sum() / (per_token_loss.size(0) * max_completion_length), per_token_kl
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dapo", "dr_grpo"])
+@pytest.mark.parametrize("on_policy", [True, False])
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_loss_and_gradient_are_trls(loss_type, on_policy, bias_correction):
+    logp, mask, adv = _batch()
+    g = torch.Generator().manual_seed(1)
+    ref = logp - 0.3 * torch.rand(logp.shape, generator=g)
+    old = logp if on_policy else logp + 0.3 * (torch.rand(logp.shape, generator=g) - 0.5)
+    settings = LossSettings(beta=0.5, loss_type=loss_type, bias_correction_kl=bias_correction,
+                            max_completion_length=7)
+    ours_logp, trl_logp = logp.clone().requires_grad_(True), logp.clone().requires_grad_(True)
+    ours, metrics = grpo_loss(ours_logp, old.detach(), adv, mask, settings, ref_logp=ref)
+    theirs, trl_kl = trl_loss(trl_logp, old.detach(), ref, adv, mask, 0.5, loss_type, 7, bias_correction)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(ours_logp.grad, trl_logp.grad)
+    # the logged KL is the weighted one, as TRL logs it
+    assert metrics["kl"] == pytest.approx(float(masked_mean(trl_kl.detach(), mask)), rel=1e-6)
+
+
+def test_bias_correction_changes_the_on_policy_gradient_not_the_value():
+    """On-policy the ratio is 1 but differentiable: the corrected KL's gradient gains kl x d log pi."""
+    logp, mask, adv = _batch()
+    ref = logp - 0.2
+    grads, values = [], []
+    for corrected in (False, True):
+        x = logp.clone().requires_grad_(True)
+        settings = LossSettings(beta=1.0, bias_correction_kl=corrected)
+        loss, _ = grpo_loss(x, x.detach(), adv, mask, settings, ref)
+        loss.backward()
+        grads.append(x.grad)
+        values.append(float(loss.detach()))
+    assert values[0] == pytest.approx(values[1])
+    k3 = math.exp(-0.2) + 0.2 - 1  # the same on every token; grpo weight of a token: 1 / (n_tokens_i * N)
+    torch.testing.assert_close(grads[1] - grads[0], k3 * mask / mask.sum(1, keepdim=True) / 4)
