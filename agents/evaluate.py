@@ -69,7 +69,7 @@ def model_answerer(
 
 def benchmark_label(dataset_name: str, split: str) -> str:
     """"coco val", "refcoco-val" (a loader whose name already carries the split is not told it twice)."""
-    if not split or dataset_name.endswith(f"-{split}"):
+    if not split or dataset_name.casefold().endswith(f"-{split}".casefold()):  # loaders match splits in any case
         return dataset_name
     return f"{dataset_name} {split}"
 

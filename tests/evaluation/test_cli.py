@@ -73,3 +73,11 @@ def test_cli_tiny_model(eval_tiny_model_dir, tmp_path):
 def test_cli_needs_a_model_or_an_agent():
     with pytest.raises(SystemExit):
         main(["eval", "--env", "PerceptionR1/Counting-v0"])
+
+
+def test_benchmark_label_names_the_split_once():
+    from agents.evaluate import benchmark_label
+
+    assert benchmark_label("coco", "val") == "coco val"
+    assert benchmark_label("refcoco-testA", "testA") == "refcoco-testA"
+    assert benchmark_label("refcoco-testA", "testa") == "refcoco-testA"  # loaders read split names in any case
