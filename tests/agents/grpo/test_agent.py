@@ -3,7 +3,6 @@
 import argparse
 
 import pytest
-import torch
 
 from agents.config import add_arguments, config_from_args
 from agents.grpo.advantages import group_advantages
