@@ -127,7 +127,9 @@ class Agent(abc.ABC):
         return [float(mask[idx].sum()) / tokens_per_rank for idx in chunks]
 
     # ------------------------------------------------------------- acting
-    def sample(self, observations: list[dict[str, Any]], *, step: int, positions: Sequence[int] | None = None) -> Any:
+    def sample(
+        self, observations: list[dict[str, Any]], *, step: int, positions: Sequence[int] | None = None
+    ) -> Any:
         """G answers per observation. Observation ``positions[b]`` of step ``step`` (default: ``b``) samples
         with seed ``(seed, step, position)``: a resumed run, or the same step split over other ranks or
         micro-batches, draws the same answers."""
@@ -215,12 +217,16 @@ class Agent(abc.ABC):
         learning_rate = self.optimizer.param_groups[0]["lr"]
         if loss is not None and not math.isfinite(loss):
             problem = f"the loss is {loss}"
-            cause = ("the weights already hold NaN/inf (an earlier step with too high a learning rate), "
-                     "or a float16 overflow (try --dtype bfloat16 or float32)")
+            cause = (
+                "the weights already hold NaN/inf (an earlier step with too high a learning rate), "
+                "or a float16 overflow (try --dtype bfloat16 or float32)"
+            )
         elif not math.isfinite(grad_norm):
             problem = f"the gradient norm is {grad_norm}" + ("" if loss is None else f" (loss {loss:.6g})")
-            cause = ("an overflow in backward: float16 (try --dtype bfloat16 or float32) or extreme "
-                     "probability ratios (lower --learning-rate)")
+            cause = (
+                "an overflow in backward: float16 (try --dtype bfloat16 or float32) or extreme "
+                "probability ratios (lower --learning-rate)"
+            )
         elif not math.isfinite(learning_rate):
             problem = f"the learning rate is {learning_rate}"
             cause = "--learning-rate (times the schedule's factor) must be a finite number"
@@ -236,8 +242,10 @@ class Agent(abc.ABC):
     # --------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything but the policy weights (saved by the policy itself); full tensors, on every rank."""
-        return {"optimizer": self.parallel.optimizer_state(self.trainable, self.optimizer),
-                "scheduler": self.scheduler.state_dict()}
+        return {
+            "optimizer": self.parallel.optimizer_state(self.trainable, self.optimizer),
+            "scheduler": self.scheduler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.parallel.load_optimizer_state(self.trainable, self.optimizer, state["optimizer"])

@@ -66,8 +66,10 @@ def cmd_sft(args: argparse.Namespace) -> None:
     )
     bad = non_finite_weights(policy.model)
     if bad:
-        raise FloatingPointError(f"after {args.steps} sft steps {len(bad)} weight tensors hold NaN or inf "
-                                 f"({bad[0]}, ...); {args.output} was not written: lower --learning-rate")
+        raise FloatingPointError(
+            f"after {args.steps} sft steps {len(bad)} weight tensors hold NaN or inf "
+            f"({bad[0]}, ...); {args.output} was not written: lower --learning-rate"
+        )
     policy.save_pretrained(args.output)
     print(f"final loss {losses[-1]:.4f}; saved to {args.output}")
 
@@ -90,16 +92,22 @@ def build_train_parser(sub, agent: str | None = "grpo") -> None:
         help=help_text,
         description="Train a Qwen2-VL / Qwen2.5-VL policy with an RL agent. Flags override --config.",
     )
-    p.add_argument("--agent", default=agent,
-                   help=f"training algorithm: {', '.join(sorted(AGENTS))}, or your own as module:Class or "
-                   "file.py:Class (its options follow); a resumed run keeps its own")
+    p.add_argument(
+        "--agent",
+        default=agent,
+        help=f"training algorithm: {', '.join(sorted(AGENTS))}, or your own as module:Class or "
+        "file.py:Class (its options follow); a resumed run keeps its own",
+    )
     p.add_argument("--env", dest="env_id_alias", default=None, help="alias of --env-id")
     p.add_argument("--config", default=None, help="YAML file of options (flags override it)")
-    p.add_argument("--resume", default=None,
-                   help="run folder or checkpoint folder to continue from, with the run's own options "
-                   "(a --config file and flags given now override them, e.g. --total-steps to train longer); "
-                   "a run folder continues the checkpoint it saved or was resumed from last "
-                   "(latest_checkpoint.json), so a branch started from an earlier step goes on")
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="run folder or checkpoint folder to continue from, with the run's own options "
+        "(a --config file and flags given now override them, e.g. --total-steps to train longer); "
+        "a run folder continues the checkpoint it saved or was resumed from last "
+        "(latest_checkpoint.json), so a branch started from an earlier step goes on",
+    )
     add_arguments(p, resolve_agent(agent)[1])
     p.set_defaults(func=cmd_train)
 
@@ -126,8 +134,15 @@ def run_directory(config) -> Path:
     return Path(config.output_dir) / name
 
 
-def train(config, resume: str | None = None, progress: bool = True, env=None, eval_env=None,
-          stop_at: int | None = None, agent: str | None = None):
+def train(
+    config,
+    resume: str | None = None,
+    progress: bool = True,
+    env=None,
+    eval_env=None,
+    stop_at: int | None = None,
+    agent: str | None = None,
+):
     """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder.
 
     Everything that can be checked without loading a model is checked first: the options (when the config
@@ -163,22 +178,38 @@ def train(config, resume: str | None = None, progress: bool = True, env=None, ev
         run_dir = parallel.broadcast(run_directory(config))  # the ranks' clocks may read different seconds
     check_output_folder(run_dir, "--output-dir / --run-name")
     if config.lora_r and parallel.shards_parameters:
-        raise SystemExit("LoRA runs data-parallel with --parallel ddp (the adapters are small; nothing to shard)")
+        raise SystemExit(
+            "LoRA runs data-parallel with --parallel ddp (the adapters are small; nothing to shard)"
+        )
     device = parallel.device(config.device)
     checkpointing = {"none": False, "vision": "vision", "all": True}.get(config.activation_checkpointing)
     if checkpointing is None:
-        raise SystemExit(f"--activation-checkpointing must be none, vision or all, got {config.activation_checkpointing!r}")
-    load = dict(device=device, dtype=config.dtype, min_pixels=config.min_pixels, max_pixels=config.max_pixels,
-                activation_checkpointing=checkpointing)
+        raise SystemExit(
+            f"--activation-checkpointing must be none, vision or all, got {config.activation_checkpointing!r}"
+        )
+    load = dict(
+        device=device,
+        dtype=config.dtype,
+        min_pixels=config.min_pixels,
+        max_pixels=config.max_pixels,
+        activation_checkpointing=checkpointing,
+    )
     # the env (and its data) before the model: a wrong env id or data folder fails in seconds
     env = env if env is not None else _make_env(config.env_id, config.env_make_kwargs())
     if lora_checkpoint:
         policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
     else:
-        policy = QwenVLPolicy.from_pretrained(str(checkpoint / "policy") if checkpoint else config.model, **load)
+        policy = QwenVLPolicy.from_pretrained(
+            str(checkpoint / "policy") if checkpoint else config.model, **load
+        )
         if config.lora_r:
-            apply_lora(policy, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                       freeze_vision=not config.lora_train_vision)
+            apply_lora(
+                policy,
+                r=config.lora_r,
+                alpha=config.lora_alpha,
+                dropout=config.lora_dropout,
+                freeze_vision=not config.lora_train_vision,
+            )
     reference = None
     if getattr(config, "beta", 0) != 0:
         if is_lora(policy.model):
@@ -258,15 +289,23 @@ def _run(argv: list[str]) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="counting", choices=["counting", "grounding"])
-    p.add_argument("--grpo-steps", type=bounded(int, minimum=1), default=None,
-                   help="override the demo's number of GRPO steps")
+    p.add_argument(
+        "--grpo-steps",
+        type=bounded(int, minimum=1),
+        default=None,
+        help="override the demo's number of GRPO steps",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("make-tiny-model", help="build a randomly initialised tiny Qwen2-VL offline")
     p.add_argument("out_dir")
     p.add_argument("--arch", default="qwen2-vl", choices=["qwen2-vl", "qwen2.5-vl"])
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "2b", "3b"],
-                   help="tiny (0.26M, the demo), small (~70M), 2b / 3b (Qwen2-VL-2B / Qwen2.5-VL-3B sizes)")
+    p.add_argument(
+        "--preset",
+        default="tiny",
+        choices=["tiny", "small", "2b", "3b"],
+        help="tiny (0.26M, the demo), small (~70M), 2b / 3b (Qwen2-VL-2B / Qwen2.5-VL-3B sizes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_tiny_model)
 

@@ -19,8 +19,12 @@ from pathlib import Path
 from typing import Any
 
 # opt(...) metadata key -> (its sign in messages, the test a value must pass)
-BOUNDS = {"minimum": (">=", operator.ge), "exclusive_minimum": (">", operator.gt),
-          "maximum": ("<=", operator.le), "exclusive_maximum": ("<", operator.lt)}
+BOUNDS = {
+    "minimum": (">=", operator.ge),
+    "exclusive_minimum": (">", operator.gt),
+    "maximum": ("<=", operator.le),
+    "exclusive_maximum": ("<", operator.lt),
+}
 
 
 class SetupError(ValueError):
@@ -82,8 +86,9 @@ class TrainConfig:
     run_name: str = opt("", "Run folder name; default {env}__{agent}__{seed}__{time}.")
     seed: int = opt(0, "Seed of data order, sampling and initialisation.")
     device: str = opt("cpu", "torch device, e.g. cpu or cuda.")
-    dtype: str = opt("float32", "Model dtype: float32, bfloat16 or float16.",
-                     choices=("float32", "bfloat16", "float16"))
+    dtype: str = opt(
+        "float32", "Model dtype: float32, bfloat16 or float16.", choices=("float32", "bfloat16", "float16")
+    )
     parallel: str = opt(
         "ddp",
         "Data-parallel strategy under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
@@ -97,7 +102,8 @@ class TrainConfig:
         choices=("none", "vision", "all"),
     )
     min_pixels: int = opt(
-        3136, "Smallest image area (pixels) after the processor's resize; the env scores in the same frame.",
+        3136,
+        "Smallest image area (pixels) after the processor's resize; the env scores in the same frame.",
         minimum=1,
     )
     max_pixels: int = opt(
@@ -110,7 +116,8 @@ class TrainConfig:
     prompts_per_step: int = opt(8, "Distinct observations per rollout batch (B).", minimum=1)
     group_size: int = opt(8, "Answers sampled per observation (G).", minimum=1)
     temperature: float = opt(
-        1.0, "Sampling temperature of rollouts (> 0: training samples; greedy answers are for evaluation).",
+        1.0,
+        "Sampling temperature of rollouts (> 0: training samples; greedy answers are for evaluation).",
         exclusive_minimum=0,
     )
     top_p: float = opt(0.9, "Nucleus sampling of rollouts (1.0 = off).", exclusive_minimum=0, maximum=1)
@@ -127,11 +134,13 @@ class TrainConfig:
     adam_beta2: float = opt(0.999, "AdamW beta2.", minimum=0, exclusive_maximum=1)
     max_grad_norm: float = opt(1.0, "Gradient-norm clip (0 = off).", minimum=0)
     micro_batch_size: int = opt(
-        0, "Completions per forward/backward; 0 = the whole batch (gradient accumulation otherwise).",
+        0,
+        "Completions per forward/backward; 0 = the whole batch (gradient accumulation otherwise).",
         minimum=0,
     )
     lr_scheduler: str = opt(
-        "constant", "Learning-rate schedule: constant, linear or cosine (decay to 0 at total_steps).",
+        "constant",
+        "Learning-rate schedule: constant, linear or cosine (decay to 0 at total_steps).",
         choices=("constant", "linear", "cosine"),
     )
     warmup_steps: int = opt(0, "Linear warm-up steps of the learning rate.", minimum=0)
@@ -147,7 +156,8 @@ class TrainConfig:
     )
     save_every: int = opt(50, "Write a checkpoint every N steps (and at the end).", minimum=1)
     save_total_limit: int = opt(
-        0, "Keep at most N checkpoints, deleting the earliest written (never the newest); 0 = keep all.",
+        0,
+        "Keep at most N checkpoints, deleting the earliest written (never the newest); 0 = keep all.",
         minimum=0,
     )
     eval_every: int = opt(0, "Evaluate greedy answers on held-out data every N steps (0 = never).", minimum=0)

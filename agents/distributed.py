@@ -58,7 +58,11 @@ class LogProbModule(torch.nn.Module):
 
 def env_world() -> tuple[int, int, int]:
     """(rank, world size, local rank) as torchrun sets them; (0, 1, 0) in a plain process."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
 
 
 @dataclass
@@ -218,7 +222,6 @@ class Parallel:
             return self.wrapped.no_sync()
         return _fsdp_no_sync(self.wrapped)
 
-
     # ------------------------------------------------------------ checkpoints
     # Checkpoints hold full tensors keyed by parameter name whatever the strategy, so that a run resumes
     # on any number of ranks, with DDP, FSDP2 or in one process.
@@ -236,13 +239,16 @@ class Parallel:
         names = _trainable_names(wrapped)
         return _rename(optimizer.state_dict(), lambda index: names[index])
 
-    def load_optimizer_state(self, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    def load_optimizer_state(
+        self, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict
+    ) -> None:
         if self.shards_parameters:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
             state = _rename(state, lambda name: _PREFIX + name)
-            set_optimizer_state_dict(wrapped, optimizer, optim_state_dict=state,
-                                     options=StateDictOptions(full_state_dict=True))
+            set_optimizer_state_dict(
+                wrapped, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True)
+            )
             return
         index = {name: i for i, name in enumerate(_trainable_names(wrapped))}
         unknown = sorted(set(state["state"]) - set(index))
@@ -279,7 +285,6 @@ def _fsdp_no_sync(module):
         yield
     finally:
         module.set_requires_gradient_sync(True)
-
 
 
 def _full_options():

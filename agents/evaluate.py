@@ -68,8 +68,10 @@ def model_answerer(
 
 
 def benchmark_label(dataset_name: str, split: str) -> str:
-    """"coco val", "refcoco-val" (a loader whose name already carries the split is not told it twice)."""
-    if not split or dataset_name.casefold().endswith(f"-{split}".casefold()):  # loaders match splits in any case
+    """ "coco val", "refcoco-val" (a loader whose name already carries the split is not told it twice)."""
+    if not split or dataset_name.casefold().endswith(
+        f"-{split}".casefold()
+    ):  # loaders match splits in any case
         return dataset_name
     return f"{dataset_name} {split}"
 
@@ -116,8 +118,12 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     if agent == "model" and not args.model:
         raise SystemExit("--agent model needs --model DIR_OR_HUB_ID")
     label = args.label or (Path(str(args.model).rstrip("/")).name if agent == "model" else agent)
-    out_dir = Path(args.output) if args.output else Path("runs") / "eval" / "__".join(
-        [args.env.replace("/", "-"), label.replace("/", "-"), time.strftime("%Y%m%d-%H%M%S")]
+    out_dir = (
+        Path(args.output)
+        if args.output
+        else Path("runs")
+        / "eval"
+        / "__".join([args.env.replace("/", "-"), label.replace("/", "-"), time.strftime("%Y%m%d-%H%M%S")])
     )
     check_output_folder(out_dir, "--output")
     if agent == "model":
@@ -156,7 +162,12 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     def progress(done: int, n: int) -> None:
         if not args.quiet:
             rate = done / max(time.perf_counter() - t0, 1e-9)
-            print(f"\r{done}/{n} samples ({rate:.1f}/s)", end="" if done < n else "\n", file=sys.stderr, flush=True)
+            print(
+                f"\r{done}/{n} samples ({rate:.1f}/s)",
+                end="" if done < n else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
     result = run_evaluation(env, answerer, limit=args.limit, batch_size=args.batch_size, progress=progress)
     split = env_kwargs.get("split", "")
@@ -200,32 +211,58 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help="env id, e.g. PerceptionR1/Detection-v0")
     p.add_argument("--model", default=None, help="checkpoint folder or hub id (for --agent model)")
     p.add_argument("--agent", choices=AGENTS, default=None, help="default: model when --model is given")
-    p.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON", help="keyword arguments for gym.make")
+    p.add_argument(
+        "--env-kwargs", type=json.loads, default={}, metavar="JSON", help="keyword arguments for gym.make"
+    )
     p.add_argument(
         "--data",
         default=None,
         metavar="SOURCE",
         help="data source: synthetic (default), coco, refcoco, pixmo-count, page-ocr or jsonl",
     )
-    p.add_argument("--data-root", default=None, metavar="PATH", help="the source's root folder (data_kwargs root)")
+    p.add_argument(
+        "--data-root", default=None, metavar="PATH", help="the source's root folder (data_kwargs root)"
+    )
     p.add_argument("--data-kwargs", type=json.loads, default={}, metavar="JSON", help="more loader arguments")
-    p.add_argument("--split", default="test", help="split to evaluate (default test; COCO maps test to val2017)")
-    p.add_argument("--limit", type=bounded(int, minimum=1), default=None,
-                   help="evaluate only the first N samples")
-    p.add_argument("--batch-size", type=bounded(int, minimum=1), default=16,
-                   help="observations per generate call")
-    p.add_argument("--max-new-tokens", type=bounded(int, minimum=1), default=None,
-                   help="default 2048 for detection, else 768 (paper)")
+    p.add_argument(
+        "--split", default="test", help="split to evaluate (default test; COCO maps test to val2017)"
+    )
+    p.add_argument(
+        "--limit", type=bounded(int, minimum=1), default=None, help="evaluate only the first N samples"
+    )
+    p.add_argument(
+        "--batch-size", type=bounded(int, minimum=1), default=16, help="observations per generate call"
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=bounded(int, minimum=1),
+        default=None,
+        help="default 2048 for detection, else 768 (paper)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for --agent model, e.g. cuda")
-    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16")
-    p.add_argument("--min-pixels", type=bounded(int, minimum=1), default=None,
-                   help="override the env's (and processor's) min_pixels")
-    p.add_argument("--max-pixels", type=bounded(int, minimum=1), default=None,
-                   help="override the env's (and processor's) max_pixels")
+    p.add_argument(
+        "--dtype", default="auto", help="auto (bfloat16 on cuda, float32 on cpu), float32, bfloat16, float16"
+    )
+    p.add_argument(
+        "--min-pixels",
+        type=bounded(int, minimum=1),
+        default=None,
+        help="override the env's (and processor's) min_pixels",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=bounded(int, minimum=1),
+        default=None,
+        help="override the env's (and processor's) max_pixels",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of --agent random")
     p.add_argument("--output", default=None, help="output folder (default runs/eval/{env}__{model}__{time})")
-    p.add_argument("--label", default=None, help="row label in the table (default: model folder name or agent)")
-    p.add_argument("--benchmark", default=None, help="benchmark label in the table (default: dataset name and split)")
+    p.add_argument(
+        "--label", default=None, help="row label in the table (default: model folder name or agent)"
+    )
+    p.add_argument(
+        "--benchmark", default=None, help="benchmark label in the table (default: dataset name and split)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run_eval)
     return p

@@ -65,15 +65,22 @@ def supervised_warm_start(
     A non-finite loss or gradient norm raises :class:`FloatingPointError` naming the step, before the
     optimiser steps: the weights stay finite.
     """
-    for name, value, bounds in (("steps", steps, {"minimum": 0}), ("batch_size", batch_size, {"minimum": 1}),
-                                ("learning_rate", learning_rate, {"exclusive_minimum": 0})):
+    for name, value, bounds in (
+        ("steps", steps, {"minimum": 0}),
+        ("batch_size", batch_size, {"minimum": 1}),
+        ("learning_rate", learning_rate, {"exclusive_minimum": 0}),
+    ):
         problem = bound_problem(value, **bounds)
         if problem:
             raise SetupError(f"supervised_warm_start: {name} {problem}; got {value!r}")
-    pool = oracle_indices(env, exclude_answers) if exclude_answers else list(range(len(env.unwrapped.dataset)))
+    pool = (
+        oracle_indices(env, exclude_answers) if exclude_answers else list(range(len(env.unwrapped.dataset)))
+    )
     order = DataOrder(len(pool), derive_seed(seed, 3))
     if optimizer is None:
-        optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=learning_rate)
+        optimizer = torch.optim.AdamW(
+            [p for p in policy.model.parameters() if p.requires_grad], lr=learning_rate
+        )
     policy.model.train()
     losses = []
     for step in range(start_step, start_step + steps):

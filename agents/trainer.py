@@ -127,8 +127,13 @@ def evaluate(
     rewards = [r[1] for r in results]
     infos = [r[2] for r in results]
     metrics = task_metrics(env.unwrapped.task, infos, [r[3] for r in results], dataset=env.unwrapped.dataset)
-    return {"reward": float(np.mean(rewards)), "success": success_rate(infos), "n": n, "infos": infos,
-            "metrics": metrics}
+    return {
+        "reward": float(np.mean(rewards)),
+        "success": success_rate(infos),
+        "n": n,
+        "infos": infos,
+        "metrics": metrics,
+    }
 
 
 class Trainer:
@@ -235,8 +240,13 @@ class Trainer:
             self.agent, self.eval_env, self.config.eval_samples, max_new_tokens=self.config.max_new_tokens
         )
         out = {"eval/reward": result["reward"], "eval/success": result["success"]}
-        out.update({f"eval/{k}": float(v) for k, v in result["metrics"].items()
-                    if isinstance(v, (int, float)) and v is not None and k not in ("reward", "success", "n")})
+        out.update(
+            {
+                f"eval/{k}": float(v)
+                for k, v in result["metrics"].items()
+                if isinstance(v, (int, float)) and v is not None and k not in ("reward", "success", "n")
+            }
+        )
         if self.parallel.is_main:
             for key, value in out.items():
                 self.writer.add_scalar(key, value, self.step)
@@ -341,8 +351,13 @@ class Trainer:
             }
             torch.save(state, tmp / STATE_FILE)
             # what --resume needs before building anything, without loading the optimiser state
-            run = {"agent_name": state["agent_name"], "config": state["config"], "step": self.step,
-                   "saved_at": time.time(), "resumed_from": self.resumed_from}
+            run = {
+                "agent_name": state["agent_name"],
+                "config": state["config"],
+                "step": self.step,
+                "saved_at": time.time(),
+                "resumed_from": self.resumed_from,
+            }
             (tmp / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
             replace_folder(tmp, final)
             point_latest(self.run_dir, final)
@@ -383,8 +398,10 @@ class Trainer:
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
         self.step = int(state["step"])
-        self.resumed_from = [*read_run_file(checkpoint).get("resumed_from", []),
-                             {"checkpoint": str(checkpoint.resolve()), "step": self.step}]
+        self.resumed_from = [
+            *read_run_file(checkpoint).get("resumed_from", []),
+            {"checkpoint": str(checkpoint.resolve()), "step": self.step},
+        ]
         if self.parallel.is_main and checkpoint.resolve().parent.parent == self.run_dir.resolve():
             warn_if_branching(self.run_dir, checkpoint, self.step)
             point_latest(self.run_dir, checkpoint)
@@ -452,8 +469,12 @@ def latest_checkpoint(path: str | Path) -> Path:
     pointed = _pointed_checkpoint(path)
     if pointed is None or pointed in found:
         return pointed or found[-1]
-    warnings.warn(f"{path / LATEST_FILE} names {pointed.name}, which is missing or incomplete; continuing "
-                  f"from the newest complete checkpoint, {found[-1].name}", CheckpointWarning, stacklevel=2)
+    warnings.warn(
+        f"{path / LATEST_FILE} names {pointed.name}, which is missing or incomplete; continuing "
+        f"from the newest complete checkpoint, {found[-1].name}",
+        CheckpointWarning,
+        stacklevel=2,
+    )
     return found[-1]
 
 
@@ -478,7 +499,7 @@ def read_run_file(checkpoint: Path) -> dict[str, Any]:
     except ValueError as error:
         raise SetupError(f"{path}: not valid JSON ({error}); the checkpoint is damaged") from error
     if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
-        raise SetupError(f"{path}: expected an object with the run's options under \"config\"")
+        raise SetupError(f'{path}: expected an object with the run\'s options under "config"')
     return run
 
 
@@ -487,8 +508,10 @@ def read_state(path: Path, map_location: Any = None) -> dict[str, Any]:
     try:
         state = torch.load(path, weights_only=False, map_location=map_location)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError ... for one cause
-        raise SetupError(f"{path}: cannot be read ({error}); the file is damaged or cut short: resume from "
-                         f"another checkpoint of the run") from error
+        raise SetupError(
+            f"{path}: cannot be read ({error}); the file is damaged or cut short: resume from "
+            f"another checkpoint of the run"
+        ) from error
     missing = {"step", "agent", "rng", "config"} - set(state if isinstance(state, dict) else ())
     if missing:
         raise SetupError(f"{path}: not a trainer state (missing {', '.join(sorted(missing))})")
@@ -504,8 +527,10 @@ def verify_checkpoint(checkpoint: Path) -> None:
     read_run_file(checkpoint)
     state = checkpoint / STATE_FILE
     if not zipfile.is_zipfile(state):
-        raise SetupError(f"{state}: damaged or cut short (no zip directory at its end): resume from another "
-                         "checkpoint of the run")
+        raise SetupError(
+            f"{state}: damaged or cut short (no zip directory at its end): resume from another "
+            "checkpoint of the run"
+        )
     for weights in sorted((checkpoint / "policy").glob("*.safetensors")):
         check_safetensors(weights)
 
@@ -542,7 +567,8 @@ def warn_if_branching(run_dir: Path, checkpoint: Path, step: int) -> None:
             f"resuming {run_dir} from step {step}, before its newest checkpoint ({later[-1]}): this branch "
             f"replaces {', '.join(later)} as it saves those steps; --resume {run_dir} now continues the "
             "branch",
-            CheckpointWarning, stacklevel=3,
+            CheckpointWarning,
+            stacklevel=3,
         )
 
 
@@ -552,7 +578,8 @@ def warn_if_run_has_checkpoints(run_dir: Path) -> None:
         warnings.warn(
             f"{run_dir} already holds checkpoints up to {found[-1].name} of an earlier run: this new run "
             f"replaces them as it saves (--resume {run_dir} would continue the earlier run instead)",
-            CheckpointWarning, stacklevel=3,
+            CheckpointWarning,
+            stacklevel=3,
         )
 
 

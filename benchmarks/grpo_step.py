@@ -366,31 +366,41 @@ def run_preset(preset: str, args) -> None:
     observations = make_observations(args.batch, side)
     with tempfile.TemporaryDirectory() as tmp:
         saved_dtype = getattr(torch, args.dtype)  # a 2B model in bfloat16 is 4.4 GB on disk, not 8.8
-        model_dir = str(build_tiny_model(Path(tmp) / preset, arch=args.arch, preset=preset, seed=0, dtype=saved_dtype))
+        model_dir = str(
+            build_tiny_model(Path(tmp) / preset, arch=args.arch, preset=preset, seed=0, dtype=saved_dtype)
+        )
         policy = load_policy(model_dir, side)
         policy.model.to(device)
         n_params = policy.num_parameters()
         agent = make_agent(policy, model_dir, args)
-        print(f"\n=== preset {preset} ({n_params / 1e6:.2f}M params, {args.arch}, {args.dtype} weights), "
-              f"B={args.batch} observations x "
-              f"G={args.group_size}, image {side}x{side}, max {args.max_new_tokens} new tokens, "
-              f"{torch.get_num_threads()} thread(s), {device} ===")
+        print(
+            f"\n=== preset {preset} ({n_params / 1e6:.2f}M params, {args.arch}, {args.dtype} weights), "
+            f"B={args.batch} observations x "
+            f"G={args.group_size}, image {side}x{side}, max {args.max_new_tokens} new tokens, "
+            f"{torch.get_num_threads()} thread(s), {device} ==="
+        )
 
         our_step(policy, agent, observations, step=0)  # warm-up (allocator, lazy inits)
         ours = our_step(policy, agent, observations, step=1)
-        print(f"prompt tokens {ours['prompt_tokens']:.0f}, "
-              f"mean completion tokens {ours['mean_completion_tokens']:.1f}")
+        print(
+            f"prompt tokens {ours['prompt_tokens']:.0f}, "
+            f"mean completion tokens {ours['mean_completion_tokens']:.1f}"
+        )
         phases = ("generate", "score", "logprob_forward", "backward", "optimizer", "total")
         print("(a) our GRPO step [s]: " + "  ".join(f"{k} {ours[k]:.3f}" for k in phases))
         n = args.batch * args.group_size
         sampled = n * ours["mean_completion_tokens"]
         trained = n * (ours["prompt_tokens"] + ours["mean_completion_tokens"])
-        print(f"    throughput: {sampled / ours['generate']:.0f} sampled tokens/s; "
-              f"{trained / (ours['logprob_forward'] + ours['backward']):.0f} trained tokens/s (forward+backward, "
-              f"prompt+completion as a per-sequence trainer counts them); {n / ours['total']:.2f} answers/s")
+        print(
+            f"    throughput: {sampled / ours['generate']:.0f} sampled tokens/s; "
+            f"{trained / (ours['logprob_forward'] + ours['backward']):.0f} trained tokens/s (forward+backward, "
+            f"prompt+completion as a per-sequence trainer counts them); {n / ours['total']:.2f} answers/s"
+        )
         if device.type == "cuda":
-            print(f"    peak CUDA memory in this process so far: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB "
-                  f"on {torch.cuda.get_device_name()}")
+            print(
+                f"    peak CUDA memory in this process so far: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB "
+                f"on {torch.cuda.get_device_name()}"
+            )
 
         plain = load_policy(model_dir, side, prefill_once=False)
         plain.model.load_state_dict(policy.model.state_dict())
@@ -411,8 +421,10 @@ def run_preset(preset: str, args) -> None:
         _release_device_memory(device)
         variants = forward_backward_variants(model_dir, rollout, args)
         mem_name = "peak CUDA alloc" if device.type == "cuda" else "peak RSS delta"
-        print(f"(b) training forward+backward ({rollout.completion_ids.shape[0]} completions x "
-              f"{rollout.completion_ids.shape[1]} tokens):")
+        print(
+            f"(b) training forward+backward ({rollout.completion_ids.shape[0]} completions x "
+            f"{rollout.completion_ids.shape[1]} tokens):"
+        )
         for name, r in variants.items():
             if "failed" in r:
                 print(f"    {name:13s} failed: {r['failed']}")
@@ -431,8 +443,10 @@ def run_preset(preset: str, args) -> None:
             return
         _release_device_memory(device)
         time_ratio = trl["step"] / ours["total"]
-        print(f"(c) TRL GRPOTrainer step [s]: {trl['step']:.3f} (first step {trl['first_step']:.3f}); "
-              f"ours {ours['total']:.3f}; TRL / ours = x{time_ratio:.2f}")
+        print(
+            f"(c) TRL GRPOTrainer step [s]: {trl['step']:.3f} (first step {trl['first_step']:.3f}); "
+            f"ours {ours['total']:.3f}; TRL / ours = x{time_ratio:.2f}"
+        )
 
         labels = {
             "ours": "ours",
@@ -452,18 +466,26 @@ def run_preset(preset: str, args) -> None:
         if "ours" not in whole or "trl" not in whole:
             return
         mem_ratio = whole["ours"]["peak_bytes"] / max(whole["trl"]["peak_bytes"], 1)
-        print(f"(d) whole step (generate+score+forward+backward+optimizer), each in its own process, "
-              f"{mem_name} above the post-warm-up baseline:")
+        print(
+            f"(d) whole step (generate+score+forward+backward+optimizer), each in its own process, "
+            f"{mem_name} above the post-warm-up baseline:"
+        )
         for name, r in whole.items():
-            print(f"    {labels[name]:57s} {r['peak_bytes'] / 2**20:9.1f} MiB  (baseline "
-                  f"{r['base_bytes'] / 2**20:.1f} MiB)   step {r['seconds']:.3f} s")
-        print(f"    ours / TRL peak memory = x{mem_ratio:.2f}; in these processes TRL / ours time = "
-              f"x{whole['trl']['seconds'] / whole['ours']['seconds']:.2f}")
+            print(
+                f"    {labels[name]:57s} {r['peak_bytes'] / 2**20:9.1f} MiB  (baseline "
+                f"{r['base_bytes'] / 2**20:.1f} MiB)   step {r['seconds']:.3f} s"
+            )
+        print(
+            f"    ours / TRL peak memory = x{mem_ratio:.2f}; in these processes TRL / ours time = "
+            f"x{whole['trl']['seconds'] / whole['ours']['seconds']:.2f}"
+        )
         for name in ("ours_vision_ckpt", "ours_full_ckpt"):
             if name in whole:
-                print(f"    {labels[name]}: ours / TRL peak memory = "
-                      f"x{whole[name]['peak_bytes'] / max(whole['trl']['peak_bytes'], 1):.2f}, "
-                      f"TRL / ours time = x{whole['trl']['seconds'] / whole[name]['seconds']:.2f}")
+                print(
+                    f"    {labels[name]}: ours / TRL peak memory = "
+                    f"x{whole[name]['peak_bytes'] / max(whole['trl']['peak_bytes'], 1):.2f}, "
+                    f"TRL / ours time = x{whole['trl']['seconds'] / whole[name]['seconds']:.2f}"
+                )
         if device.type != "cpu":
             return
         # like against like: TRL checkpoints activations by default, so ours does too for the target
@@ -472,20 +494,30 @@ def run_preset(preset: str, args) -> None:
             time_ratio = min(time_ratio, whole["trl"]["seconds"] / whole["ours_full_ckpt"]["seconds"])
         speed_ok, memory_ok = time_ratio >= 3.0, mem_ratio <= 0.5
         verdict = "MET" if speed_ok and memory_ok else "NOT MET"
-        print(f"CPU TARGETS {verdict}: speed TRL / ours x{time_ratio:.2f} (target >= 3: "
-              f"{'met' if speed_ok else 'not met'}); peak memory ours / TRL x{mem_ratio:.2f} (target <= 0.5: "
-              f"{'met' if memory_ok else 'not met'})")
+        print(
+            f"CPU TARGETS {verdict}: speed TRL / ours x{time_ratio:.2f} (target >= 3: "
+            f"{'met' if speed_ok else 'not met'}); peak memory ours / TRL x{mem_ratio:.2f} (target <= 0.5: "
+            f"{'met' if memory_ok else 'not met'})"
+        )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", default="both", choices=("tiny", "small", "both", "2b", "3b"),
-                        help="model size: tiny (0.26M), small (~70M), both; 2b / 3b = Qwen2-VL-2B / "
-                        "Qwen2.5-VL-3B sizes with random weights (GPU)")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                        help="weights' dtype on both sides (bfloat16 for the GPU sizes)")
+    parser.add_argument(
+        "--preset",
+        default="both",
+        choices=("tiny", "small", "both", "2b", "3b"),
+        help="model size: tiny (0.26M), small (~70M), both; 2b / 3b = Qwen2-VL-2B / "
+        "Qwen2.5-VL-3B sizes with random weights (GPU)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="weights' dtype on both sides (bfloat16 for the GPU sizes)",
+    )
     parser.add_argument("--arch", default="qwen2-vl", choices=("qwen2-vl", "qwen2.5-vl"))
     parser.add_argument(
         "--prompt-tokens", type=int, default=1000, help="about this many prompt tokens (sets the image size)"
@@ -496,8 +528,11 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-trl", action="store_true")
-    parser.add_argument("--skip-trl-nockpt", action="store_true",
-                        help="do not measure TRL without activation checkpointing (slow, large on CPU)")
+    parser.add_argument(
+        "--skip-trl-nockpt",
+        action="store_true",
+        help="do not measure TRL without activation checkpointing (slow, large on CPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny preset, ~200 prompt tokens, 16 new tokens")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)

@@ -220,8 +220,9 @@ def main() -> None:
     pts_fmt = get_format("qwen2-vl-points")
     c_gt = rng.uniform(0, [w, h], size=(50, 2))
     c_sample = Sample("c", w, h, points=c_gt, query="dot")
-    c_answer = pts_fmt.write(points=c_gt + rng.normal(0, 4, c_gt.shape), labels=["dot"] * 50,
-                             frame=pts_fmt.make_frame(w, h))
+    c_answer = pts_fmt.write(
+        points=c_gt + rng.normal(0, 4, c_gt.shape), labels=["dot"] * 50, frame=pts_fmt.make_frame(w, h)
+    )
     c_gt_1000 = (c_gt * [1000 / w, 1000 / h]).tolist()
     c_ours = score_counting(c_answer, c_sample, pts_fmt).reward
     assert abs(c_ours - naive_counting_reward(c_answer, c_gt_1000)) < 1e-9, c_ours
@@ -246,28 +247,42 @@ def main() -> None:
     print(f"one core: CPUs {cpus}; OMP/OPENBLAS/MKL threads = {threads}; numpy {np.__version__}")
     print("naive = the official code's formula restated in plain Python; same reward asserted before timing")
     print("detection, 100 predicted x 100 target boxes (paper reward):")
-    print(f"  score_detection from JSON     {t_full * 1e3:8.3f} ms/call  (parse + frame + reward; "
-          f"target < 5 ms: {verdict(t_full < 5e-3)})")
+    print(
+        f"  score_detection from JSON     {t_full * 1e3:8.3f} ms/call  (parse + frame + reward; "
+        f"target < 5 ms: {verdict(t_full < 5e-3)})"
+    )
     print(f"  detection_reward on arrays    {t_arrays * 1e3:8.3f} ms/call")
     print(f"  same, official denominators   {t_official * 1e3:8.3f} ms/call")
-    print(f"  naive official formula        {t_naive * 1e3:8.3f} ms/call  "
-          f"-> ours/naive speed {t_naive / t_official:6.1f}x")
+    print(
+        f"  naive official formula        {t_naive * 1e3:8.3f} ms/call  "
+        f"-> ours/naive speed {t_naive / t_official:6.1f}x"
+    )
     print("grounding (qwen2-vl answer, IoU^2):")
-    print(f"  score_grounding               {1 / t_ground:10,.0f} answers/s  (target >= 10,000/s: "
-          f"{verdict(1 / t_ground >= 10_000)})")
-    print(f"  naive official formula        {1 / t_ground_naive:10,.0f} answers/s  "
-          f"-> ours/naive speed {t_ground_naive / t_ground:6.2f}x")
+    print(
+        f"  score_grounding               {1 / t_ground:10,.0f} answers/s  (target >= 10,000/s: "
+        f"{verdict(1 / t_ground >= 10_000)})"
+    )
+    print(
+        f"  naive official formula        {1 / t_ground_naive:10,.0f} answers/s  "
+        f"-> ours/naive speed {t_ground_naive / t_ground:6.2f}x"
+    )
     print("    (ours also checks well-formedness, reads floats/NaN/inverted boxes, clips, explains in info)")
     print("counting, 50 predicted x 50 target points (paper reward):")
     print(f"  score_counting                {1 / t_count:10,.0f} answers/s")
-    print(f"  naive official formula        {1 / t_count_naive:10,.0f} answers/s  "
-          f"-> ours/naive speed {t_count_naive / t_count:6.2f}x")
+    print(
+        f"  naive official formula        {1 / t_count_naive:10,.0f} answers/s  "
+        f"-> ours/naive speed {t_count_naive / t_count:6.2f}x"
+    )
     print(f"OCR ({len(page):,}-char page, 1 - normalised edit distance):")
     print(f"  score_ocr (rapidfuzz)         {1 / t_ocr:10,.0f} answers/s")
-    print(f"  naive Python Levenshtein      {1 / t_ocr_naive:10,.1f} answers/s  "
-          f"-> ours/naive speed {t_ocr_naive / t_ocr:6.0f}x")
-    print(f"worst-case answers, {n_worst:,} characters ({len(WORST_CASES)} families of "
-          f"tests/worst_case_answers.py), the slowest per format:")
+    print(
+        f"  naive Python Levenshtein      {1 / t_ocr_naive:10,.1f} answers/s  "
+        f"-> ours/naive speed {t_ocr_naive / t_ocr:6.0f}x"
+    )
+    print(
+        f"worst-case answers, {n_worst:,} characters ({len(WORST_CASES)} families of "
+        f"tests/worst_case_answers.py), the slowest per format:"
+    )
     for name, (family, seconds) in worst.items():
         print(f"  parse {name:<23} {seconds * 1e3:8.1f} ms  ({family})")
 

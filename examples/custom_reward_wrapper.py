@@ -60,25 +60,38 @@ def main(argv: list[str] | None = None) -> None:
     env.reset(options={"index": 0})
     for answer in ["7", "no idea"]:
         _, reward, _, _, info = env.step(answer)
-        print(f"answer {answer!r:10} task reward {info['base_reward']:.3f} + bonus {info['format_bonus']:.2f}"
-              f" = {reward:.3f}")
+        print(
+            f"answer {answer!r:10} task reward {info['base_reward']:.3f} + bonus {info['format_bonus']:.2f}"
+            f" = {reward:.3f}"
+        )
 
     # 2. the same wrapper under the Trainer
     model = build_tiny_model(out / "tiny-model", arch="qwen2-vl", preset="tiny", seed=0)
     policy = QwenVLPolicy.from_pretrained(str(model))
     supervised_warm_start(policy, env, steps=15 if args.quick else args.sft_steps, learning_rate=3e-3)
     config = GRPOConfig(
-        env_id="PerceptionR1/Counting-v0", env_kwargs=env_kwargs, model=str(model),
-        output_dir=str(out), run_name="run",
-        total_steps=2 if args.quick else args.steps, prompts_per_step=4, group_size=4, max_new_tokens=4,
-        learning_rate=3e-4, beta=0.0, log_samples_every=0, save_every=1000,
+        env_id="PerceptionR1/Counting-v0",
+        env_kwargs=env_kwargs,
+        model=str(model),
+        output_dir=str(out),
+        run_name="run",
+        total_steps=2 if args.quick else args.steps,
+        prompts_per_step=4,
+        group_size=4,
+        max_new_tokens=4,
+        learning_rate=3e-4,
+        beta=0.0,
+        log_samples_every=0,
+        save_every=1000,
     )
     trainer = Trainer(GRPOAgent(policy, config), config, out / "run", env=env, progress=False)
     for step, row in enumerate(trainer.train(), 1):
         # reward/format: the env's own component, logged by the Trainer = the fraction that parsed
-        print(f"step {step}: reward/mean {row['reward/mean']:.3f} (with bonus),"
-              f" parsed {row['reward/format']:.2f},"
-              f" reward/std {row['reward/std']:.3f}, grad norm {row['train/grad_norm']:.3f}")
+        print(
+            f"step {step}: reward/mean {row['reward/mean']:.3f} (with bonus),"
+            f" parsed {row['reward/format']:.2f},"
+            f" reward/std {row['reward/std']:.3f}, grad norm {row['train/grad_norm']:.3f}"
+        )
     print(f"TensorBoard: tensorboard --logdir {out / 'run'}")
 
 

@@ -30,8 +30,10 @@ def run(out_dir: Path, episodes: int, seed: int, difficulty: str) -> list[Path]:
             path = out_dir / f"{name}-{episode}.png"
             Image.fromarray(env.render()).save(path)  # [H, W, 3] uint8: image, targets and answer drawn
             saved.append(path)
-            print(f"{env_id} #{episode}: {answer[:60]!r} -> reward {reward:.3f} / {info['max_reward']}"
-                  f" success={info['is_success']} -> {path}")
+            print(
+                f"{env_id} #{episode}: {answer[:60]!r} -> reward {reward:.3f} / {info['max_reward']}"
+                f" success={info['is_success']} -> {path}"
+            )
         env.close()
     return saved
 

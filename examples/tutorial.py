@@ -68,8 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"the oracle's answer  : {truth!r}")
     for answer in [truth, "2", "lots"]:
         _, reward, terminated, _, step_info = env.step(answer)
-        print(f"  step({answer!r:7}) -> reward {reward:.2f}, terminated={terminated},"
-              f" reason: {step_info['reason']}")
+        print(
+            f"  step({answer!r:7}) -> reward {reward:.2f}, terminated={terminated},"
+            f" reason: {step_info['reason']}"
+        )
 
     # ---------------------------------------------------------------------------------------------
     section("2. The policy: a (tiny) Qwen2-VL")
@@ -90,8 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     # GRPO's idea: no value network. Sample a *group* of answers to one prompt and judge each answer
     # against its siblings. Sampling at temperature 1 makes them differ.
     G = args.group_size
-    rollout = policy.generate([observation], num_samples=G, temperature=1.0, max_new_tokens=4,
-                              generator_seed=args.seed)
+    rollout = policy.generate(
+        [observation], num_samples=G, temperature=1.0, max_new_tokens=4, generator_seed=args.seed
+    )
     print(f"completion tokens {tuple(rollout.completion_ids.shape)} = [G, T]; mask says which are real")
 
     # ---------------------------------------------------------------------------------------------
@@ -154,11 +157,23 @@ def main(argv: list[str] | None = None) -> None:
     # held-out accuracy often does not yet (200 steps did not move it either, measured with seed 0);
     # `perception-r1 demo` runs the measured longer recipe and reports its before/after.
     config = GRPOConfig(
-        env_id="PerceptionR1/Counting-v0", env_kwargs={"difficulty": "easy", "answer_format": "number"},
-        model=str(model_dir), output_dir=str(out), run_name="grpo", seed=args.seed,
-        total_steps=args.grpo_steps, prompts_per_step=8, group_size=G, max_new_tokens=4,
-        temperature=1.0, top_p=1.0, top_k=0, learning_rate=3e-4, beta=0.0,
-        save_every=max(1, args.grpo_steps), log_samples_every=0,
+        env_id="PerceptionR1/Counting-v0",
+        env_kwargs={"difficulty": "easy", "answer_format": "number"},
+        model=str(model_dir),
+        output_dir=str(out),
+        run_name="grpo",
+        seed=args.seed,
+        total_steps=args.grpo_steps,
+        prompts_per_step=8,
+        group_size=G,
+        max_new_tokens=4,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        learning_rate=3e-4,
+        beta=0.0,
+        save_every=max(1, args.grpo_steps),
+        log_samples_every=0,
     )
     agent = GRPOAgent(policy, config)
     test_env = gym.make(config.env_id, **config.env_kwargs, split="test")
@@ -166,11 +181,14 @@ def main(argv: list[str] | None = None) -> None:
     history = Trainer(agent, config, out / "grpo", env=env, progress=False).train()
     for step, row in enumerate(history, 1):
         if step == 1 or step % max(1, len(history) // 6) == 0 or step == len(history):
-            print(f"  step {step:3d}: reward {row['reward/mean']:.3f}  groups without signal"
-                  f" {row['train/frac_reward_zero_std']:.2f}  entropy {row['train/entropy']:.3f}")
+            print(
+                f"  step {step:3d}: reward {row['reward/mean']:.3f}  groups without signal"
+                f" {row['train/frac_reward_zero_std']:.2f}  entropy {row['train/entropy']:.3f}"
+            )
     after_eval = evaluate(agent, test_env, 100, max_new_tokens=4)
-    print(f"held-out greedy accuracy (100 test images): {before['success']:.0%}"
-          f" -> {after_eval['success']:.0%}")
+    print(
+        f"held-out greedy accuracy (100 test images): {before['success']:.0%} -> {after_eval['success']:.0%}"
+    )
     print(f"TensorBoard: tensorboard --logdir {out / 'grpo'}")
 
 

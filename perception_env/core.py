@@ -74,7 +74,9 @@ class PerceptionEnv(gym.Env[Observation, str]):
         self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         self.min_pixels, self.max_pixels = int(min_pixels), int(max_pixels)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.render_mode = render_mode
 
         self.observation_space = observation_space(self.image_size, MAX_TEXT_LENGTH)
@@ -144,7 +146,9 @@ class PerceptionEnv(gym.Env[Observation, str]):
     def frame(self) -> CoordinateFrame | None:
         """The coordinate frame of answers about the current image (None for text answers)."""
         s = self.sample
-        return self.answer_format.make_frame(s.width, s.height, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        return self.answer_format.make_frame(
+            s.width, s.height, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+        )
 
     def prompt(self) -> str:
         """The current question, from the template and the sample."""
@@ -166,7 +170,10 @@ class PerceptionEnv(gym.Env[Observation, str]):
     def _fresh_observation(self) -> Observation:
         # A new, writable array per call: users keep and may modify what they are given.
         assert self._observation is not None
-        return {"image": np.array(self._observation["image"], copy=True), "prompt": self._observation["prompt"]}
+        return {
+            "image": np.array(self._observation["image"], copy=True),
+            "prompt": self._observation["prompt"],
+        }
 
     def _reset_info(self) -> dict[str, Any]:
         s = self.sample
@@ -208,4 +215,3 @@ def strip_article(phrase: str) -> str:
     """'the red circle' -> 'red circle', so templates can say 'the {expression}'."""
     phrase = phrase.strip()
     return phrase[4:] if phrase.lower().startswith("the ") else phrase
-

@@ -115,8 +115,12 @@ class ParsedAnswer:
     objects: list[dict] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, *, well_formed: bool = False, problems: list[str] | None = None, **kw: Any) -> ParsedAnswer:
-        return cls(np.zeros((0, 4)), np.zeros((0, 2)), [], well_formed=well_formed, problems=problems or [], **kw)
+    def empty(
+        cls, *, well_formed: bool = False, problems: list[str] | None = None, **kw: Any
+    ) -> ParsedAnswer:
+        return cls(
+            np.zeros((0, 4)), np.zeros((0, 2)), [], well_formed=well_formed, problems=problems or [], **kw
+        )
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -182,10 +186,16 @@ def _objects_to_pixels(
             problems.append(f"object {i}: inverted box, corners swapped")
             x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
         if width is not None:
-            clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
-                       min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+            clipped = (
+                min(max(x1, 0.0), width),
+                min(max(y1, 0.0), height),
+                min(max(x2, 0.0), width),
+                min(max(y2, 0.0), height),
+            )
             if clipped != (x1, y1, x2, y2):
-                problems.append(f"object {i}: outside the {frame.image_width}x{frame.image_height} image, clipped")
+                problems.append(
+                    f"object {i}: outside the {frame.image_width}x{frame.image_height} image, clipped"
+                )
                 x1, y1, x2, y2 = clipped
             if kind == "box" and (x2 <= x1 or y2 <= y1):
                 problems.append(f"object {i}: zero-area box (kept; scores IoU 0)")
@@ -300,7 +310,9 @@ def _as_objects(boxes, points, labels) -> tuple[np.ndarray, list[str | None], st
     return arr, labels, kind
 
 
-def _to_answer_ints(arr: np.ndarray, frame: CoordinateFrame | None, lo: float, hi: np.ndarray | float) -> np.ndarray:
+def _to_answer_ints(
+    arr: np.ndarray, frame: CoordinateFrame | None, lo: float, hi: np.ndarray | float
+) -> np.ndarray:
     units = arr if frame is None else frame.from_pixels(arr)
     return np.clip(np.rint(units), lo, hi).astype(np.int64)
 
@@ -335,8 +347,10 @@ def _label_from_text(text: str, previous: str | None) -> tuple[str | None, str]:
 
 
 def _stripped_tokens_problem(what: str) -> str:
-    return (f"{what} tokens missing (no {REF_START}/{BOX_START}: decoded with skip_special_tokens=True?); "
-            f"read without them, the text before each object as its label")
+    return (
+        f"{what} tokens missing (no {REF_START}/{BOX_START}: decoded with skip_special_tokens=True?); "
+        f"read without them, the text before each object as its label"
+    )
 
 
 class Qwen2VLFormat(AnswerFormat):
@@ -402,8 +416,11 @@ class Qwen2VLFormat(AnswerFormat):
                 nums = coords.groups()
             else:
                 if not bare_noted:
-                    problems.append(_stripped_tokens_problem("box") if tokens_missing
-                                    else f"box written without {BOX_START}/{BOX_END} tokens")
+                    problems.append(
+                        _stripped_tokens_problem("box")
+                        if tokens_missing
+                        else f"box written without {BOX_START}/{BOX_END} tokens"
+                    )
                     bare_noted = True
                 well_formed = False
                 nums = m.groups()[-4:]
@@ -553,6 +570,7 @@ def _find_fence(text: str) -> tuple[int, int, int, int] | None:
         return None
     return start, body_start, body_end, body_end + len(_FENCE)
 
+
 _OBJECT_CHUNK_RE = re.compile(r"\{[^{}]*\}")
 _SALVAGE_COORDS_RE = re.compile(r"""["']?(bbox_2d|point_2d)["']?\s*:\s*\[([^\[\]]{0,400})\]""")
 _SALVAGE_LABEL_RE = re.compile(r"""["']?label["']?\s*:\s*["']([^"']{0,400})["']""")
@@ -661,7 +679,9 @@ class Qwen25VLFormat(AnswerFormat):
             if key in item:
                 value = item[key]
                 # type() rather than isinstance: JSON gives exactly int/float, and bool is not a number here
-                if not (type(value) is list and len(value) == n and all(type(v) in (int, float) for v in value)):
+                if not (
+                    type(value) is list and len(value) == n and all(type(v) in (int, float) for v in value)
+                ):
                     problems.append(f"item {i}: {key} is not {n} numbers; ignored")
                     return None
                 try:
@@ -701,8 +721,17 @@ class Qwen25VLFormat(AnswerFormat):
         problems.append(f"not valid JSON; salvaged {len(chunks)} object(s) from complete {{...}} chunks")
         return items, len(chunks)
 
-    def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None,
-              decimals: int | None = None) -> str:
+    def write(
+        self,
+        *,
+        boxes=None,
+        labels=None,
+        points=None,
+        count=None,
+        text=None,
+        frame=None,
+        decimals: int | None = None,
+    ) -> str:
         """A one-line JSON list with integer coordinates (as the model writes), clamped to the resized image.
 
         ``decimals=k`` writes coordinates rounded to k decimals instead (still well-formed): the
@@ -800,7 +829,9 @@ class TextFormat(AnswerFormat):
 
     def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
         well_formed = bool(answer.strip())
-        return ParsedAnswer.empty(well_formed=well_formed, problems=[] if well_formed else ["empty answer"], text=answer)
+        return ParsedAnswer.empty(
+            well_formed=well_formed, problems=[] if well_formed else ["empty answer"], text=answer
+        )
 
     def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
         return "" if text is None else str(text)
@@ -808,7 +839,8 @@ class TextFormat(AnswerFormat):
 
 # --------------------------------------------------------------------------- registry
 FORMATS: dict[str, AnswerFormat] = {
-    f.name: f for f in (Qwen2VLFormat(), Qwen25VLFormat(), Qwen2VLPointsFormat(), NumberFormat(), TextFormat())
+    f.name: f
+    for f in (Qwen2VLFormat(), Qwen25VLFormat(), Qwen2VLPointsFormat(), NumberFormat(), TextFormat())
 }
 
 

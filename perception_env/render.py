@@ -39,7 +39,9 @@ def render_sample(sample: Sample, result=None, *, task: str = "") -> np.ndarray:
     image = Image.fromarray(sample.load_image())
     scale = max(1.0, MIN_RENDER_SIDE / max(sample.width, sample.height))
     if scale > 1:
-        image = image.resize((round(sample.width * scale), round(sample.height * scale)), Image.Resampling.NEAREST)
+        image = image.resize(
+            (round(sample.width * scale), round(sample.height * scale)), Image.Resampling.NEAREST
+        )
     draw = ImageDraw.Draw(image)
     font = _font(max(10, int(11 * min(scale, 2))))
     width = max(1, round(scale))
@@ -97,8 +99,11 @@ def render_sample(sample: Sample, result=None, *, task: str = "") -> np.ndarray:
                 b = (targets[t][:2] + targets[t][2:]) / 2
             else:
                 continue
-            draw.line([float(a[0]) * scale, float(a[1]) * scale, float(b[0]) * scale, float(b[1]) * scale],
-                      fill=MATCHED, width=1)
+            draw.line(
+                [float(a[0]) * scale, float(a[1]) * scale, float(b[0]) * scale, float(b[1]) * scale],
+                fill=MATCHED,
+                width=1,
+            )
         lines.append(f"reward {result.reward:.3f} / {result.max_reward:g}")
         if result.reason:
             lines.append(f"why: {result.reason}"[:120])

@@ -1,6 +1,6 @@
 """A tour of the environments: every env, an oracle and a random agent, rewards printed, renders saved.
 
-    python -m perception_env.tour --out runs/tour
+python -m perception_env.tour --out runs/tour
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import numpy as np
 import perception_env
 
 
-def tour(out_dir: str | Path = "runs/tour", episodes: int = 3, seed: int = 0, difficulty: str = "easy") -> dict:
+def tour(
+    out_dir: str | Path = "runs/tour", episodes: int = 3, seed: int = 0, difficulty: str = "easy"
+) -> dict:
     """Play every registered env with the oracle and a random agent; return mean rewards per env."""
     from PIL import Image
 
@@ -33,7 +35,9 @@ def tour(out_dir: str | Path = "runs/tour", episodes: int = 3, seed: int = 0, di
             if episode == 0:
                 name = env_id.split("/")[-1]
                 Image.fromarray(env.render()).save(out / f"{name}-oracle.png")
-                print(f"\n{env_id}  ({info['answer_format']} answers, frame {info['frame'] and info['frame']['name']})")
+                print(
+                    f"\n{env_id}  ({info['answer_format']} answers, frame {info['frame'] and info['frame']['name']})"
+                )
                 print(f"  prompt : {obs['prompt']}")
                 print(f"  oracle : {answer[:100]}")
             obs, info = env.reset(seed=seed + episode)
@@ -44,14 +48,18 @@ def tour(out_dir: str | Path = "runs/tour", episodes: int = 3, seed: int = 0, di
                 Image.fromarray(env.render()).save(out / f"{name}-random.png")
                 print(f"  random : {answer[:60]!r} -> {reward:.3f} ({step_info.get('reason')})")
         summary[env_id] = {"oracle": float(np.mean(oracle)), "random": float(np.mean(random_))}
-        print(f"  mean reward over {episodes}: oracle {summary[env_id]['oracle']:.3f}, random {summary[env_id]['random']:.3f}")
+        print(
+            f"  mean reward over {episodes}: oracle {summary[env_id]['oracle']:.3f}, random {summary[env_id]['random']:.3f}"
+        )
         env.close()
     print(f"\nrendered images in {out}/")
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="runs/tour", help="folder for the rendered PNGs")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

@@ -31,7 +31,12 @@ def code_blocks(path: Path, lang: str) -> list[Block]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         stripped = line.strip()
         if current is None and stripped.startswith("```"):
-            current, start, fence_lang, indent = [], number, stripped[3:].strip(), len(line) - len(line.lstrip())
+            current, start, fence_lang, indent = (
+                [],
+                number,
+                stripped[3:].strip(),
+                len(line) - len(line.lstrip()),
+            )
         elif current is not None and stripped == "```":
             if fence_lang == lang:
                 blocks.append(Block(path, start, lang, "\n".join(current) + "\n"))
@@ -48,7 +53,9 @@ def docstring_commands(path: Path) -> list[Command]:
 
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     lines = [line.strip() for line in doc.splitlines() if line.startswith("    ")]
-    block = Block(path, 1, "bash", "\n".join(line for line in lines if line.startswith(("python ", "perception-r1 "))))
+    block = Block(
+        path, 1, "bash", "\n".join(line for line in lines if line.startswith(("python ", "perception-r1 ")))
+    )
     return shell_commands(block)
 
 
@@ -155,8 +162,12 @@ def run_shell(command: str, cwd: Path, timeout: int = 600, **env: str) -> str:
     """Run a documented command with bash as a user would; its stdout+stderr; fails the test on error."""
     assert shutil.which("bash"), "bash is needed to run the documented commands"
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=user_environment(**env),
-        capture_output=True, text=True, timeout=timeout,
+        ["bash", "-euo", "pipefail", "-c", command],
+        cwd=cwd,
+        env=user_environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"`{command}` exited {done.returncode}:\n{output[-4000:]}"

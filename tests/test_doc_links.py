@@ -14,12 +14,17 @@ WRITTEN_BY_RUNS = {"table.md"}  # what `perception-r1 eval` writes, not a docume
 
 
 def tracked_text_files():
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.splitlines()
+    names = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     for name in names:
         path = ROOT / name
-        if (path.suffix in (".py", ".md", ".sh", ".cfg", ".toml") and path.is_file() and "fixtures" not in path.parts
-                and path != Path(__file__)):
+        if (
+            path.suffix in (".py", ".md", ".sh", ".cfg", ".toml")
+            and path.is_file()
+            and "fixtures" not in path.parts
+            and path != Path(__file__)
+        ):
             yield path
 
 

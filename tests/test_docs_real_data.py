@@ -85,7 +85,15 @@ RUN_HERE = (
 
 # The keys docs/real-data.md says each predictions.jsonl line has (and image_id for COCO images).
 PREDICTION_KEYS = {
-    "index", "sample_id", "prompt", "answer", "answer_format", "reward", "is_success", "parsed", "target",
+    "index",
+    "sample_id",
+    "prompt",
+    "answer",
+    "answer_format",
+    "reward",
+    "is_success",
+    "parsed",
+    "target",
     "reason",
 }
 
@@ -202,8 +210,14 @@ def test_commands_not_run_here(prefix):
 def test_coco_val2017_detection(ws, models):
     evaluate = doc_command("perception-r1 eval --env PerceptionR1/Detection-v0", contains="--model")
     run_doc(evaluate, ws, SHORT_EVAL)
-    run = check_eval_outputs(ws / "runs/eval/coco-val2017", task="detection", dataset="coco", split="val",
-                             samples=2, model=models / "qwen2.5-vl")
+    run = check_eval_outputs(
+        ws / "runs/eval/coco-val2017",
+        task="detection",
+        dataset="coco",
+        split="val",
+        samples=2,
+        model=models / "qwen2.5-vl",
+    )
     assert run["metrics"]["official_coco_gt"] == 1.0 and run["answer_format"] == "qwen2.5-vl"
     assert run["max_new_tokens"] == 8 and {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(run["metrics"])
 
@@ -229,16 +243,28 @@ def test_refcoco_grounding_then_the_python_snippet(ws, models):
     outputs = "refcoco-val", "refcoco-testA", "refcoco-testB", "refcoco+-val", "refcocog-val", "refcocog-test"
     for output in outputs:
         dataset, split = output.rsplit("-", 1)
-        run = check_eval_outputs(ws / "runs/eval" / output, task="grounding", dataset=dataset, split=split,
-                                 samples=2, model=models / "qwen2-vl")
+        run = check_eval_outputs(
+            ws / "runs/eval" / output,
+            task="grounding",
+            dataset=dataset,
+            split=split,
+            samples=2,
+            model=models / "qwen2-vl",
+        )
         assert {"acc@0.5", "acc_mean_50_75_95", "mean_iou", "centre_acc"} <= set(run["metrics"]), run
         assert run["answer_format"] == "qwen2-vl"
         labels[output] = run["benchmark"]
 
     # "Putting runs side by side": the snippet, in the same folder, after the runs it names
     (block,) = code_blocks(DOC, "python")
-    done = subprocess.run([str(VENV_BIN / "python"), "-c", block.text], cwd=ws, env=user_environment(),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", block.text],
+        cwd=ws,
+        env=user_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| refcoco")]
     assert rows == [labels["refcoco-val"], labels["refcoco-testA"], labels["refcoco-testB"]], done.stdout
@@ -251,11 +277,20 @@ def test_refcoco_grounding_then_the_python_snippet(ws, models):
 
 @pytest.mark.slow
 def test_pixmo_count_counting(ws, models):
-    run_doc(doc_command("for split in val test; do\nperception-r1 eval --env PerceptionR1/Counting-v0"), ws,
-            SHORT_EVAL)
+    run_doc(
+        doc_command("for split in val test; do\nperception-r1 eval --env PerceptionR1/Counting-v0"),
+        ws,
+        SHORT_EVAL,
+    )
     for split in ("val", "test"):
-        run = check_eval_outputs(ws / f"runs/eval/pixmo-{split}", task="counting", dataset="pixmo-count",
-                                 split=split, samples=2, model=models / "qwen2-vl")
+        run = check_eval_outputs(
+            ws / f"runs/eval/pixmo-{split}",
+            task="counting",
+            dataset="pixmo-count",
+            split=split,
+            samples=2,
+            model=models / "qwen2-vl",
+        )
         assert {"accuracy", "mae"} <= set(run["metrics"])
     run_doc(doc_command("perception-r1 train --env PerceptionR1/Counting-v0"), ws, SHORT_TRAIN)
     assert train_run(ws, "PerceptionR1/Counting-v0")["env_kwargs"]["source"] == "pixmo-count"
@@ -263,11 +298,18 @@ def test_pixmo_count_counting(ws, models):
 
 @pytest.mark.slow
 def test_page_ocr(ws, models):
-    run_doc(doc_command("for lang in en zh; do\nperception-r1 eval --env PerceptionR1/OCR-v0"), ws,
-            SHORT_EVAL)
+    run_doc(
+        doc_command("for lang in en zh; do\nperception-r1 eval --env PerceptionR1/OCR-v0"), ws, SHORT_EVAL
+    )
     for lang in ("en", "zh"):
-        run = check_eval_outputs(ws / f"runs/eval/pageocr-{lang}", task="ocr", dataset="page-ocr",
-                                 split=f"test_{lang}", samples=2, model=models / "qwen2-vl")
+        run = check_eval_outputs(
+            ws / f"runs/eval/pageocr-{lang}",
+            task="ocr",
+            dataset="page-ocr",
+            split=f"test_{lang}",
+            samples=2,
+            model=models / "qwen2-vl",
+        )
         assert {"edit_distance", "f1", "precision", "recall", "bleu"} <= set(run["metrics"])
         assert {"meteor", "meteor_exact_stem"} & set(run["metrics"])
     zh_notes = " ".join(metrics(ws / "runs/eval/pageocr-zh")["notes"])

@@ -30,7 +30,9 @@ def test_every_documented_example_command_is_run():
     assert sorted(RUN) == sorted(p.name for p in EXAMPLES.glob("*.py"))
     for example, prefixes in RUN.items():
         for command in docstring_commands(EXAMPLES / example):
-            assert any(command.text.startswith(p) for p in prefixes), f"{example}: {command.text!r} is not run"
+            assert any(command.text.startswith(p) for p in prefixes), (
+                f"{example}: {command.text!r} is not run"
+            )
 
 
 def test_random_agent_visits_every_env(tmp_path):
@@ -68,7 +70,9 @@ def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
     command = documented("custom_agent.py", "python ")
     out = run_shell(f"{set_flag(command.text, '--steps', '2')} --out {tmp_path}", user_folder(tmp_path))
     assert "step 2:" in out
-    state = torch.load(tmp_path / "run" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
+    state = torch.load(
+        tmp_path / "run" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False
+    )
     assert state["agent"]["baseline"] > 0
     assert len((EXAMPLES / "custom_agent.py").read_text().splitlines()) < 100
 
@@ -83,10 +87,13 @@ def test_custom_agent_plugs_into_the_train_command(tmp_path):
     run_shell("perception-r1 make-tiny-model runs/tiny", cwd)  # what its note says to run first
     short = "--total-steps 1 --prompts-per-step 2 --group-size 2 --max-new-tokens 3 --run-name mine"
     run_shell(f"{command.text} {short}", cwd)
-    out = run_shell("perception-r1 train --resume runs/mine --total-steps 2", cwd)  # the agent comes back by itself
+    out = run_shell(
+        "perception-r1 train --resume runs/mine --total-steps 2", cwd
+    )  # the agent comes back by itself
     assert "resumed from" in out
-    state = torch.load(tmp_path / "runs" / "mine" / "checkpoints" / "step-000002" / "trainer_state.pt",
-                       weights_only=False)
+    state = torch.load(
+        tmp_path / "runs" / "mine" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False
+    )
     assert state["agent_name"] == "examples/custom_agent.py:ReinforceAgent"
     assert state["config"]["baseline_momentum"] == 0.5 and "baseline" in state["agent"]
 

@@ -36,13 +36,16 @@ def test_writers_exact_strings():
         "<|box_start|>(0,0),(999,999)<|box_end|>"
         "<|object_ref_start|>cat<|object_ref_end|><|box_start|>(50,100),(100,200)<|box_end|>"
     )
-    assert get_format("qwen2-vl-points").write(points=[[20, 10], [40, 20]], labels=["dog", "dog"], frame=frame) == (
-        "<|object_ref_start|>dog<|object_ref_end|>(100,100),(200,200)"
-    )
+    assert get_format("qwen2-vl-points").write(
+        points=[[20, 10], [40, 20]], labels=["dog", "dog"], frame=frame
+    ) == ("<|object_ref_start|>dog<|object_ref_end|>(100,100),(200,200)")
     rframe = get_format("qwen2.5-vl").make_frame(640, 480)  # x * 644/640, y * 476/480
     out = get_format("qwen2.5-vl").write(boxes=[[320, 240, 640, 480]], labels=["dog"], frame=rframe)
     assert json.loads(out) == [{"bbox_2d": [322, 238, 644, 476], "label": "dog"}]
-    assert get_format("qwen2.5-vl").write(points=[[320, 240]], labels=[None], frame=rframe) == '[{"point_2d": [322, 238]}]'
+    assert (
+        get_format("qwen2.5-vl").write(points=[[320, 240]], labels=[None], frame=rframe)
+        == '[{"point_2d": [322, 238]}]'
+    )
     assert get_format("qwen2.5-vl").write(boxes=np.zeros((0, 4)), labels=[], frame=rframe) == "[]"
     assert get_format("number").write(count=4) == "4"
     assert get_format("number").write(points=np.zeros((3, 2))) == "3"
@@ -60,8 +63,17 @@ def scene(draw):
     n = draw(st.integers(0, 6))
     xs = draw(st.lists(st.floats(0, w), min_size=2 * n, max_size=2 * n))
     ys = draw(st.lists(st.floats(0, h), min_size=2 * n, max_size=2 * n))
-    boxes = np.array([[min(xs[2 * i : 2 * i + 2]), min(ys[2 * i : 2 * i + 2]),
-                       max(xs[2 * i : 2 * i + 2]), max(ys[2 * i : 2 * i + 2])] for i in range(n)]).reshape(-1, 4)
+    boxes = np.array(
+        [
+            [
+                min(xs[2 * i : 2 * i + 2]),
+                min(ys[2 * i : 2 * i + 2]),
+                max(xs[2 * i : 2 * i + 2]),
+                max(ys[2 * i : 2 * i + 2]),
+            ]
+            for i in range(n)
+        ]
+    ).reshape(-1, 4)
     labels = draw(st.lists(st.sampled_from(["dog", "cat", "traffic light"]), min_size=n, max_size=n))
     return w, h, boxes, labels
 

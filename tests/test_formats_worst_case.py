@@ -84,8 +84,10 @@ def assert_linear(fmt_name: str, n: int, repeats: int) -> None:
     suspects = _super_linear(times, families, n)
     if suspects:
         times.update(family_times(fmt_name, suspects, (n, 4 * n), RETIME_REPEATS))
-    bad = [f"{f!r}: {times[(f, n)] * 1e3:.1f} ms at n={n:,}, {times[(f, 4 * n)] * 1e3:.1f} ms at 4n"
-           for f in _super_linear(times, suspects, n)]
+    bad = [
+        f"{f!r}: {times[(f, n)] * 1e3:.1f} ms at n={n:,}, {times[(f, 4 * n)] * 1e3:.1f} ms at 4n"
+        for f in _super_linear(times, suspects, n)
+    ]
     assert not bad, f"{fmt_name} parses super-linearly:\n" + "\n".join(bad)
 
 
@@ -106,8 +108,10 @@ def test_every_format_is_linear_on_worst_cases_at_1mb(fmt_name):
 # ------------------------------------------------------------------ the scanners read what the regexes read
 # The backtracking regexes they replaced, as references on inputs small enough for them.
 OLD_FENCE_RE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
-NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-                "fifteen sixteen seventeen eighteen nineteen twenty").split()
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+).split()
 OLD_JUST_A_NUMBER_RE = re.compile(r"\s*(?:[0-9]+|" + "|".join(NUMBER_WORDS) + r")\s*\.?\s*", re.IGNORECASE)
 OLD_COUNT_RE = re.compile(r"(?<![0-9.])(-?[0-9]+)|\b(" + "|".join(NUMBER_WORDS) + r")\b", re.IGNORECASE)
 

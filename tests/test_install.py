@@ -35,17 +35,26 @@ print("torch imported:", "torch" in sys.modules)
 
 
 def run(args: list, cwd: Path, timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(a) for a in args], cwd=cwd, env=user_environment(), capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=user_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check:
-        assert done.returncode == 0, f"{args} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
+        assert done.returncode == 0, (
+            f"{args} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
+        )
     return done
 
 
 def shipped_files(dest: Path) -> Path:
     """The files a clean clone has (tracked and new, not ignored): a stale build/ here cannot leak in."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     for name in listed:
         if (ROOT / name).is_file() and not name.startswith("tests/fixtures/"):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +66,21 @@ def shipped_files(dest: Path) -> Path:
 def wheel(tmp_path_factory) -> Path:
     source = shipped_files(tmp_path_factory.mktemp("source"))
     out = tmp_path_factory.mktemp("dist")
-    run([VENV_BIN / "python", "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", out,
-         source], cwd=source)
+    run(
+        [
+            VENV_BIN / "python",
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            out,
+            source,
+        ],
+        cwd=source,
+    )
     (found,) = out.glob("perception_r1-*.whl")
     return found
 
@@ -76,8 +98,20 @@ def full_install(wheel, tmp_path_factory) -> Path:
     dev_site = sysconfig.get_paths()["purelib"]
     site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
     (site / "dev_packages.pth").write_text(dev_site + "\n")
-    run([VENV_BIN / "python", "-m", "pip", "--python", venv / "bin" / "python", "install", "--quiet",
-         "--no-deps", wheel], cwd=venv.parent)
+    run(
+        [
+            VENV_BIN / "python",
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin" / "python",
+            "install",
+            "--quiet",
+            "--no-deps",
+            wheel,
+        ],
+        cwd=venv.parent,
+    )
     return venv
 
 
@@ -85,7 +119,11 @@ def full_install(wheel, tmp_path_factory) -> Path:
 def base_install(wheel, tmp_path_factory) -> Path:
     """``pip install perception-r1`` (no extras) into a fresh venv, at the locked versions."""
     venv = new_venv(tmp_path_factory.mktemp("base") / "venv", with_pip=True)
-    run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", "-c", LOCK, wheel], cwd=venv.parent, timeout=900)
+    run(
+        [venv / "bin" / "python", "-m", "pip", "install", "--quiet", "-c", LOCK, wheel],
+        cwd=venv.parent,
+        timeout=900,
+    )
     return venv
 
 
@@ -104,8 +142,22 @@ def test_installed_console_script(full_install, tmp_path):
     cli = full_install / "bin" / "perception-r1"
     assert "demo" in run([cli, "--help"], tmp_path).stdout
     assert "--learning-rate" in run([cli, "train", "--help"], tmp_path).stdout
-    out = run([cli, "eval", "--env", "PerceptionR1/Detection-v0", "--agent", "oracle", "--limit", "20",
-               "--output", tmp_path / "ev", "--quiet"], tmp_path).stdout
+    out = run(
+        [
+            cli,
+            "eval",
+            "--env",
+            "PerceptionR1/Detection-v0",
+            "--agent",
+            "oracle",
+            "--limit",
+            "20",
+            "--output",
+            tmp_path / "ev",
+            "--quiet",
+        ],
+        tmp_path,
+    ).stdout
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]["AP"] == 1.0, out
     out = run([cli, "tour", "--out", tmp_path / "tour", "--episodes", "1"], tmp_path).stdout
     assert len(list((tmp_path / "tour").glob("*.png"))) == 8, out
@@ -120,8 +172,22 @@ def test_base_install_without_torch(base_install, tmp_path):
     assert lines[-1] == "torch imported: False" and all(float(line.split()[1]) > 0 for line in lines[:4])
     expected_ap = {"oracle": 1.0, "empty": 0.0, "random": 0.0}
     for agent, ap in expected_ap.items():
-        run([cli, "eval", "--env", "PerceptionR1/Detection-v0", "--agent", agent, "--limit", "10",
-             "--output", tmp_path / agent, "--quiet"], tmp_path)
+        run(
+            [
+                cli,
+                "eval",
+                "--env",
+                "PerceptionR1/Detection-v0",
+                "--agent",
+                agent,
+                "--limit",
+                "10",
+                "--output",
+                tmp_path / agent,
+                "--quiet",
+            ],
+            tmp_path,
+        )
         assert json.loads((tmp_path / agent / "metrics.json").read_text())["metrics"]["AP"] == ap, agent
     run([cli, "tour", "--out", tmp_path / "tour", "--episodes", "1"], tmp_path)
     refused = run([cli, "train", "--model", "x"], tmp_path, check=False)

@@ -43,7 +43,9 @@ def readme_command(prefix: str) -> Command:
 def check_promise(command: Command, output: str) -> None:
     promised = command.promised_output()
     if promised is not None:
-        assert re.search(promised, output), f"`{command.text}` promises '{command.note}' but printed:\n{output[-2000:]}"
+        assert re.search(promised, output), (
+            f"`{command.text}` promises '{command.note}' but printed:\n{output[-2000:]}"
+        )
 
 
 RUN_HERE = (
@@ -66,7 +68,9 @@ def test_every_readme_command_is_run_here_or_excused():
 
 @pytest.mark.parametrize("prefix", sorted(NOT_RUN))
 def test_commands_not_run_here(prefix):
-    assert any(c.text.startswith(prefix) for c in COMMANDS), f"NOT_RUN lists {prefix!r}, no longer in the README"
+    assert any(c.text.startswith(prefix) for c in COMMANDS), (
+        f"NOT_RUN lists {prefix!r}, no longer in the README"
+    )
     pytest.skip(f"README `{prefix.strip()} ...`: {NOT_RUN[prefix]}")
 
 
@@ -115,7 +119,9 @@ def test_training_walkthrough_then_evaluation(tmp_path):
     assert row.split("|")[3].strip() == "100.0", row  # AP, in percent as the paper's tables
 
     evaluate = readme_command(".venv/bin/perception-r1 eval --env PerceptionR1/Counting-v0")
-    text = set_flag(evaluate.text, "--limit", "4").replace("step-000300", "step-000003")  # the run is 3 steps long
+    text = set_flag(evaluate.text, "--limit", "4").replace(
+        "step-000300", "step-000003"
+    )  # the run is 3 steps long
     table = run(evaluate, text)
     row = next(line for line in table.splitlines() if line.startswith("|") and "| policy |" in line)
     assert "accuracy" in table and row.count("|") > 5, table
@@ -124,8 +130,12 @@ def test_training_walkthrough_then_evaluation(tmp_path):
 def test_the_python_snippet_prints_what_it_says(tmp_path):
     (block,) = code_blocks(README, "python")
     done = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", block.text], cwd=tmp_path, env=user_environment(),
-        capture_output=True, text=True, timeout=120,
+        [str(VENV_BIN / "python"), "-c", block.text],
+        cwd=tmp_path,
+        env=user_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     printed = done.stdout.splitlines()

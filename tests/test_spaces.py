@@ -6,7 +6,12 @@ from perception_env.spaces import ImageSpace, UnicodeText, observation_space
 
 def test_unicode_text_contains_what_models_write():
     space = UnicodeText(100)
-    for text in ["", "3", '[{"bbox_2d": [1, 2, 3, 4], "label": "狗"}]', "<|box_start|>(1,2),(3,4)<|box_end|>\n"]:
+    for text in [
+        "",
+        "3",
+        '[{"bbox_2d": [1, 2, 3, 4], "label": "狗"}]',
+        "<|box_start|>(1,2),(3,4)<|box_end|>\n",
+    ]:
         assert space.contains(text)
     assert not space.contains("x" * 101)
     assert not space.contains(b"bytes")

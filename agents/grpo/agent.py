@@ -31,7 +31,9 @@ class GRPOAgent(Agent):
         self.reference = self.make_reference(config.beta, reference_model)
 
     @torch.no_grad()
-    def _logprobs_no_grad(self, rollout: Any, chunks: list[torch.Tensor], reference: bool = False) -> torch.Tensor:
+    def _logprobs_no_grad(
+        self, rollout: Any, chunks: list[torch.Tensor], reference: bool = False
+    ) -> torch.Tensor:
         score = self.reference_logprobs if reference else self.logprobs
         return torch.cat([score(rollout.select(i)) for i in chunks])
 
@@ -54,7 +56,9 @@ class GRPOAgent(Agent):
 
         self.policy.model.train()
         old_logp = self._logprobs_no_grad(rollout, chunks) if c.num_iterations > 1 else None
-        ref_logp = self._logprobs_no_grad(rollout, chunks, reference=True) if self.reference is not None else None
+        ref_logp = (
+            self._logprobs_no_grad(rollout, chunks, reference=True) if self.reference is not None else None
+        )
 
         sums: dict[str, float] = {}
         entropy = 0.0

@@ -23,7 +23,8 @@ class GRPOConfig(TrainConfig):
         1, "Policy updates per rollout batch (1 = the paper: the ratio is 1, clipping never acts).", minimum=1
     )
     loss_type: str = opt(
-        "grpo", "Aggregation: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo.",
+        "grpo",
+        "Aggregation: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo.",
         choices=LOSS_TYPES,
     )
     epsilon_low: float = opt(
@@ -47,7 +48,8 @@ class GRPOConfig(TrainConfig):
         choices=SCALE_REWARDS,
     )
     advantage_eps: float = opt(
-        1e-4, "Added to the group std before dividing (> 0: a unanimous group's std is 0).",
+        1e-4,
+        "Added to the group std before dividing (> 0: a unanimous group's std is 0).",
         exclusive_minimum=0,
     )
 
@@ -59,8 +61,13 @@ class GRPOConfig(TrainConfig):
         if isinstance(self.scale_rewards, bool):  # runs saved when it was a bool: True = group, False = none
             self.scale_rewards = "group" if self.scale_rewards else "none"
         super().__post_init__()
-        require(self, "group_size", "GRPO scores each answer against the others of its group: with one, "
-                "every advantage is 0 and the weights never move", minimum=2)
+        require(
+            self,
+            "group_size",
+            "GRPO scores each answer against the others of its group: with one, "
+            "every advantage is 0 and the weights never move",
+            minimum=2,
+        )
 
     def loss_settings(self) -> LossSettings:
         from agents.grpo.loss import LossSettings

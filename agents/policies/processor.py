@@ -158,7 +158,9 @@ def check_vision_chat_template(processor, name_or_path: str) -> None:
     try:
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as error:  # jinja errors, a missing template: all mean the same to the user
-        raise ValueError(f"{name_or_path}: its chat template cannot render an image message ({error})") from error
+        raise ValueError(
+            f"{name_or_path}: its chat template cannot render an image message ({error})"
+        ) from error
     if "<|image_pad|>" not in text:
         raise ValueError(
             f"{name_or_path}: its chat template writes no <|image_pad|> for an image (a text-only template?); "

@@ -41,8 +41,14 @@ from agents.policies.shared_prefix import (
     token_logprobs,
 )
 
-__all__ = ["Rollout", "QwenVLPolicy", "VISION_SPECIAL_TOKENS", "check_model_source", "check_safetensors",
-           "count_parameters"]
+__all__ = [
+    "Rollout",
+    "QwenVLPolicy",
+    "VISION_SPECIAL_TOKENS",
+    "check_model_source",
+    "check_safetensors",
+    "count_parameters",
+]
 
 VISION_SPECIAL_TOKENS = (
     "<|vision_start|>",
@@ -56,8 +62,12 @@ STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 # the weights of a model folder: one file, shards (the index names them), or the older pickle format
-MODEL_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                      "pytorch_model.bin.index.json")
+MODEL_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -145,9 +155,15 @@ class Rollout:
     num_samples: int  # G
 
     @classmethod
-    def from_prompt_inputs(cls, inputs: Mapping[str, torch.Tensor], completion_ids: torch.Tensor,
-                           completion_mask: torch.Tensor, obs_index: torch.Tensor, texts: list[str],
-                           num_samples: int) -> Rollout:
+    def from_prompt_inputs(
+        cls,
+        inputs: Mapping[str, torch.Tensor],
+        completion_ids: torch.Tensor,
+        completion_mask: torch.Tensor,
+        obs_index: torch.Tensor,
+        texts: list[str],
+        num_samples: int,
+    ) -> Rollout:
         """A Rollout from ``encode_prompts``' tensors and the completions drawn for them."""
         return cls(
             prompt_ids=inputs["input_ids"],
@@ -329,13 +345,18 @@ class QwenVLPolicy:
         model.to(device)
         model.eval()
         if activation_checkpointing not in (False, True, "all", "vision"):
-            raise ValueError(f"activation_checkpointing must be False, True/'all' or 'vision', got {activation_checkpointing!r}")
+            raise ValueError(
+                f"activation_checkpointing must be False, True/'all' or 'vision', got {activation_checkpointing!r}"
+            )
         if activation_checkpointing:
             # the ViT's blocks through transformers; decoder layers (True / "all") through
             # shared_prefix.checkpointed_layers, which, unlike transformers', keeps the shared-prefix cache
             visual = model.model.visual
             # transformers 5.x: activation_checkpointing_enable (gradient_checkpointing_enable deprecated)
-            enable = getattr(visual, "activation_checkpointing_enable", None) or visual.gradient_checkpointing_enable
+            enable = (
+                getattr(visual, "activation_checkpointing_enable", None)
+                or visual.gradient_checkpointing_enable
+            )
             enable({"use_reentrant": False})
         processor = load_processor(
             name_or_path, min_pixels=min_pixels, max_pixels=max_pixels, model_type=model.config.model_type
@@ -343,7 +364,9 @@ class QwenVLPolicy:
         options.setdefault("checkpoint_decoder", activation_checkpointing in (True, "all"))
         return cls(model, processor, **options)
 
-    def save_pretrained(self, out_dir: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    def save_pretrained(
+        self, out_dir: str | os.PathLike, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> Path:
         """Model and processor, loadable by :meth:`from_pretrained`. ``state_dict``: the weights to write
         instead of the model's own (FSDP2 passes the gathered full tensors)."""
         out = Path(out_dir)
@@ -473,12 +496,16 @@ class QwenVLPolicy:
                 devices = [self.device] if self.device.type == "cuda" else []
                 with torch.random.fork_rng(devices=devices):
                     if self.prefill_once:
-                        sequences = self._generate_prefill_once(inputs, num_samples, generation_config, processors)
+                        sequences = self._generate_prefill_once(
+                            inputs, num_samples, generation_config, processors
+                        )
                     else:
                         config = copy.deepcopy(generation_config)
                         config.num_return_sequences = num_samples  # transformers repeats the prompt G times
                         sequences = self.model.generate(
-                            **inputs, generation_config=config, logits_processor=processors,
+                            **inputs,
+                            generation_config=config,
+                            logits_processor=processors,
                             synced_gpus=self.synced_gpus,
                         )
         finally:
@@ -488,7 +515,9 @@ class QwenVLPolicy:
         completion_ids, completion_mask = self._completion_from_sequences(sequences[:, prompt_len:])
         texts = self.decode_completions(completion_ids, completion_mask)
         obs_index = torch.arange(batch_size, device=completion_ids.device).repeat_interleave(num_samples)
-        return Rollout.from_prompt_inputs(inputs, completion_ids, completion_mask, obs_index, texts, num_samples)
+        return Rollout.from_prompt_inputs(
+            inputs, completion_ids, completion_mask, obs_index, texts, num_samples
+        )
 
     @staticmethod
     def _observation_seeds(batch_size: int, observation_seeds, generator_seed) -> list[int]:
@@ -559,8 +588,9 @@ class QwenVLPolicy:
             completion_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
             completion_mask[i, : len(row)] = 1
         obs_index = torch.arange(len(rows), device=device)
-        return Rollout.from_prompt_inputs(inputs, completion_ids, completion_mask, obs_index,
-                                          [str(a) for a in answers], num_samples=1)
+        return Rollout.from_prompt_inputs(
+            inputs, completion_ids, completion_mask, obs_index, [str(a) for a in answers], num_samples=1
+        )
 
     def _completion_from_sequences(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask each generated row after its first stop token; pad the rest; drop all-padding columns."""

@@ -38,8 +38,14 @@ class PerRowGumbelSampler(LogitsProcessor):
     top-k 0, top-p 1): softmax of the result is one-hot, so greedy or multinomial selection agree.
     """
 
-    def __init__(self, row_seeds: Sequence[int], temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        row_seeds: Sequence[int],
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        device: torch.device | str = "cpu",
+    ):
         if temperature <= 0:
             raise ValueError("temperature must be > 0 (use greedy decoding for temperature 0)")
         self.warpers = [TemperatureLogitsWarper(float(temperature))]
@@ -60,7 +66,10 @@ class PerRowGumbelSampler(LogitsProcessor):
             scores = warper(input_ids, scores)
         vocab = scores.shape[1]
         uniform = torch.stack(
-            [torch.rand(vocab, generator=g, device=scores.device, dtype=torch.float32) for g in self.generators]
+            [
+                torch.rand(vocab, generator=g, device=scores.device, dtype=torch.float32)
+                for g in self.generators
+            ]
         )  # [N, V] in [0, 1)
         tiny = torch.finfo(torch.float32).tiny
         gumbel = -torch.log(-torch.log(uniform.clamp_(min=tiny, max=1.0 - 2**-24)))

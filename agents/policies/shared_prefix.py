@@ -83,7 +83,9 @@ def checkpointed_layers(layers: torch.nn.ModuleList, enabled: bool = True):
         yield
         return
     for layer in layers:
-        layer.forward = functools.partial(_maybe_checkpoint, layer.forward)  # an instance attribute: undone below
+        layer.forward = functools.partial(
+            _maybe_checkpoint, layer.forward
+        )  # an instance attribute: undone below
     try:
         yield
     finally:
@@ -211,9 +213,7 @@ def shared_prefix_hidden(
             ~mask, torch.finfo(embeds.dtype).min
         )
     layer_types = set(getattr(text_config, "layer_types", None) or ["full_attention"])
-    prefix = _PrefixKV(
-        [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers]
-    )
+    prefix = _PrefixKV([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers])
     with checkpointed_layers(language_model.layers, checkpoint_layers):
         answer_out = language_model(
             inputs_embeds=embeds,

@@ -22,7 +22,8 @@ class RLOOConfig(TrainConfig):
         choices=LOSS_TYPES,
     )
     beta: float = opt(
-        0.0, "Weight of the per-token KL to the frozen reference model (0 = no reference model is loaded).",
+        0.0,
+        "Weight of the per-token KL to the frozen reference model (0 = no reference model is loaded).",
         minimum=0,
     )
     kl_estimator: str = opt("k3", "KL estimator: k3 (>= 0, lower variance) or k1.", choices=KL_ESTIMATORS)
@@ -36,5 +37,6 @@ class RLOOConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self, "group_size", "RLOO's baseline is the mean of the other answers of the group",
-                minimum=2)
+        require(
+            self, "group_size", "RLOO's baseline is the mean of the other answers of the group", minimum=2
+        )

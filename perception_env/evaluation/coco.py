@@ -157,7 +157,11 @@ def coco_eval(coco_gt, results: list[dict], image_ids: Sequence[int] | None = No
             coco_dt = coco_gt.loadRes([dict(r) for r in results])
         else:
             coco_dt = _index(
-                {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"], "annotations": []}
+                {
+                    "images": coco_gt.dataset["images"],
+                    "categories": coco_gt.dataset["categories"],
+                    "annotations": [],
+                }
             )
         ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
         if image_ids is not None:

@@ -171,7 +171,9 @@ def bleu(reference: list[str], hypothesis: list[str]) -> float:
 
     if not reference or not hypothesis:
         return 0.0
-    with warnings.catch_warnings():  # "the hypothesis contains 0 counts of n-gram overlaps": score 0, as intended
+    with (
+        warnings.catch_warnings()
+    ):  # "the hypothesis contains 0 counts of n-gram overlaps": score 0, as intended
         warnings.simplefilter("ignore")
         return float(sentence_bleu([reference], hypothesis))
 

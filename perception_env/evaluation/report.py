@@ -84,7 +84,12 @@ def markdown_table(runs: Sequence[Mapping[str, Any]]) -> str:
             continue
         cols = columns_for(task, [r["metrics"] for r in rows])
         header = ["benchmark", "model"] + [c[1] for c in cols]
-        lines = [f"### {task}", "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|"]
+        lines = [
+            f"### {task}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] * 2 + ["---:"] * len(cols)) + "|",
+        ]
         for r in rows:
             cells = [str(r["benchmark"]), str(r["agent"])]
             cells += [format_value(r["metrics"].get(key), kind) for key, _, kind in cols]
@@ -110,14 +115,20 @@ def _json_safe(x: Any) -> Any:
 _UTF8_ERRORS = "backslashreplace"
 
 
-def write_outputs(out_dir: str | Path, run: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Path]:
+def write_outputs(
+    out_dir: str | Path, run: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> dict[str, Path]:
     """Write ``predictions.jsonl``, ``metrics.json`` (``run``) and ``table.md`` into ``out_dir``.
 
     Any ``str`` is written, lone surrogates included (as JSON ``\\uXXXX`` escapes, read back exactly).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"predictions": out / "predictions.jsonl", "metrics": out / "metrics.json", "table": out / "table.md"}
+    paths = {
+        "predictions": out / "predictions.jsonl",
+        "metrics": out / "metrics.json",
+        "table": out / "table.md",
+    }
     with paths["predictions"].open("w", encoding="utf-8", errors=_UTF8_ERRORS) as f:
         for record in records:
             f.write(json.dumps(_json_safe(record), ensure_ascii=False) + "\n")

@@ -149,13 +149,19 @@ def run_evaluation(
     notes = []
     if u.task == "detection":
         if official_coco(dataset, samples) is not None:
-            notes.append("detection ground truth: the dataset's own COCO annotations (official areas, iscrowd)")
+            notes.append(
+                "detection ground truth: the dataset's own COCO annotations (official areas, iscrowd)"
+            )
         else:
             notes.append("detection ground truth: built from the samples (area = box area, iscrowd honoured)")
-        notes.append("every predicted box scored 1.0 (as the paper); unlabelled or unknown-label boxes dropped")
+        notes.append(
+            "every predicted box scored 1.0 (as the paper); unlabelled or unknown-label boxes dropped"
+        )
     if u.task == "ocr" and any(contains_chinese(s.text) for s in samples) and chinese_tokenizer() != "jieba":
-        notes.append("Chinese text tokenised per character for word metrics (jieba not installed; the paper's "
-                     "Fox/GOT evaluation uses jieba: pip install 'perception-r1[zh]')")
+        notes.append(
+            "Chinese text tokenised per character for word metrics (jieba not installed; the paper's "
+            "Fox/GOT evaluation uses jieba: pip install 'perception-r1[zh]')"
+        )
     if u.task == "ocr" and "meteor" not in metrics:
         notes.append(
             "METEOR: NLTK's WordNet corpus is not installed, so meteor_exact_stem = METEOR with exact and "

@@ -74,7 +74,8 @@ def counting_points_reward(
             "n_gt": float(n_gt),
         },
         "matching": [
-            {"pred": int(r), "target": int(c), "distance": float(x), "tp": True} for r, c, x in zip(rows, cols, dist)
+            {"pred": int(r), "target": int(c), "distance": float(x), "tp": True}
+            for r, c, x in zip(rows, cols, dist)
         ],
         "unmatched_predictions": [i for i in range(n_pred) if i not in matched_pred],
         "unmatched_targets": [j for j in range(n_gt) if j not in matched_gt],
@@ -130,7 +131,9 @@ def score_counting(
     count_only = len(gt) != gt_count
     pred_count = parsed.count if fmt.produces == "count" else len(parsed.points)
     exact, _ = counting_exact_reward(pred_count, gt_count)
-    use_exact = cfg.kind in ("exact", "ratio") or (cfg.kind == "auto" and (fmt.produces == "count" or count_only))
+    use_exact = cfg.kind in ("exact", "ratio") or (
+        cfg.kind == "auto" and (fmt.produces == "count" or count_only)
+    )
     if use_exact:
         score = counting_ratio_reward if cfg.kind == "ratio" else counting_exact_reward
         reward, b = score(pred_count, gt_count)

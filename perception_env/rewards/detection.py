@@ -81,7 +81,9 @@ def _norm_label(label: object) -> str | None:
     return None if label is None else " ".join(str(label).lower().split())
 
 
-def label_agreement(pred_labels: Sequence[str | None], gt_labels: Sequence[str], n_pred: int, n_gt: int) -> np.ndarray:
+def label_agreement(
+    pred_labels: Sequence[str | None], gt_labels: Sequence[str], n_pred: int, n_gt: int
+) -> np.ndarray:
     """``[N_pred, N_gt]`` bool: labels equal ignoring case and extra whitespace (all True without gt labels)."""
     if len(gt_labels) == 0:
         return np.ones((n_pred, n_gt), dtype=bool)
@@ -89,7 +91,9 @@ def label_agreement(pred_labels: Sequence[str | None], gt_labels: Sequence[str],
     codes: dict[str, int] = {}
     gt = np.array([codes.setdefault(_norm_label(g), len(codes)) for g in gt_labels], dtype=np.int64)
     pred_labels = list(pred_labels) + [None] * (n_pred - len(pred_labels))
-    pred = np.array([codes.get(_norm_label(p), -1) if p is not None else -1 for p in pred_labels], dtype=np.int64)
+    pred = np.array(
+        [codes.get(_norm_label(p), -1) if p is not None else -1 for p in pred_labels], dtype=np.int64
+    )
     return pred[:, None] == gt[None, :]  # -1 (no label / unknown label) never equals a code
 
 
@@ -124,7 +128,9 @@ def detection_reward(
         if cfg.kind == "paper":
             scale = np.array([width, height, width, height], dtype=np.float64)
             p, g = (box_cxcywh(pred) / scale).T, (box_cxcywh(gt) / scale).T  # [4, N], [4, M]
-            l1 = sum(np.abs(p[k][:, None] - g[k][None, :]) for k in range(4))  # [N, M], no [N, M, 4] temporary
+            l1 = sum(
+                np.abs(p[k][:, None] - g[k][None, :]) for k in range(4)
+            )  # [N, M], no [N, M, 4] temporary
             cost = cfg.cost_class * (~label_ok) + cfg.cost_l1 * l1 - cfg.cost_giou * giou
         else:
             iou = iou * label_ok  # a wrong label earns nothing
@@ -195,7 +201,14 @@ def score_detection(
     fmt, frame = resolve(fmt, frame, sample)
     parsed = fmt.parse(answer, frame)
     reward, b = detection_reward(
-        parsed.boxes, parsed.labels, sample.boxes, sample.labels, sample.width, sample.height, parsed.well_formed, cfg
+        parsed.boxes,
+        parsed.labels,
+        sample.boxes,
+        sample.labels,
+        sample.width,
+        sample.height,
+        parsed.well_formed,
+        cfg,
     )
     reason = why(parsed)
     if reason is None and len(sample.boxes) and not len(parsed.boxes):

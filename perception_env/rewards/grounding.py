@@ -79,7 +79,9 @@ def score_grounding(
         reward=clamp(cfg.format_weight * wf + iou_term, cfg.max_reward),
         max_reward=cfg.max_reward,
         components=components,
-        matching=[] if pred is None else [{"pred": 0, "target": 0, "iou": b["components"]["iou"], "tp": True}],
+        matching=[]
+        if pred is None
+        else [{"pred": 0, "target": 0, "iou": b["components"]["iou"], "tp": True}],
         unmatched_predictions=list(range(1, len(parsed.boxes))) if pred is not None else [],
         unmatched_targets=[0] if pred is None else [],
         parsed=parsed,

@@ -26,7 +26,10 @@ def ocr_reward(pred: str | None, gt: str) -> tuple[float, dict]:
     distance = Levenshtein.distance(p, g)
     reward = 1.0 - distance / longest if longest else 1.0
     return clamp(reward, 1.0), {
-        "components": {"edit_distance": float(distance), "normalized_edit_distance": distance / longest if longest else 0.0}
+        "components": {
+            "edit_distance": float(distance),
+            "normalized_edit_distance": distance / longest if longest else 0.0,
+        }
     }
 
 
@@ -44,6 +47,8 @@ def score_ocr(
     components = {"format": 1.0 if parsed.well_formed else 0.0, **b["components"]}
     reason = why(parsed, None if parsed.text is not None else f"format {fmt.name!r} gives no text")
     if reason is None and reward < 1.0:
-        reason = (f"{int(b['components']['edit_distance'])} character edits from the truth "
-                  f"({b['components']['normalized_edit_distance']:.0%} of the longer text)")
+        reason = (
+            f"{int(b['components']['edit_distance'])} character edits from the truth "
+            f"({b['components']['normalized_edit_distance']:.0%} of the longer text)"
+        )
     return RewardResult(reward=reward, max_reward=1.0, components=components, parsed=parsed, reason=reason)

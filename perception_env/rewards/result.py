@@ -70,7 +70,9 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def resolve(fmt: AnswerFormat | str, frame: CoordinateFrame | None, sample: Sample) -> tuple[AnswerFormat, CoordinateFrame | None]:
+def resolve(
+    fmt: AnswerFormat | str, frame: CoordinateFrame | None, sample: Sample
+) -> tuple[AnswerFormat, CoordinateFrame | None]:
     """A format object, and the frame to read it in (the format's default for the sample when ``None``)."""
     fmt = get_format(fmt)
     if frame is None:

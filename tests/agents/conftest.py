@@ -8,4 +8,6 @@ def tiny_model_dir(tmp_path_factory):
     from agents.policies.tiny_model import build_tiny_model
 
     torch.set_num_threads(1)  # 2 threads stall each other on a loaded 2-core machine
-    return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", arch="qwen2-vl", preset="tiny", seed=0))
+    return str(
+        build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", arch="qwen2-vl", preset="tiny", seed=0)
+    )

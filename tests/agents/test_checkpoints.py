@@ -28,13 +28,35 @@ ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
 
 
 def _train_args(model: str, out: Path, name: str, *extra: str) -> list[str]:
-    return ["train", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
-            "--model", model, "--output-dir", str(out), "--run-name", name, "--prompts-per-step", "1",
-            "--group-size", "2", "--max-new-tokens", "2", "--beta", "0", "--log-samples-every", "0", *extra]
+    return [
+        "train",
+        "--env",
+        "PerceptionR1/Counting-v0",
+        "--env-kwargs",
+        json.dumps(ENV_KWARGS),
+        "--model",
+        model,
+        "--output-dir",
+        str(out),
+        "--run-name",
+        name,
+        "--prompts-per-step",
+        "1",
+        "--group-size",
+        "2",
+        "--max-new-tokens",
+        "2",
+        "--beta",
+        "0",
+        "--log-samples-every",
+        "0",
+        *extra,
+    ]
 
 
-def _fake_checkpoint(run: Path, step: int, saved_at: float | None = None, weights: bool = True,
-                     state: bool = True) -> Path:
+def _fake_checkpoint(
+    run: Path, step: int, saved_at: float | None = None, weights: bool = True, state: bool = True
+) -> Path:
     """A checkpoint folder with the files the checks look for (their content is not read)."""
     folder = run / "checkpoints" / f"step-{step:06d}"
     (folder / "policy").mkdir(parents=True)
@@ -110,8 +132,19 @@ def test_save_total_limit_deletes_the_earliest_written_never_the_newest(tmp_path
 
 
 def test_save_total_limit_in_a_run(tiny_model_dir, tmp_path):
-    main(_train_args(tiny_model_dir, tmp_path, "run", "--total-steps", "4", "--save-every", "1",
-                     "--save-total-limit", "2"))
+    main(
+        _train_args(
+            tiny_model_dir,
+            tmp_path,
+            "run",
+            "--total-steps",
+            "4",
+            "--save-every",
+            "1",
+            "--save-total-limit",
+            "2",
+        )
+    )
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-000003", "step-000004"]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["save_total_limit"] == 2
@@ -123,8 +156,17 @@ def test_resume_after_a_branch_continues_the_branch(two_step_run, tmp_path, caps
     main(["train", "--resume", str(run), "--total-steps", "4", "--save-every", "1"])  # the old run: 3, 4
     # a branch from step 1 with another learning rate, stopped after its step 2 (as if killed)
     with pytest.warns(CheckpointWarning, match="replaces step-000002, step-000003, step-000004"):
-        main(["train", "--resume", str(run / "checkpoints" / "step-000001"), "--learning-rate", "0.5",
-              "--total-steps", "2"])
+        main(
+            [
+                "train",
+                "--resume",
+                str(run / "checkpoints" / "step-000001"),
+                "--learning-rate",
+                "0.5",
+                "--total-steps",
+                "2",
+            ]
+        )
     capsys.readouterr()
     with pytest.warns(CheckpointWarning, match="replaces step-000003, step-000004"):  # the old run's, later
         main(["train", "--resume", str(run), "--total-steps", "3"])
@@ -133,7 +175,9 @@ def test_resume_after_a_branch_continues_the_branch(two_step_run, tmp_path, caps
     assert step3["config"]["learning_rate"] == 0.5  # the branch's option, not the old run's 1e-6
     # the lineage: the branch started at step 1, and was continued from its step 2
     assert [(Path(r["checkpoint"]).name, r["step"]) for r in step3["resumed_from"]] == [
-        ("step-000001", 1), ("step-000002", 2)]
+        ("step-000001", 1),
+        ("step-000002", 2),
+    ]
     assert json.loads((run / LATEST_FILE).read_text()) == {"checkpoint": "step-000003"}
 
 
@@ -189,8 +233,9 @@ def test_files_and_folders_reach_the_disk_before_the_rename(tiny_model_dir, tmp_
     events: list[tuple[str, str]] = []
     fsync, replace = trainer_module._fsync, os.replace
     monkeypatch.setattr(trainer_module, "_fsync", lambda p: (events.append(("fsync", str(p))), fsync(p))[1])
-    monkeypatch.setattr(os, "replace",
-                        lambda a, b: (events.append(("replace", f"{a} -> {b}")), replace(a, b))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (events.append(("replace", f"{a} -> {b}")), replace(a, b))[1]
+    )
     trainer = _trainer(tiny_model_dir, tmp_path / "run")
     trainer.step = 5
     final = trainer.save_checkpoint()
@@ -204,8 +249,9 @@ def test_files_and_folders_reach_the_disk_before_the_rename(tiny_model_dir, tmp_
 
 
 # ------------------------------------------------------------------------------ paths
-def test_a_relative_model_is_stored_absolute_and_resumes_from_elsewhere(tiny_model_dir, tmp_path, monkeypatch,
-                                                                         capsys):
+def test_a_relative_model_is_stored_absolute_and_resumes_from_elsewhere(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
     work = tmp_path / "work"
     work.mkdir()
     shutil.copytree(tiny_model_dir, work / "tiny")
@@ -227,8 +273,14 @@ def test_data_paths_in_env_kwargs_are_stored_absolute(tmp_path, monkeypatch):
 
     (tmp_path / "data" / "coco").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    config = GRPOConfig(model="Qwen/Qwen2-VL-2B-Instruct", env_kwargs={
-        "source": "coco", "difficulty": "easy", "data_kwargs": {"root": "data/coco", "image_dir": "absent"}})
+    config = GRPOConfig(
+        model="Qwen/Qwen2-VL-2B-Instruct",
+        env_kwargs={
+            "source": "coco",
+            "difficulty": "easy",
+            "data_kwargs": {"root": "data/coco", "image_dir": "absent"},
+        },
+    )
     absolute = config.with_absolute_paths()
     assert absolute.model == "Qwen/Qwen2-VL-2B-Instruct"  # a hub id stays as it is
     expected = {"root": str(tmp_path / "data" / "coco"), "image_dir": "absent"}  # absent: kept as typed

@@ -30,9 +30,20 @@ class AnswerLengthBonus(gym.Wrapper):
 def make_config(name, model, out, **overrides):
     _, config_cls = AGENTS[name]
     values = dict(
-        env_id="PerceptionR1/Counting-v0", env_kwargs=ENV_KWARGS, model=model, output_dir=str(out),
-        run_name="run", total_steps=2, prompts_per_step=2, group_size=3, max_new_tokens=3,
-        learning_rate=1e-2, save_every=100, log_every=0, log_samples_every=0, beta=0.04,
+        env_id="PerceptionR1/Counting-v0",
+        env_kwargs=ENV_KWARGS,
+        model=model,
+        output_dir=str(out),
+        run_name="run",
+        total_steps=2,
+        prompts_per_step=2,
+        group_size=3,
+        max_new_tokens=3,
+        learning_rate=1e-2,
+        save_every=100,
+        log_every=0,
+        log_samples_every=0,
+        beta=0.04,
         lr_scheduler="linear",
     )
     values.update(overrides)
@@ -117,8 +128,10 @@ def spy_on_loss(name, monkeypatch):
     real, calls = getattr(module, function), []
 
     def spy(*args, **kwargs):
-        calls.append([a.detach().clone() for a in args if isinstance(a, torch.Tensor) and a.ndim == 2]
-                     + [v.detach().clone() for v in kwargs.values() if isinstance(v, torch.Tensor)])
+        calls.append(
+            [a.detach().clone() for a in args if isinstance(a, torch.Tensor) and a.ndim == 2]
+            + [v.detach().clone() for v in kwargs.values() if isinstance(v, torch.Tensor)]
+        )
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, function, spy)
@@ -177,7 +190,7 @@ def metrics_with_micro_batches(name, model, out, size):
     batch = trainer.collect(0)
     mask = batch.rollout.completion_mask
     for i in range(mask.shape[0]):
-        mask[i, (1, 3, 2, 3, 3, 1)[i]:] = 0  # chunks of 1 or 3 answers hold unequal shares of the tokens
+        mask[i, (1, 3, 2, 3, 3, 1)[i] :] = 0  # chunks of 1 or 3 answers hold unequal shares of the tokens
     if name == "grpo":
         offset = 0.4 * torch.randn(mask.shape, generator=torch.Generator().manual_seed(1))
         real = agent._logprobs_no_grad
@@ -190,8 +203,10 @@ def metrics_with_micro_batches(name, model, out, size):
 
 
 def test_metrics_do_not_depend_on_the_micro_batch_size(name, tiny_model_dir, tmp_path):
-    runs = {size: metrics_with_micro_batches(name, tiny_model_dir, tmp_path / f"m{size}", size)
-            for size in (0, 1, 3)}
+    runs = {
+        size: metrics_with_micro_batches(name, tiny_model_dir, tmp_path / f"m{size}", size)
+        for size in (0, 1, 3)
+    }
     keys = ("loss", "kl", "entropy") + (("clip_fraction", "ratio_mean") if name == "grpo" else ())
     assert runs[0]["kl"] > 1e-3 and (name == "rloo" or 0 < runs[0]["clip_fraction"] < 1)
     for size in (1, 3):

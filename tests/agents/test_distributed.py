@@ -43,7 +43,9 @@ def _launch(args: list[str], ranks: int) -> str:
 
 
 def _train(model: str, out, name: str, ranks: int, *extra: str) -> str:
-    return _launch(["train", *TRAIN, "--model", model, "--output-dir", str(out), "--run-name", name, *extra], ranks)
+    return _launch(
+        ["train", *TRAIN, "--model", model, "--output-dir", str(out), "--run-name", name, *extra], ranks
+    )
 
 
 def _weights(run_dir, step: int = STEPS) -> dict[str, torch.Tensor]:
@@ -75,12 +77,18 @@ def test_two_ranks_give_the_parameters_of_one_process(strategy, tiny_model_dir, 
     assert max(float((one[k] - start[k]).abs().max()) for k in one) > 1e-4  # training moved them
     _assert_same(_weights(one_process / strategy), one)
     for step in range(1, STEPS + 1):  # and every checkpoint on the way, optimiser state included
-        a = torch.load(one_process / "one" / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt", weights_only=False)
-        b = torch.load(one_process / strategy / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt", weights_only=False)
+        a = torch.load(
+            one_process / "one" / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt", weights_only=False
+        )
+        b = torch.load(
+            one_process / strategy / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt",
+            weights_only=False,
+        )
         assert a["agent"]["optimizer"]["state"].keys() == b["agent"]["optimizer"]["state"].keys()
         for name, moments in a["agent"]["optimizer"]["state"].items():
-            torch.testing.assert_close(moments["exp_avg"], b["agent"]["optimizer"]["state"][name]["exp_avg"],
-                                       atol=1e-7, rtol=1e-4)
+            torch.testing.assert_close(
+                moments["exp_avg"], b["agent"]["optimizer"]["state"][name]["exp_avg"], atol=1e-7, rtol=1e-4
+            )
         assert (a["world_size"], b["world_size"]) == (1, 2)
 
 

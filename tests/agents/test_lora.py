@@ -27,7 +27,14 @@ def test_adapters_only_on_the_language_model_and_start_as_identity(tiny_model_di
     trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n and "language_model" in n for n in trainable)
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     torch.testing.assert_close(policy.completion_logprobs(rollout).detach(), before)  # B = 0 at the start
     with pytest.raises(ValueError, match="already"):
         apply_lora(policy)

@@ -75,8 +75,9 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny_model_dir, tmp_path):
 
     grads = []
     for size in (0, 3):
-        trainer = make_trainer("rloo", tiny_model_dir, tmp_path / f"m{size}", micro_batch_size=size,
-                               loss_type="token", beta=0.04)
+        trainer = make_trainer(
+            "rloo", tiny_model_dir, tmp_path / f"m{size}", micro_batch_size=size, loss_type="token", beta=0.04
+        )
         model = trainer.agent.policy.model
 
         def record(model=model, **kwargs):  # instead of the optimiser step: keep the accumulated gradient

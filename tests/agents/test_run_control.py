@@ -66,19 +66,35 @@ IMPOSSIBLE = [  # (agent, flags, the option the message must name, what it must 
     ("grpo", ["--eval-samples", "0"], "eval_samples (--eval-samples)", "must be >= 1"),
     ("rloo", ["--group-size", "1"], "group_size (--group-size)", "must be >= 2"),
     ("rloo", ["--beta", "-1"], "beta (--beta)", "must be >= 0"),
-    ("grpo", ["--min-pixels", "5000", "--max-pixels", "4000"], "min_pixels (--min-pixels)",
-     "must not exceed"),
+    (
+        "grpo",
+        ["--min-pixels", "5000", "--max-pixels", "4000"],
+        "min_pixels (--min-pixels)",
+        "must not exceed",
+    ),
     ("grpo", ["--env-kwargs", '{"max_pixels": 50000}'], "--max-pixels", "set it once"),
 ]
 
 
-@pytest.mark.parametrize("agent, flags, option, problem", IMPOSSIBLE,
-                         ids=[f"{a} {' '.join(f)}" for a, f, _, _ in IMPOSSIBLE])
-def test_an_impossible_setting_fails_at_start_naming_its_flag(agent, flags, option, problem, tmp_path,
-                                                              nothing_loads):
+@pytest.mark.parametrize(
+    "agent, flags, option, problem", IMPOSSIBLE, ids=[f"{a} {' '.join(f)}" for a, f, _, _ in IMPOSSIBLE]
+)
+def test_an_impossible_setting_fails_at_start_naming_its_flag(
+    agent, flags, option, problem, tmp_path, nothing_loads
+):
     # --model names a folder that does not exist: a message about it would mean the setting got past the check
-    message = _exit_message(["train", "--agent", agent, "--model", str(tmp_path / "absent"),
-                             "--output-dir", str(tmp_path), *flags])
+    message = _exit_message(
+        [
+            "train",
+            "--agent",
+            agent,
+            "--model",
+            str(tmp_path / "absent"),
+            "--output-dir",
+            str(tmp_path),
+            *flags,
+        ]
+    )
     assert option in message and problem in message, message
     assert "absent" not in message and not (tmp_path / "absent").exists()
 
@@ -135,11 +151,33 @@ def test_code_gets_the_same_checks_as_flags():
 def test_sft_output_that_is_a_file_fails_before_any_work(tmp_path, nothing_loads):
     existing = tmp_path / "weights.bin"
     existing.write_text("x")
-    message = _exit_message(["sft", "--env", "PerceptionR1/Counting-v0", "--model", str(tmp_path / "m"),
-                             "--output", str(existing), "--steps", "1"])
+    message = _exit_message(
+        [
+            "sft",
+            "--env",
+            "PerceptionR1/Counting-v0",
+            "--model",
+            str(tmp_path / "m"),
+            "--output",
+            str(existing),
+            "--steps",
+            "1",
+        ]
+    )
     assert f"--output {existing}: is an existing file, not a folder" in message
-    message = _exit_message(["sft", "--env", "PerceptionR1/Counting-v0", "--model", str(tmp_path / "m"),
-                             "--output", str(existing / "sub"), "--steps", "1"])
+    message = _exit_message(
+        [
+            "sft",
+            "--env",
+            "PerceptionR1/Counting-v0",
+            "--model",
+            str(tmp_path / "m"),
+            "--output",
+            str(existing / "sub"),
+            "--steps",
+            "1",
+        ]
+    )
     assert f"{existing} is a file, so the folder cannot be made" in message
 
 
@@ -153,8 +191,9 @@ def test_eval_output_that_is_a_file_fails_before_any_work(agent, tmp_path, nothi
 
 def test_train_run_folder_that_is_a_file_fails_before_any_work(tiny_model_dir, tmp_path, nothing_loads):
     (tmp_path / "run").write_text("x")
-    message = _exit_message(["train", "--model", tiny_model_dir, "--output-dir", str(tmp_path),
-                             "--run-name", "run"])
+    message = _exit_message(
+        ["train", "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "run"]
+    )
     assert "--output-dir / --run-name" in message and "is an existing file" in message
 
 
@@ -196,12 +235,15 @@ def test_a_hub_id_still_goes_to_the_hub_unchanged(monkeypatch):
     assert asked == ["Qwen/Qwen2-VL-2B-Instruct"]
 
 
-@pytest.mark.parametrize("removed, said", [
-    ("tokenizer.json", "no tokenizer.json (nor vocab.json + merges.txt)"),
-    ("config.json", "no config.json"),
-    ("model.safetensors", "no model weights"),
-    ("processor_config.json", "no preprocessor_config.json (nor processor_config.json)"),
-])
+@pytest.mark.parametrize(
+    "removed, said",
+    [
+        ("tokenizer.json", "no tokenizer.json (nor vocab.json + merges.txt)"),
+        ("config.json", "no config.json"),
+        ("model.safetensors", "no model weights"),
+        ("processor_config.json", "no preprocessor_config.json (nor processor_config.json)"),
+    ],
+)
 def test_a_model_folder_missing_a_piece_says_which(removed, said, tiny_model_dir, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
@@ -233,8 +275,17 @@ def test_a_model_file_cut_short_is_named(tiny_model_dir, tmp_path):
 def _trainer(model_dir: str, run_dir: Path, **overrides) -> Trainer:
     from agents.grpo.agent import GRPOAgent
 
-    values = dict(env_id="PerceptionR1/Counting-v0", env_kwargs=ENV_KWARGS, model=model_dir, total_steps=1,
-                  prompts_per_step=1, group_size=2, max_new_tokens=2, beta=0.0, log_samples_every=0)
+    values = dict(
+        env_id="PerceptionR1/Counting-v0",
+        env_kwargs=ENV_KWARGS,
+        model=model_dir,
+        total_steps=1,
+        prompts_per_step=1,
+        group_size=2,
+        max_new_tokens=2,
+        beta=0.0,
+        log_samples_every=0,
+    )
     config = GRPOConfig(**{**values, **overrides})
     agent = GRPOAgent(QwenVLPolicy.from_pretrained(model_dir), config)
     env = gym.make("PerceptionR1/Counting-v0", **ENV_KWARGS)
@@ -282,6 +333,19 @@ def test_sft_never_saves_non_finite_weights(tiny_model_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr("agents.sft.supervised_warm_start", poison)
     with pytest.raises(FloatingPointError, match="hold NaN or inf"):
-        main(["sft", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
-              "--model", tiny_model_dir, "--output", str(tmp_path / "warm"), "--steps", "1"])
+        main(
+            [
+                "sft",
+                "--env",
+                "PerceptionR1/Counting-v0",
+                "--env-kwargs",
+                json.dumps(ENV_KWARGS),
+                "--model",
+                tiny_model_dir,
+                "--output",
+                str(tmp_path / "warm"),
+                "--steps",
+                "1",
+            ]
+        )
     assert not (tmp_path / "warm").exists()

@@ -20,12 +20,21 @@ ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
 
 
 def choice_fields(config_cls):
-    return [(f.name, f.metadata["choices"]) for f in dataclasses.fields(config_cls) if f.metadata.get("choices")]
+    return [
+        (f.name, f.metadata["choices"]) for f in dataclasses.fields(config_cls) if f.metadata.get("choices")
+    ]
 
 
 def test_the_options_with_fixed_values_are_declared():
     names = {name for name, _ in choice_fields(GRPOConfig)}
-    assert {"loss_type", "kl_estimator", "parallel", "lr_scheduler", "activation_checkpointing", "dtype"} <= names
+    assert {
+        "loss_type",
+        "kl_estimator",
+        "parallel",
+        "lr_scheduler",
+        "activation_checkpointing",
+        "dtype",
+    } <= names
     assert {"loss_type", "kl_estimator"} <= {name for name, _ in choice_fields(RLOOConfig)}
 
 
@@ -48,10 +57,37 @@ def test_a_wrong_fixed_value_fails_before_anything_loads(config_cls, tmp_path, c
 
 
 def test_resume_with_a_config_file_keeps_the_runs_other_options(tiny_model_dir, tmp_path, capsys):
-    main(["train", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
-          "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "run", "--seed", "5",
-          "--total-steps", "1", "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2",
-          "--beta", "0", "--learning-rate", "0.001", "--log-samples-every", "0"])
+    main(
+        [
+            "train",
+            "--env",
+            "PerceptionR1/Counting-v0",
+            "--env-kwargs",
+            json.dumps(ENV_KWARGS),
+            "--model",
+            tiny_model_dir,
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "run",
+            "--seed",
+            "5",
+            "--total-steps",
+            "1",
+            "--prompts-per-step",
+            "1",
+            "--group-size",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--beta",
+            "0",
+            "--learning-rate",
+            "0.001",
+            "--log-samples-every",
+            "0",
+        ]
+    )
     longer = tmp_path / "longer.yaml"
     longer.write_text("total_steps: 2\n")
     main(["train", "--resume", str(tmp_path / "run"), "--config", str(longer)])
@@ -88,8 +124,21 @@ def test_train_max_pixels_reaches_the_env_and_the_processor(tiny_model_dir, tmp_
         return []
 
     monkeypatch.setattr(Trainer, "train", record)
-    main(["train", "--env", "PerceptionR1/Detection-v0", "--model", tiny_model_dir, "--max-pixels", "20000",
-          "--output-dir", str(tmp_path), "--beta", "0"])
+    main(
+        [
+            "train",
+            "--env",
+            "PerceptionR1/Detection-v0",
+            "--model",
+            tiny_model_dir,
+            "--max-pixels",
+            "20000",
+            "--output-dir",
+            str(tmp_path),
+            "--beta",
+            "0",
+        ]
+    )
     env, policy = seen["env"], seen["policy"]
     assert env.unwrapped.max_pixels == 20_000 and policy.pixel_bounds == (3136, 20_000)
     observation, info = env.reset(seed=0)
@@ -100,9 +149,19 @@ def test_train_max_pixels_reaches_the_env_and_the_processor(tiny_model_dir, tmp_
 def test_the_options_are_logged_to_tensorboard(tiny_model_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = GRPOConfig(env_id="PerceptionR1/Counting-v0", env_kwargs=ENV_KWARGS, model=tiny_model_dir,
-                        output_dir=str(tmp_path), run_name="tb", total_steps=1, prompts_per_step=1,
-                        group_size=2, max_new_tokens=2, beta=0.0, log_samples_every=0)
+    config = GRPOConfig(
+        env_id="PerceptionR1/Counting-v0",
+        env_kwargs=ENV_KWARGS,
+        model=tiny_model_dir,
+        output_dir=str(tmp_path),
+        run_name="tb",
+        total_steps=1,
+        prompts_per_step=1,
+        group_size=2,
+        max_new_tokens=2,
+        beta=0.0,
+        log_samples_every=0,
+    )
     run_dir = train(config, progress=False)
     events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0}).Reload()
     (logged,) = events.Tensors("hyperparameters/text_summary")

@@ -28,7 +28,9 @@ def test_draws_follow_the_softmax_of_the_tempered_logits():
     n = 40_000  # binomial std of a frequency <= 0.0025: 0.012 is about 5 std
     for temperature in (1.0, 0.5):
         expected = torch.softmax(LOGITS / temperature, 0)
-        torch.testing.assert_close(_frequencies(_draw(n, temperature=temperature)), expected, atol=0.012, rtol=0)
+        torch.testing.assert_close(
+            _frequencies(_draw(n, temperature=temperature)), expected, atol=0.012, rtol=0
+        )
 
 
 def test_top_k_and_top_p_never_sample_outside_their_set():
@@ -59,7 +61,12 @@ def test_a_rows_draws_depend_only_on_its_seed():
 def test_seeds_are_stable_numbers():
     assert derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(1, 0)
     assert 0 <= derive_seed(2**70, -3) < 2**63
-    assert row_seeds([5, 6], 2) == [derive_seed(5, 0), derive_seed(5, 1), derive_seed(6, 0), derive_seed(6, 1)]
+    assert row_seeds([5, 6], 2) == [
+        derive_seed(5, 0),
+        derive_seed(5, 1),
+        derive_seed(6, 0),
+        derive_seed(6, 1),
+    ]
 
 
 def test_rejects_a_seed_count_that_does_not_match_the_rows():
@@ -76,14 +83,18 @@ def test_an_observations_answers_do_not_depend_on_its_batch(policy, observations
     for b, observation in enumerate(observations):
         alone = policy.generate([observation], num_samples=3, max_new_tokens=8, observation_seeds=[seeds[b]])
         assert alone.texts == batch.texts[3 * b : 3 * b + 3]
-    reordered = policy.generate(observations[::-1], num_samples=3, max_new_tokens=8, observation_seeds=seeds[::-1])
+    reordered = policy.generate(
+        observations[::-1], num_samples=3, max_new_tokens=8, observation_seeds=seeds[::-1]
+    )
     assert reordered.texts[:3] == batch.texts[-3:]
 
 
 def test_generator_seed_and_observation_seeds_agree(policy, observations):  # noqa: F811
     by_run_seed = policy.generate(observations, num_samples=2, max_new_tokens=6, generator_seed=4)
     explicit = [derive_seed(4, b) for b in range(len(observations))]
-    by_observation = policy.generate(observations, num_samples=2, max_new_tokens=6, observation_seeds=explicit)
+    by_observation = policy.generate(
+        observations, num_samples=2, max_new_tokens=6, observation_seeds=explicit
+    )
     assert by_run_seed.texts == by_observation.texts
     with pytest.raises(ValueError, match="observation seeds"):
         policy.generate(observations, num_samples=2, max_new_tokens=6, observation_seeds=[1] * 9)

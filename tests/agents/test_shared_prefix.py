@@ -142,7 +142,9 @@ def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs
     weights = torch.randn(rollout.completion_ids.shape, generator=torch.Generator().manual_seed(1))
     policy.model.train()
     plain, plain_grads = _logprobs_and_grads(policy, rollout, True, weights)
-    policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2.5-vl"], activation_checkpointing=checkpointing)
+    policy = QwenVLPolicy.from_pretrained(
+        tiny_model_dirs["qwen2.5-vl"], activation_checkpointing=checkpointing
+    )
     policy.model.train()
     assert supports_shared_prefix(policy.model) and policy.checkpoint_decoder == (checkpointing is True)
     assert any(getattr(m, "gradient_checkpointing", False) for m in policy.model.model.visual.modules())
@@ -152,7 +154,9 @@ def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs
         layer.mlp.register_forward_pre_hook(lambda m, a: recomputed.append(torch.is_grad_enabled()))
     ckpt, ckpt_grads = _logprobs_and_grads(policy, rollout, shared, weights)
     if checkpointing is True:
-        assert len(recomputed) == (4 if shared else 2)  # (prompt + answer pass if shared) x (forward, backward)
+        assert len(recomputed) == (
+            4 if shared else 2
+        )  # (prompt + answer pass if shared) x (forward, backward)
         assert "forward" not in vars(layer)  # the wrapper is gone after the call
     torch.testing.assert_close(ckpt, plain, atol=1e-5, rtol=0)
     for name, grad in plain_grads.items():

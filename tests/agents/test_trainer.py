@@ -19,9 +19,19 @@ ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
 
 def _config(model, tmp_path, **overrides):
     values = dict(
-        env_id="PerceptionR1/Counting-v0", env_kwargs=ENV_KWARGS, model=model, output_dir=str(tmp_path),
-        run_name="run", total_steps=4, prompts_per_step=2, group_size=4, max_new_tokens=3,
-        learning_rate=1e-2, save_every=2, log_samples_every=2, beta=0.04,
+        env_id="PerceptionR1/Counting-v0",
+        env_kwargs=ENV_KWARGS,
+        model=model,
+        output_dir=str(tmp_path),
+        run_name="run",
+        total_steps=4,
+        prompts_per_step=2,
+        group_size=4,
+        max_new_tokens=3,
+        learning_rate=1e-2,
+        save_every=2,
+        log_samples_every=2,
+        beta=0.04,
     )
     values.update(overrides)
     return GRPOConfig(**values)
@@ -73,21 +83,29 @@ def test_one_grpo_step_changes_parameters_and_gives_finite_metrics(tiny_model_di
 
 
 def test_beta_zero_loads_no_reference(tiny_model_dir, tmp_path):
-    agent = GRPOAgent(QwenVLPolicy.from_pretrained(tiny_model_dir), _config(tiny_model_dir, tmp_path, beta=0.0))
+    agent = GRPOAgent(
+        QwenVLPolicy.from_pretrained(tiny_model_dir), _config(tiny_model_dir, tmp_path, beta=0.0)
+    )
     assert agent.reference is None
 
 
 @pytest.mark.parametrize("micro_batch_size", [0, 3])
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tiny_model_dir, tmp_path, micro_batch_size):
     # a decaying schedule, so a scheduler that was not restored would show
-    straight = _config(tiny_model_dir, tmp_path / "a", micro_batch_size=micro_batch_size, lr_scheduler="linear")
+    straight = _config(
+        tiny_model_dir, tmp_path / "a", micro_batch_size=micro_batch_size, lr_scheduler="linear"
+    )
     train(straight, progress=False, env=_env())
     # interrupted: stop after 2 of 4 steps (as if killed after the step-2 checkpoint), then resume
-    interrupted = _config(tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear")
+    interrupted = _config(
+        tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear"
+    )
     train(interrupted, progress=False, env=_env(), stop_at=2)
     state = torch.load(latest_checkpoint(tmp_path / "b" / "run") / "trainer_state.pt", weights_only=False)
     assert state["step"] == 2 and state["data_position"] == 4
-    resumed = _config(tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear")
+    resumed = _config(
+        tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear"
+    )
     train(resumed, resume=str(tmp_path / "b" / "run"), progress=False, env=_env())
 
     a = QwenVLPolicy.from_pretrained(str(latest_checkpoint(tmp_path / "a" / "run") / "policy")).model
@@ -102,28 +120,85 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tiny_model_dir
 def test_tensorboard_logs_are_written(tiny_model_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run_dir = train(_config(tiny_model_dir, tmp_path, total_steps=2, eval_every=2, eval_samples=4), progress=False)
+    run_dir = train(
+        _config(tiny_model_dir, tmp_path, total_steps=2, eval_every=2, eval_samples=4), progress=False
+    )
     events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"reward/mean", "reward/std", "reward/frac_reward_zero_std" if False else "train/frac_reward_zero_std",
-            "train/kl", "train/entropy", "completions/mean_length", "perf/samples_per_s",
-            "train/learning_rate", "train/clip_fraction"} <= scalars
+    assert {
+        "reward/mean",
+        "reward/std",
+        "reward/frac_reward_zero_std" if False else "train/frac_reward_zero_std",
+        "train/kl",
+        "train/entropy",
+        "completions/mean_length",
+        "perf/samples_per_s",
+        "train/learning_rate",
+        "train/clip_fraction",
+    } <= scalars
     assert any(tag.startswith("reward/") and tag not in ("reward/mean", "reward/std") for tag in scalars)
     assert "samples/best_answer" in events.Tags()["images"]
-    assert {"eval/success", "eval/accuracy", "eval/mae"} <= scalars  # the paper's counting metrics, periodically
+    assert {
+        "eval/success",
+        "eval/accuracy",
+        "eval/mae",
+    } <= scalars  # the paper's counting metrics, periodically
     assert json.loads((run_dir / "config.json").read_text())["group_size"] == 4
 
 
 def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
-    args = ["train", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
-            "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "cli",
-            "--total-steps", "1", "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2",
-            "--beta", "0", "--scale-rewards", "none"]
+    args = [
+        "train",
+        "--env",
+        "PerceptionR1/Counting-v0",
+        "--env-kwargs",
+        json.dumps(ENV_KWARGS),
+        "--model",
+        tiny_model_dir,
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "cli",
+        "--total-steps",
+        "1",
+        "--prompts-per-step",
+        "1",
+        "--group-size",
+        "2",
+        "--max-new-tokens",
+        "2",
+        "--beta",
+        "0",
+        "--scale-rewards",
+        "none",
+    ]
     main(args)
     assert (tmp_path / "cli" / "checkpoints" / "step-000001" / "policy").is_dir()
-    main(["train", "--resume", str(tmp_path / "cli"), "--total-steps", "2", "--model", tiny_model_dir,
-          "--env-kwargs", json.dumps(ENV_KWARGS), "--group-size", "2", "--prompts-per-step", "1",
-          "--max-new-tokens", "2", "--beta", "0", "--output-dir", str(tmp_path), "--run-name", "cli"])
+    main(
+        [
+            "train",
+            "--resume",
+            str(tmp_path / "cli"),
+            "--total-steps",
+            "2",
+            "--model",
+            tiny_model_dir,
+            "--env-kwargs",
+            json.dumps(ENV_KWARGS),
+            "--group-size",
+            "2",
+            "--prompts-per-step",
+            "1",
+            "--max-new-tokens",
+            "2",
+            "--beta",
+            "0",
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "cli",
+        ]
+    )
     out = capsys.readouterr().out
     assert "resumed from" in out and (tmp_path / "cli" / "checkpoints" / "step-000002").is_dir()
 
@@ -151,10 +226,30 @@ def test_make_env_scoring_of_groups_matches_the_env(tiny_model_dir):
 
 
 def test_cli_rloo_with_lora_trains_and_resumes(tiny_model_dir, tmp_path, capsys):
-    common = ["--agent", "rloo", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
-              "--model", tiny_model_dir, "--output-dir", str(tmp_path), "--run-name", "lora",
-              "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2", "--lora-r", "4",
-              "--activation-checkpointing", "all"]
+    common = [
+        "--agent",
+        "rloo",
+        "--env",
+        "PerceptionR1/Counting-v0",
+        "--env-kwargs",
+        json.dumps(ENV_KWARGS),
+        "--model",
+        tiny_model_dir,
+        "--output-dir",
+        str(tmp_path),
+        "--run-name",
+        "lora",
+        "--prompts-per-step",
+        "1",
+        "--group-size",
+        "2",
+        "--max-new-tokens",
+        "2",
+        "--lora-r",
+        "4",
+        "--activation-checkpointing",
+        "all",
+    ]
     main(["train", *common, "--total-steps", "1"])
     policy_dir = tmp_path / "lora" / "checkpoints" / "step-000001" / "policy"
     assert (policy_dir / "adapter_config.json").is_file()  # adapters only, not the whole model

@@ -298,8 +298,13 @@ def _refcoco_missing(tmp_path):
 
 def _pixmo_missing(tmp_path):
     write_png(tmp_path / "p.png")
-    path = write_jsonl(tmp_path / "train.jsonl", [{"image": "p.png", "label": "a", "count": 0, "points": []},
-                                                  {"image": "b.png", "label": "a", "count": 0, "points": []}])
+    path = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"image": "p.png", "label": "a", "count": 0, "points": []},
+            {"image": "b.png", "label": "a", "count": 0, "points": []},
+        ],
+    )
     return lambda: PixmoCount(path), tmp_path / "b.png", path, "line 2"
 
 
@@ -368,7 +373,9 @@ def test_refcoco_box_outside_and_declared_size_fail_at_load(tmp_path):
     data = coco_dict()
     data["annotations"][2]["bbox"] = [0, 0, 41.5, 30]
     (folder / "instances.json").write_text(json.dumps(data))
-    with pytest.raises(DatasetFormatError, match=r"instances.json, annotation 102: bbox of image 3 .* outsid"):
+    with pytest.raises(
+        DatasetFormatError, match=r"instances.json, annotation 102: bbox of image 3 .* outsid"
+    ):
         RefCocoGrounding.from_root(tmp_path)
     data = coco_dict()
     data["images"][0].update(width=30, height=40)
@@ -384,7 +391,9 @@ def _refs_with_problems() -> list:
     refs[2]["split"] = "TRAIN"
     refs[2]["sentences"].append({"sent": "  ", "sent_id": 32})  # an empty sentence
     refs.append({**refs[0], "ref_id": 4, "sentences": []})  # a ref without sentences
-    refs.append({**refs[0], "ref_id": 5, "category_id": 555, "sentences": [{"sent": "a thing", "sent_id": 51}]})
+    refs.append(
+        {**refs[0], "ref_id": 5, "category_id": 555, "sentences": [{"sent": "a thing", "sent_id": 51}]}
+    )
     refs.append({**refs[0], "ref_id": 6, "split": "dev"})  # no refer split
     return refs
 
@@ -449,7 +458,12 @@ def test_split_file_ambiguous_or_missing(tmp_path):
 
 def test_jsonl_unknown_label_names_the_line(tmp_path):
     write_png(tmp_path / "a.png")
-    path = write_jsonl(tmp_path / "d.jsonl", [{"image": "a.png", "boxes": [], "labels": []},
-                                              {"image": "a.png", "boxes": [[1, 1, 2, 2]], "labels": ["yak"]}])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"image": "a.png", "boxes": [], "labels": []},
+            {"image": "a.png", "boxes": [[1, 1, 2, 2]], "labels": ["yak"]},
+        ],
+    )
     with pytest.raises(DatasetFormatError, match=r"d.jsonl, line 2: labels \['yak'\] are not in the given"):
         JsonlDataset(path, "detection", categories=["cat"])

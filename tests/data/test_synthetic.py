@@ -156,7 +156,12 @@ def test_difficulty_by_name_or_instance():
 def test_difficulty_from_a_json_mapping():
     """The form --env-kwargs and checkpoints carry: overrides on a preset, lists as tuples."""
     d = get_difficulty({"base": "medium", "shapes": ["circle", "star"], "count_range": [1, 3]})
-    assert (d.image_size, d.shapes, d.count_range, d.name) == (224, ("circle", "star"), (1, 3), "medium+custom")
+    assert (d.image_size, d.shapes, d.count_range, d.name) == (
+        224,
+        ("circle", "star"),
+        (1, 3),
+        "medium+custom",
+    )
     assert get_difficulty({"count_query": "all"}).image_size == EASY.image_size  # base defaults to easy
     with pytest.raises(ValueError, match="unknown difficulty field"):
         get_difficulty({"colour": ["red"]})

@@ -9,4 +9,8 @@ def eval_tiny_model_dir(tmp_path_factory):
     from agents.policies.tiny_model import build_tiny_model
 
     torch.set_num_threads(1)
-    return str(build_tiny_model(tmp_path_factory.mktemp("eval-tiny") / "model", arch="qwen2-vl", preset="tiny", seed=0))
+    return str(
+        build_tiny_model(
+            tmp_path_factory.mktemp("eval-tiny") / "model", arch="qwen2-vl", preset="tiny", seed=0
+        )
+    )

@@ -20,8 +20,22 @@ HEADLINE = {  # the paper's metric per task, and the oracle's value
 @pytest.mark.parametrize("env_id", sorted(perception_env.ENV_IDS))
 def test_cli_oracle_on_built_in_data(env_id, tmp_path, capsys):
     out = tmp_path / "run"
-    main(["eval", "--env", env_id, "--agent", "oracle", "--limit", "6", "--output", str(out), "--quiet",
-          "--env-kwargs", '{"difficulty": "easy"}'])
+    main(
+        [
+            "eval",
+            "--env",
+            env_id,
+            "--agent",
+            "oracle",
+            "--limit",
+            "6",
+            "--output",
+            str(out),
+            "--quiet",
+            "--env-kwargs",
+            '{"difficulty": "easy"}',
+        ]
+    )
     run = json.loads((out / "metrics.json").read_text())
     key, value = HEADLINE[env_id]
     assert run["metrics"][key] == pytest.approx(value)
@@ -39,7 +53,20 @@ def test_cli_oracle_on_built_in_data(env_id, tmp_path, capsys):
 @pytest.mark.parametrize("agent", ["empty", "random"])
 def test_cli_floor_agents(agent, tmp_path):
     out = tmp_path / agent
-    main(["eval", "--env", "PerceptionR1/Detection-v0", "--agent", agent, "--limit", "4", "--output", str(out), "--quiet"])
+    main(
+        [
+            "eval",
+            "--env",
+            "PerceptionR1/Detection-v0",
+            "--agent",
+            agent,
+            "--limit",
+            "4",
+            "--output",
+            str(out),
+            "--quiet",
+        ]
+    )
     run = json.loads((out / "metrics.json").read_text())
     assert run["metrics"]["AP"] == 0.0
     assert run["agent_kind"] == agent
@@ -56,14 +83,33 @@ def test_task_metrics_from_env_step_infos():
     from_infos = task_metrics("grounding", infos, samples)
     from_runner = run_evaluation(env, REFERENCE_AGENTS["oracle"](), limit=5).metrics
     assert from_infos["acc@0.5"] == from_runner["acc@0.5"] == 1.0
-    assert from_infos["mean_iou"] == pytest.approx(from_runner["mean_iou"], abs=1e-3)  # infos round to 0.01 px
+    assert from_infos["mean_iou"] == pytest.approx(
+        from_runner["mean_iou"], abs=1e-3
+    )  # infos round to 0.01 px
 
 
 def test_cli_tiny_model(eval_tiny_model_dir, tmp_path):
     out = tmp_path / "tiny"
-    main(["eval", "--env", "PerceptionR1/Counting-v0", "--model", eval_tiny_model_dir, "--limit", "3",
-          "--batch-size", "2", "--max-new-tokens", "6", "--output", str(out), "--quiet",
-          "--env-kwargs", '{"difficulty": "easy"}'])
+    main(
+        [
+            "eval",
+            "--env",
+            "PerceptionR1/Counting-v0",
+            "--model",
+            eval_tiny_model_dir,
+            "--limit",
+            "3",
+            "--batch-size",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--output",
+            str(out),
+            "--quiet",
+            "--env-kwargs",
+            '{"difficulty": "easy"}',
+        ]
+    )
     run = json.loads((out / "metrics.json").read_text())
     assert run["agent_kind"] == "model" and run["agent"] == "model" and run["metrics"]["n"] == 3
     assert 0.0 <= run["metrics"]["accuracy"] <= 1.0
@@ -80,4 +126,6 @@ def test_benchmark_label_names_the_split_once():
 
     assert benchmark_label("coco", "val") == "coco val"
     assert benchmark_label("refcoco-testA", "testA") == "refcoco-testA"
-    assert benchmark_label("refcoco-testA", "testa") == "refcoco-testA"  # loaders read split names in any case
+    assert (
+        benchmark_label("refcoco-testA", "testa") == "refcoco-testA"
+    )  # loaders read split names in any case

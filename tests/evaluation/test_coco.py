@@ -20,7 +20,14 @@ CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 7, "
 
 
 def _ann(aid, iid, cid, x, y, w, h, crowd=0):
-    return {"id": aid, "image_id": iid, "category_id": cid, "bbox": [x, y, w, h], "area": w * h, "iscrowd": crowd}
+    return {
+        "id": aid,
+        "image_id": iid,
+        "category_id": cid,
+        "bbox": [x, y, w, h],
+        "area": w * h,
+        "iscrowd": crowd,
+    }
 
 
 @pytest.fixture
@@ -47,7 +54,13 @@ def coco_fixture(tmp_path):
 # Per image: boxes [x1, y1, x2, y2] in pixels and labels.
 PREDICTIONS = {
     11: (
-        [[10, 10, 110, 210], [305, 302, 362, 340], [420, 30, 560, 160], [5, 400, 25, 420], [200, 200, 240, 240]],
+        [
+            [10, 10, 110, 210],
+            [305, 302, 362, 340],
+            [420, 30, 560, 160],
+            [5, 400, 25, 420],
+            [200, 200, 240, 240],
+        ],
         ["person", "Car ", "person", "cat", "dog"],  # "Car " maps by case/space; "cat" is no category
     ),
     12: ([], []),
@@ -66,7 +79,14 @@ def _pycocotools_stats(path, image_ids):
         for b, label in zip(*PREDICTIONS[iid]):
             cid = name_to_id.get(label.strip().lower())
             if cid is not None:
-                results.append({"image_id": iid, "category_id": cid, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": 1.0})
+                results.append(
+                    {
+                        "image_id": iid,
+                        "category_id": cid,
+                        "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                        "score": 1.0,
+                    }
+                )
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(path))
         ev = COCOeval(gt, gt.loadRes(results), "bbox")
@@ -98,7 +118,9 @@ def test_detection_ap_equals_pycocotools(coco_fixture):
     assert 0 < ours["AP"] < 1  # a non-trivial case: misses, a false positive, a crowd hit
     assert ours["dropped_predictions"] == 1  # "cat"
     # a subset of images (as --limit does): only those are evaluated
-    np.testing.assert_allclose(_as_stats(_ours(ds.coco, ds.name_to_category_id, [12, 13])), _pycocotools_stats(path, [12, 13]))
+    np.testing.assert_allclose(
+        _as_stats(_ours(ds.coco, ds.name_to_category_id, [12, 13])), _pycocotools_stats(path, [12, 13])
+    )
 
 
 def test_in_memory_ground_truth_equals_file(coco_fixture):
@@ -106,15 +128,27 @@ def test_in_memory_ground_truth_equals_file(coco_fixture):
     path, root = coco_fixture
     ds = CocoDetection(path, root)
     samples = [ds[i] for i in range(len(ds))]
-    coco, name_to_id = coco_from_samples(samples, ds.categories, image_ids=[s.meta["image_id"] for s in samples])
-    np.testing.assert_allclose(_as_stats(_ours(coco, name_to_id, [11, 12, 13])), _pycocotools_stats(path, [11, 12, 13]))
+    coco, name_to_id = coco_from_samples(
+        samples, ds.categories, image_ids=[s.meta["image_id"] for s in samples]
+    )
+    np.testing.assert_allclose(
+        _as_stats(_ours(coco, name_to_id, [11, 12, 13])), _pycocotools_stats(path, [11, 12, 13])
+    )
 
 
 def test_task_metrics_uses_the_official_index(coco_fixture):
     path, root = coco_fixture
     ds = CocoDetection(path, root)
     samples = [ds[i] for i in range(len(ds))]
-    infos = [{"parsed": {"boxes": PREDICTIONS[s.meta["image_id"]][0], "labels": PREDICTIONS[s.meta["image_id"]][1]}} for s in samples]
+    infos = [
+        {
+            "parsed": {
+                "boxes": PREDICTIONS[s.meta["image_id"]][0],
+                "labels": PREDICTIONS[s.meta["image_id"]][1],
+            }
+        }
+        for s in samples
+    ]
     m = task_metrics("detection", infos, samples, dataset=ds)
     assert m["official_coco_gt"] == 1.0
     np.testing.assert_allclose(_as_stats(m), _pycocotools_stats(path, [11, 12, 13]))
@@ -143,12 +177,22 @@ class _ListDataset:
 
 def _resized_env():
     image = np.zeros((480, 640, 3), dtype=np.uint8)
-    boxes = np.array([[160, 120, 180, 140], [40, 50, 200, 170], [300, 100, 620, 470], [400, 20, 460, 80]], dtype=float)
+    boxes = np.array(
+        [[160, 120, 180, 140], [40, 50, 200, 170], [300, 100, 620, 470], [400, 20, 460, 80]], dtype=float
+    )
     # areas: 400 (small), 19200 and 118400 (large), 3600 (medium)
     samples = [
         Sample("img/0", 640, 480, image=image, boxes=boxes, labels=("dog", "car", "person", "car")),
         Sample("img/1", 640, 480, image=image),  # empty image
-        Sample("img/2", 640, 480, image=image, boxes=boxes[1:], labels=("person", "person", "dog"), iscrowd=(False, True, False)),
+        Sample(
+            "img/2",
+            640,
+            480,
+            image=image,
+            boxes=boxes[1:],
+            labels=("person", "person", "dog"),
+            iscrowd=(False, True, False),
+        ),
     ]
     return DetectionEnv(dataset=_ListDataset(samples), answer_format="qwen2.5-vl")
 

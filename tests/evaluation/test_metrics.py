@@ -8,7 +8,12 @@ import warnings
 import pytest
 
 from perception_env.evaluation import metrics as M
-from perception_env.evaluation.metrics import counting_metrics, grounding_metrics, ocr_metrics, ocr_sample_metrics
+from perception_env.evaluation.metrics import (
+    counting_metrics,
+    grounding_metrics,
+    ocr_metrics,
+    ocr_sample_metrics,
+)
 
 
 def test_grounding_metrics_by_hand():
@@ -48,7 +53,9 @@ def test_ocr_edit_distance_and_word_prf_by_hand():
     assert m["precision"] == 1.0  # {the, cat, sat} all in the reference
     assert m["recall"] == 0.75  # 3 of {the, cat, sat, down}
     assert m["f1"] == pytest.approx(2 * 0.75 / 1.75)
-    assert m["bleu"] == pytest.approx(0.0, abs=1e-12)  # 3 words: no 4-gram, and NLTK's unsmoothed BLEU is then 0 (as Fox/GOT)
+    assert m["bleu"] == pytest.approx(
+        0.0, abs=1e-12
+    )  # 3 words: no 4-gram, and NLTK's unsmoothed BLEU is then 0 (as Fox/GOT)
     # raw strings: whitespace counts for the edit distance
     assert ocr_sample_metrics("a  b", "a b")["edit_distance"] == pytest.approx(1 / 4)
 
@@ -58,7 +65,9 @@ def test_word_prf_matches_nltk():
 
     ref, hyp = "a b c d a".split(), "a x c y z".split()
     p, r, f = M.word_prf(ref, hyp)
-    assert (p, r, f) == pytest.approx((precision(set(ref), set(hyp)), recall(set(ref), set(hyp)), f_measure(set(ref), set(hyp))))
+    assert (p, r, f) == pytest.approx(
+        (precision(set(ref), set(hyp)), recall(set(ref), set(hyp)), f_measure(set(ref), set(hyp)))
+    )
 
 
 def test_bleu_known_pair():
@@ -156,7 +165,16 @@ def jieba_stand_in(monkeypatch):
 
 
 def test_stand_in_cuts_as_jieba_does():
-    assert stand_in_lcut("我们 今天去公园。\r\n很好") == ["我们", " ", "今天", "去", "公园", "。", "\r\n", "很好"]
+    assert stand_in_lcut("我们 今天去公园。\r\n很好") == [
+        "我们",
+        " ",
+        "今天",
+        "去",
+        "公园",
+        "。",
+        "\r\n",
+        "很好",
+    ]
 
 
 def test_chinese_words_keep_jiebas_whitespace_tokens(jieba_stand_in):

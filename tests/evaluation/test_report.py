@@ -28,13 +28,33 @@ def test_table_matches_metrics_json(tmp_path):
             "task": "detection",
             "benchmark": "COCO val2017",
             "agent": "model-a",
-            "metrics": {"AP": 0.3191, "AP50": 0.467, "AP75": 0.334, "APs": 0.1, "APm": 0.25, "APl": float("nan"), "n": 5000.0, "reward": 1.234, "success": 0.05},
+            "metrics": {
+                "AP": 0.3191,
+                "AP50": 0.467,
+                "AP75": 0.334,
+                "APs": 0.1,
+                "APm": 0.25,
+                "APl": float("nan"),
+                "n": 5000.0,
+                "reward": 1.234,
+                "success": 0.05,
+            },
         },
         {
             "task": "ocr",
             "benchmark": "PageOCR en",
             "agent": "model-b",
-            "metrics": {"edit_distance": 0.035, "f1": 0.982, "precision": 0.99, "recall": 0.975, "bleu": 0.9, "meteor_exact_stem": 0.95, "n": 100.0, "reward": 0.96, "success": 0.4},
+            "metrics": {
+                "edit_distance": 0.035,
+                "f1": 0.982,
+                "precision": 0.99,
+                "recall": 0.975,
+                "bleu": 0.9,
+                "meteor_exact_stem": 0.95,
+                "n": 100.0,
+                "reward": 0.96,
+                "success": 0.4,
+            },
         },
     ]
     paths = write_outputs(tmp_path, runs[0], [{"index": 0}])
@@ -70,15 +90,19 @@ def test_every_paper_metric_has_a_column():
     }
     for task, keys in produced.items():
         assert keys == {key for key, _, _ in COLUMNS[task]}, task
-    run = {"task": "grounding", "benchmark": "RefCOCO val", "agent": "m",
-           "metrics": grounding_metrics([[0, 0, 10, 10], [0, 0, 10, 5]], [[0, 0, 10, 10]] * 2)}
+    run = {
+        "task": "grounding",
+        "benchmark": "RefCOCO val",
+        "agent": "m",
+        "metrics": grounding_metrics([[0, 0, 10, 10], [0, 0, 10, 5]], [[0, 0, 10, 10]] * 2),
+    }
     row = _parse_table(markdown_table([run]))["m"]
     assert row["Acc@0.5"] == "100.0" and row["Acc@0.75"] == "50.0" and row["mIoU"] == "75.0"  # by hand
 
 
 def test_any_answer_string_is_written_and_read_back(tmp_path):
     """A lone surrogate (e.g. from a 'surrogatepass' decode) made writing predictions.jsonl raise."""
-    answers = ["a\ud800b", "\udfff", "\\\ud83d", "中文 OCR ✓", "🙂 \\u00e9 \"quoted\"", "plain"]
+    answers = ["a\ud800b", "\udfff", "\\\ud83d", "中文 OCR ✓", '🙂 \\u00e9 "quoted"', "plain"]
     records = [{"index": i, "answer": a, "parsed": {"labels": [a]}} for i, a in enumerate(answers)]
     run = {"task": "ocr", "benchmark": "b\udc80", "agent": "model \ud800", "metrics": {"n": 6.0}}
     paths = write_outputs(tmp_path, run, records)

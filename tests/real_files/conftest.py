@@ -38,7 +38,9 @@ def real_image_processors() -> dict:
     out = {}
     for name in MODELS:
         # the released files' own keys: a ``size=`` argument would be overridden by their max_pixels
-        processor = AutoImageProcessor.from_pretrained(real_dir(name), min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+        processor = AutoImageProcessor.from_pretrained(
+            real_dir(name), min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
+        )
         assert (processor.size["shortest_edge"], processor.size["longest_edge"]) == (MIN_PIXELS, MAX_PIXELS)
         out[name] = processor
     return out

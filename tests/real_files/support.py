@@ -97,16 +97,26 @@ def shrunk_config(name: str) -> dict:
     """
     config = json.loads((real_dir(name) / "config.json").read_text(encoding="utf-8"))
     config.update(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=128, max_window_layers=2,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_window_layers=2,
     )
     config["rope_scaling"] = {**config["rope_scaling"], "mrope_section": [2, 3, 3]}
     vision = config["vision_config"]
     if config["model_type"] == "qwen2_vl":
         vision.update(depth=1, embed_dim=32, num_heads=2, hidden_size=64)
     else:
-        vision.update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                      fullatt_block_indexes=[1])
+        vision.update(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            fullatt_block_indexes=[1],
+        )
     return config
 
 

@@ -77,7 +77,9 @@ def test_oracle_answers_round_trip_through_tokenizer(name, env_id, fmt, real_tok
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("env_id,fmt", [c for c in CASES if c[1] in ("qwen2-vl", "qwen2.5-vl", "text")])
-def test_teacher_forcing_tokens_are_the_released_encoding(name, env_id, fmt, prompt_policies, real_tokenizers):
+def test_teacher_forcing_tokens_are_the_released_encoding(
+    name, env_id, fmt, prompt_policies, real_tokenizers
+):
     """The policy's supervised completion is encode(oracle) + <|im_end|>; its decoded text scores the same."""
     policy, tokenizer = prompt_policies[name], real_tokenizers[name]
     env, answers = oracle_answers(env_id, fmt)

@@ -38,7 +38,9 @@ SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 def reference(name, tokenizers, image_processors, observation):
     """(input ids, image_grid_thw, pixel_values) as transformers renders the released files, no project code."""
     tokenizer, image_processor = tokenizers[name], image_processors[name]
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": observation["prompt"]}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": observation["prompt"]}]}
+    ]
     text = tokenizer.apply_chat_template(
         messages, chat_template=vision_template(name), tokenize=False, add_generation_prompt=True
     )
@@ -59,13 +61,17 @@ def observation_for(env_id, fmt, index=0, **kwargs):
 def test_cases_cover_every_env_and_format():
     """The parametrisation below is every (env, format) pair: 9 of them, 4 envs."""
     assert len(CASES) == 9 and len({env_id for env_id, _ in CASES}) == 4
-    assert ("PerceptionR1/Counting-v0", "qwen2-vl-points") in CASES and ("PerceptionR1/OCR-v0", "text") in CASES
+    assert ("PerceptionR1/Counting-v0", "qwen2-vl-points") in CASES and (
+        "PerceptionR1/OCR-v0",
+        "text",
+    ) in CASES
 
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("env_id,fmt", CASES)
-def test_prompt_ids_equal_released_template(name, env_id, fmt, prompt_policies, real_tokenizers,
-                                            real_image_processors):
+def test_prompt_ids_equal_released_template(
+    name, env_id, fmt, prompt_policies, real_tokenizers, real_image_processors
+):
     """Same ids, image-token positions, grid and pixel values as the released files give."""
     _, observation, _ = observation_for(env_id, fmt)
     ids, grid, pixels = reference(name, real_tokenizers, real_image_processors, observation)
@@ -82,7 +88,9 @@ def test_prompt_ids_equal_released_template(name, env_id, fmt, prompt_policies, 
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_batched_prompts_are_left_padded_references(name, prompt_policies, real_tokenizers, real_image_processors):
+def test_batched_prompts_are_left_padded_references(
+    name, prompt_policies, real_tokenizers, real_image_processors
+):
     """All nine observations in one batch: each row is its reference ids, left-padded with <|endoftext|>."""
     observations = [observation_for(env_id, fmt)[1] for env_id, fmt in CASES]
     got = prompt_policies[name].encode_prompts(observations)
@@ -116,9 +124,13 @@ def test_released_qwen25_tokenizer_template_is_text_only(real_tokenizers):
     assert "<|vision_start|><|image_pad|><|vision_end|>" in vision_template(QWEN25_VL)
 
 
-@pytest.mark.parametrize("env_id", ["PerceptionR1/Detection-v0", "PerceptionR1/Counting-v0", "PerceptionR1/Grounding-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["PerceptionR1/Detection-v0", "PerceptionR1/Counting-v0", "PerceptionR1/Grounding-v0"]
+)
 @pytest.mark.parametrize("size", [(150, 99), (61, 200), (61, 40), (1200, 900)])
-def test_qwen25_json_frame_is_the_released_processor_resize(env_id, size, prompt_policies, real_image_processors):
+def test_qwen25_json_frame_is_the_released_processor_resize(
+    env_id, size, prompt_policies, real_image_processors
+):
     """Qwen2.5-VL answers in pixels of the image as the processor resized it: the env's frame extent is the
     released image processor's grid times 14 px, for sizes that are not multiples of 28 and for images
     below min_pixels (61x40 -> 84x56) and above max_pixels (1200x900 -> 1148x840, not the released
@@ -143,6 +155,7 @@ def test_load_processor_keeps_released_pixel_bounds_by_default():
     from agents.policies.processor import load_processor
 
     processor = load_processor(real_dir(QWEN25_VL))
-    assert (processor.image_processor.size["shortest_edge"], processor.image_processor.size["longest_edge"]) == (
-        3136, 12_845_056
-    )
+    assert (
+        processor.image_processor.size["shortest_edge"],
+        processor.image_processor.size["longest_edge"],
+    ) == (3136, 12_845_056)

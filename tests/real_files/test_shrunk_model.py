@@ -30,7 +30,10 @@ from agents.trainer import Trainer  # noqa: E402
 
 G = 4
 # each model on a task in its own answer format (Qwen2-VL box tokens, Qwen2.5-VL JSON in resized pixels)
-TASKS = {QWEN2_VL: ("PerceptionR1/Grounding-v0", "qwen2-vl"), QWEN25_VL: ("PerceptionR1/Detection-v0", "qwen2.5-vl")}
+TASKS = {
+    QWEN2_VL: ("PerceptionR1/Grounding-v0", "qwen2-vl"),
+    QWEN25_VL: ("PerceptionR1/Detection-v0", "qwen2.5-vl"),
+}
 TOKENIZER_SIZES = {QWEN2_VL: 151_657, QWEN25_VL: 151_665}
 
 
@@ -50,10 +53,23 @@ def params(model):
 def make_trainer(name, folder, out):
     env_id, fmt = TASKS[name]
     config = GRPOConfig(
-        env_id=env_id, env_kwargs={"difficulty": "easy", "answer_format": fmt}, model=str(folder),
-        output_dir=str(out), run_name="run", total_steps=1, prompts_per_step=1, group_size=G, max_new_tokens=5,
-        learning_rate=1e-2, beta=0.04, seed=3, log_every=0, log_samples_every=0, save_every=100,
-        min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS,
+        env_id=env_id,
+        env_kwargs={"difficulty": "easy", "answer_format": fmt},
+        model=str(folder),
+        output_dir=str(out),
+        run_name="run",
+        total_steps=1,
+        prompts_per_step=1,
+        group_size=G,
+        max_new_tokens=5,
+        learning_rate=1e-2,
+        beta=0.04,
+        seed=3,
+        log_every=0,
+        log_samples_every=0,
+        save_every=100,
+        min_pixels=MIN_PIXELS,
+        max_pixels=MAX_PIXELS,
     )
     policy = QwenVLPolicy.from_pretrained(folder, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
     env = LengthBonus(make_env(env_id, fmt))
@@ -74,7 +90,11 @@ def test_shrunk_checkpoint_keeps_released_vocabulary_and_ids(name, loaded):
     assert config.text_config.vocab_size == 151_936 and config.tie_word_embeddings
     assert policy.model.get_input_embeddings().weight.shape == (151_936, 64)
     assert policy.model.lm_head.weight.data_ptr() == policy.model.get_input_embeddings().weight.data_ptr()
-    assert (config.image_token_id, config.vision_start_token_id, config.vision_end_token_id) == (151655, 151652, 151653)
+    assert (config.image_token_id, config.vision_start_token_id, config.vision_end_token_id) == (
+        151655,
+        151652,
+        151653,
+    )
     assert len(policy.tokenizer) == TOKENIZER_SIZES[name]
     assert policy.pad_token_id == 151643 and policy.stop_token_ids == [151645, 151643]
     assert policy.vision_token_ids == [SPECIAL_IDS[t] for t in VISION_SPECIAL_TOKENS]
@@ -118,7 +138,9 @@ def test_sample_score_update_save_reload(name, shrunk_dirs, tmp_path):
     texts = list(rollout.texts)
     assert len(texts) == G and len(set(texts)) == G, texts
     assert list(trainer.collect(0).rollout.texts) == texts  # seeded: the same step samples the same answers
-    assert not set(rollout.completion_ids[rollout.completion_mask.bool()].tolist()) & set(policy.vision_token_ids)
+    assert not set(rollout.completion_ids[rollout.completion_mask.bool()].tolist()) & set(
+        policy.vision_token_ids
+    )
     assert rollout.completion_mask.sum(1).le(5).all()
 
     (group,) = batch.groups

@@ -7,7 +7,12 @@ import pytest
 
 from perception_env.data.sample import Sample
 from perception_env.formats import get_format
-from perception_env.rewards import CountingRewardConfig, counting_exact_reward, counting_points_reward, score_counting
+from perception_env.rewards import (
+    CountingRewardConfig,
+    counting_exact_reward,
+    counting_points_reward,
+    score_counting,
+)
 
 GT = np.array([[10, 10], [50, 50], [90, 90]], dtype=float)
 
@@ -94,8 +99,9 @@ def test_counting_env_ratio_reward_config():
 
     import perception_env  # noqa: F401
 
-    env = gym.make("PerceptionR1/Counting-v0", difficulty="easy", answer_format="number",
-                   reward_config={"kind": "ratio"})
+    env = gym.make(
+        "PerceptionR1/Counting-v0", difficulty="easy", answer_format="number", reward_config={"kind": "ratio"}
+    )
     for seed in range(20):
         _, info = env.reset(seed=seed)
         n = int(env.unwrapped.oracle_answer())

@@ -19,8 +19,14 @@ MATCHED_IOU = DetectionRewardConfig(kind="matched-iou")
 
 def reward(pred, pred_labels, gt, gt_labels, config=None, well_formed=True):
     return detection_reward(
-        np.array(pred, float).reshape(-1, 4), pred_labels, np.array(gt, float).reshape(-1, 4), gt_labels,
-        100, 100, well_formed, config,
+        np.array(pred, float).reshape(-1, 4),
+        pred_labels,
+        np.array(gt, float).reshape(-1, 4),
+        gt_labels,
+        100,
+        100,
+        well_formed,
+        config,
     )
 
 
@@ -124,10 +130,20 @@ def test_oracle_exact_when_frame_is_pixel_aligned():
     boxes = np.array([[10, 20, 200, 220], [300, 100, 600, 460]], float)
     s = Sample("d", 644, 476, boxes=boxes, labels=("person", "dog"))  # multiples of 28: scale 1
     fmt = get_format("qwen2.5-vl")
-    assert score_detection(fmt.write(boxes=boxes, labels=s.labels, frame=fmt.make_frame(644, 476)), s, fmt).reward == 3.0
+    assert (
+        score_detection(
+            fmt.write(boxes=boxes, labels=s.labels, frame=fmt.make_frame(644, 476)), s, fmt
+        ).reward
+        == 3.0
+    )
     s = Sample("d", 1000, 1000, boxes=boxes, labels=("person", "dog"))  # relative-1000 == pixels
     fmt = get_format("qwen2-vl")
-    assert score_detection(fmt.write(boxes=boxes, labels=s.labels, frame=fmt.make_frame(1000, 1000)), s, fmt).reward == 3.0
+    assert (
+        score_detection(
+            fmt.write(boxes=boxes, labels=s.labels, frame=fmt.make_frame(1000, 1000)), s, fmt
+        ).reward
+        == 3.0
+    )
 
 
 def test_scorer_unreadable_answer_has_reason_and_info_is_json():
@@ -138,9 +154,15 @@ def test_scorer_unreadable_answer_has_reason_and_info_is_json():
 
 
 boxes_st = st.lists(
-    st.tuples(st.integers(0, 500), st.integers(0, 380), st.integers(20, 140), st.integers(20, 100),
-              st.sampled_from(["person", "dog", "cup"])),
-    min_size=0, max_size=8,
+    st.tuples(
+        st.integers(0, 500),
+        st.integers(0, 380),
+        st.integers(20, 140),
+        st.integers(20, 100),
+        st.sampled_from(["person", "dog", "cup"]),
+    ),
+    min_size=0,
+    max_size=8,
 )
 
 
@@ -148,12 +170,19 @@ boxes_st = st.lists(
 @given(preds=boxes_st, targets=boxes_st, data=st.data())
 def test_reward_invariant_to_prediction_order(preds, targets, data):
     fmt = get_format("qwen2.5-vl")
-    s = Sample("p", 640, 480, boxes=np.array([[x, y, x + w, y + h] for x, y, w, h, _ in targets], float).reshape(-1, 4),
-               labels=tuple(t[4] for t in targets))
+    s = Sample(
+        "p",
+        640,
+        480,
+        boxes=np.array([[x, y, x + w, y + h] for x, y, w, h, _ in targets], float).reshape(-1, 4),
+        labels=tuple(t[4] for t in targets),
+    )
     order = data.draw(st.permutations(range(len(preds))))
     answers = []
     for objs in (preds, [preds[i] for i in order]):
-        answers.append(json.dumps([{"bbox_2d": [x, y, x + w, y + h], "label": lab} for x, y, w, h, lab in objs]))
+        answers.append(
+            json.dumps([{"bbox_2d": [x, y, x + w, y + h], "label": lab} for x, y, w, h, lab in objs])
+        )
     for cfg in (DetectionRewardConfig(), MATCHED_IOU, DetectionRewardConfig(fp_fn_penalty=0.5)):
         r1, r2 = (score_detection(a, s, fmt, config=cfg).reward for a in answers)
         assert r1 == pytest.approx(r2, abs=1e-9)

@@ -8,7 +8,9 @@ from perception_env.frames import CoordinateFrame
 
 REL = CoordinateFrame.relative_1000(1000, 1000)  # relative units == pixels: easy to read
 R, RE, B, BE = "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"
-Q2, Q25, PTS, NUM, TXT = (get_format(n) for n in ("qwen2-vl", "qwen2.5-vl", "qwen2-vl-points", "number", "text"))
+Q2, Q25, PTS, NUM, TXT = (
+    get_format(n) for n in ("qwen2-vl", "qwen2.5-vl", "qwen2-vl-points", "number", "text")
+)
 
 
 # --------------------------------------------------------------------------- qwen2-vl
@@ -102,7 +104,7 @@ def test_qwen25_converts_resized_frame():
         ('[{"bbox_2d": [1,2,3], "label": "a"}, {"bbox_2d": [1,2,3,4], "label": "b"}]', 1),  # 3 numbers
         ('[{"bbox_2d": [1,2,3,4], "label": 7}]', 1),  # non-str label
         ('[{"bbox_2d": [NaN,2,3,4]}, {"bbox_2d": [1,2,3,4]}]', 1),  # NaN dropped
-        ('[{"bbox_2d": [1' + "0" * 400 + ',2,3,4]}]', 0),  # int too big for a float: inf -> dropped
+        ('[{"bbox_2d": [1' + "0" * 400 + ",2,3,4]}]", 0),  # int too big for a float: inf -> dropped
         ('[1, "a", null, {"bbox": [1,2,3,4]}]', 0),
         ("I see nothing", 0),
         ("[[[[[[" * 2000, 0),
@@ -225,8 +227,10 @@ def _many(fmt, n, salvage=False):
 
 
 @pytest.mark.parametrize(
-    "fmt, salvage", [(Q2, False), (Q25, False), (Q25, True), (PTS, False)], ids=["qwen2-vl", "qwen2.5-vl",
-                                                                            "qwen2.5-vl-salvaged", "points"])
+    "fmt, salvage",
+    [(Q2, False), (Q25, False), (Q25, True), (PTS, False)],
+    ids=["qwen2-vl", "qwen2.5-vl", "qwen2.5-vl-salvaged", "points"],
+)
 def test_over_max_objects_every_format_counts_them_all_and_is_not_well_formed(fmt, salvage):
     at_cap = fmt.parse(_many(fmt, MAX_OBJECTS, salvage), REL)
     assert len(at_cap) == MAX_OBJECTS and at_cap.well_formed == (not salvage)

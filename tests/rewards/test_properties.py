@@ -23,8 +23,14 @@ from perception_env.rewards import (
 W, H = 640, 480  # Qwen2.5-VL: 644 x 476, a non-trivial frame
 BOXES = np.array([[10, 20, 200, 220], [300, 100, 600, 460], [50, 300, 150, 470]], float)
 SAMPLE = Sample(
-    "s", W, H, boxes=BOXES, labels=("person", "dog", "cup"),
-    points=(BOXES[:, :2] + BOXES[:, 2:]) / 2, query="dog", text="Hello world, 2025.",
+    "s",
+    W,
+    H,
+    boxes=BOXES,
+    labels=("person", "dog", "cup"),
+    points=(BOXES[:, :2] + BOXES[:, 2:]) / 2,
+    query="dog",
+    text="Hello world, 2025.",
 )
 GROUNDING = Sample("g", W, H, boxes=BOXES[:1], labels=("person",), query="the person")
 EMPTY = Sample("e", W, H, query="dog")  # an image with nothing to find
@@ -42,10 +48,46 @@ SCORERS = [
 ]
 
 FRAGMENTS = [
-    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "(", ")", ",", " ", "\n",
-    "0", "7", "999", "1000", "-", ".", "e", "nan", "inf", "1e309", "[", "]", "{", "}", ":", '"', "'",
-    '[{"bbox_2d":', '"point_2d":', '"label": "dog"', "```json\n", "```", "dog", "three", "NaN", "Infinity",
-    "ınf", "ſeven", "İnfinity", "<|im_end|>", "<|endoftext|>",  # Unicode case-folding look-alikes; stop tokens
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "(",
+    ")",
+    ",",
+    " ",
+    "\n",
+    "0",
+    "7",
+    "999",
+    "1000",
+    "-",
+    ".",
+    "e",
+    "nan",
+    "inf",
+    "1e309",
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    '"',
+    "'",
+    '[{"bbox_2d":',
+    '"point_2d":',
+    '"label": "dog"',
+    "```json\n",
+    "```",
+    "dog",
+    "three",
+    "NaN",
+    "Infinity",
+    "ınf",
+    "ſeven",
+    "İnfinity",
+    "<|im_end|>",
+    "<|endoftext|>",  # Unicode case-folding look-alikes; stop tokens
 ]
 answers = st.one_of(
     st.text(max_size=300),
@@ -64,7 +106,11 @@ def _check(result):
 
 def test_every_task_and_format_is_covered():
     assert {scorer.__name__ for scorer, _, _ in SCORERS} == {
-        "score_detection", "score_counting", "score_grounding", "score_ocr"}
+        "score_detection",
+        "score_counting",
+        "score_grounding",
+        "score_ocr",
+    }
     assert set(FORMATS) == {"qwen2-vl", "qwen2.5-vl", "qwen2-vl-points", "number", "text"}
 
 
@@ -76,7 +122,7 @@ def test_any_answer_any_format_any_task_is_finite_and_in_range(answer):
             _check(scorer(answer, sample, fmt, None, cfg))
 
 
-any_number = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6))
+any_number = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**6), 10**6))
 json_objects = st.lists(
     st.tuples(
         st.sampled_from(["box", "point"]),
@@ -134,20 +180,29 @@ def test_oracle_answer_earns_the_max(task, scorer, sample, names):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 300), st.integers(30, 200), st.integers(30, 150)),
-                min_size=1, max_size=6), st.data())
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 400), st.integers(0, 300), st.integers(30, 200), st.integers(30, 150)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.data(),
+)
 def test_counting_invariant_to_prediction_order(objs, data):
     fmt = get_format("qwen2.5-vl")
     frame = fmt.make_frame(W, H)
     pts = np.array([[x + w / 2, y + h / 2] for x, y, w, h in objs])
     order = data.draw(st.permutations(range(len(objs))))
     r1 = score_counting(fmt.write(points=pts, labels=["dog"] * len(pts), frame=frame), SAMPLE, fmt).reward
-    r2 = score_counting(fmt.write(points=pts[order], labels=["dog"] * len(pts), frame=frame), SAMPLE, fmt).reward
+    r2 = score_counting(
+        fmt.write(points=pts[order], labels=["dog"] * len(pts), frame=frame), SAMPLE, fmt
+    ).reward
     assert r1 == pytest.approx(r2, abs=1e-9)
 
 
 stop_runs = st.lists(st.sampled_from(["<|im_end|>", "<|endoftext|>", " ", "\n", "\t"]), max_size=6).map(
-    lambda rest: "".join(rest))
+    lambda rest: "".join(rest)
+)
 
 
 @settings(max_examples=150, deadline=None)

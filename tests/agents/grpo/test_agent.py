@@ -19,8 +19,16 @@ from tests.agents.test_conformance import make_trainer
 )
 def test_the_schedule_advances_once_per_rollout_batch(schedule, expected, tiny_model_dir, tmp_path):
     """With 2 iterations per batch, both train at the batch's rate, and that rate is the one logged."""
-    trainer = make_trainer("grpo", tiny_model_dir, tmp_path, num_iterations=2, total_steps=4,
-                           learning_rate=1.0, beta=0.0, **schedule)
+    trainer = make_trainer(
+        "grpo",
+        tiny_model_dir,
+        tmp_path,
+        num_iterations=2,
+        total_steps=4,
+        learning_rate=1.0,
+        beta=0.0,
+        **schedule,
+    )
     agent = trainer.agent
     used: list[float] = []
     agent.optimizer.register_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
@@ -49,7 +57,9 @@ def test_the_options_from_the_command_line():
     # the former boolean, e.g. from an older run's config: the same maths under its new name
     assert GRPOConfig(scale_rewards=False).scale_rewards == "none"
     assert GRPOConfig(scale_rewards=True).scale_rewards == "group"
-    with pytest.raises(ValueError, match=r"scale_rewards \(--scale-rewards\) must be one of group, batch, none"):
+    with pytest.raises(
+        ValueError, match=r"scale_rewards \(--scale-rewards\) must be one of group, batch, none"
+    ):
         GRPOConfig(scale_rewards="std")
     with pytest.raises(SystemExit):
         parser.parse_args(["--scale-rewards", "false"])

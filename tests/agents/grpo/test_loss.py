@@ -130,8 +130,9 @@ def test_loss_and_gradient_are_trls(loss_type, on_policy, bias_correction):
     g = torch.Generator().manual_seed(1)
     ref = logp - 0.3 * torch.rand(logp.shape, generator=g)
     old = logp if on_policy else logp + 0.3 * (torch.rand(logp.shape, generator=g) - 0.5)
-    settings = LossSettings(beta=0.5, loss_type=loss_type, bias_correction_kl=bias_correction,
-                            max_completion_length=7)
+    settings = LossSettings(
+        beta=0.5, loss_type=loss_type, bias_correction_kl=bias_correction, max_completion_length=7
+    )
     ours_logp, trl_logp = logp.clone().requires_grad_(True), logp.clone().requires_grad_(True)
     ours, metrics = grpo_loss(ours_logp, old.detach(), adv, mask, settings, ref_logp=ref)
     theirs, trl_kl = trl_loss(trl_logp, old.detach(), ref, adv, mask, 0.5, loss_type, 7, bias_correction)
