@@ -228,7 +228,7 @@ def test_a_damaged_state_file_is_named_when_read(tmp_path):
 # ------------------------------------------------------------------------------ durable writes
 def test_files_and_folders_reach_the_disk_before_the_rename(tiny_model_dir, tmp_path, monkeypatch):
     import agents.trainer as trainer_module
-    from tests.agents.test_run_control import _trainer
+    from tests.agents.support import one_step_trainer
 
     events: list[tuple[str, str]] = []
     fsync, replace = trainer_module._fsync, os.replace
@@ -236,7 +236,7 @@ def test_files_and_folders_reach_the_disk_before_the_rename(tiny_model_dir, tmp_
     monkeypatch.setattr(
         os, "replace", lambda a, b: (events.append(("replace", f"{a} -> {b}")), replace(a, b))[1]
     )
-    trainer = _trainer(tiny_model_dir, tmp_path / "run")
+    trainer = one_step_trainer(tiny_model_dir, tmp_path / "run")
     trainer.step = 5
     final = trainer.save_checkpoint()
     tmp = final.with_name(".tmp-000005")

@@ -4,7 +4,6 @@ Collect -> update moves the parameters with finite metrics; a checkpoint restore
 optimiser exactly; the same seed gives the same parameters.
 """
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -14,52 +13,7 @@ from agents.base import Agent
 from agents.config import TrainConfig
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.registry import AGENTS
-from agents.trainer import Trainer
-
-ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
-
-
-class AnswerLengthBonus(gym.Wrapper):
-    """0.1 x answer length added to the reward: a random tiny model's groups then always disagree."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward + 0.1 * len(action), terminated, truncated, info
-
-
-def make_config(name, model, out, **overrides):
-    _, config_cls = AGENTS[name]
-    values = dict(
-        env_id="PerceptionR1/Counting-v0",
-        env_kwargs=ENV_KWARGS,
-        model=model,
-        output_dir=str(out),
-        run_name="run",
-        total_steps=2,
-        prompts_per_step=2,
-        group_size=3,
-        max_new_tokens=3,
-        learning_rate=1e-2,
-        save_every=100,
-        log_every=0,
-        log_samples_every=0,
-        beta=0.04,
-        lr_scheduler="linear",
-    )
-    values.update(overrides)
-    return config_cls(**values)
-
-
-def make_trainer(name, model, out, policy=None, **overrides):
-    config = make_config(name, model, out, **overrides)
-    agent_cls, _ = AGENTS[name]
-    policy = policy or QwenVLPolicy.from_pretrained(model)
-    env = AnswerLengthBonus(gym.make(config.env_id, **config.env_kwargs))
-    return Trainer(agent_cls(policy, config), config, out / "run", env=env, progress=False)
-
-
-def params(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+from tests.agents.support import make_trainer, params
 
 
 @pytest.fixture(params=sorted(AGENTS))

@@ -6,50 +6,15 @@ with DDP or FSDP2, and a checkpoint resumes on another number of ranks.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from agents.distributed import Parallel
-
-STEPS = 3
-# dapo (token-level: needs the global token count), a KL term, micro-batches (gradient accumulation
-# without sync), a schedule: every path where sharding could change the numbers.
-TRAIN = [
-    "--env", "PerceptionR1/Counting-v0",
-    "--env-kwargs", json.dumps({"difficulty": "easy", "answer_format": "number"}),
-    "--total-steps", str(STEPS), "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "4",
-    "--learning-rate", "1e-3", "--beta", "0.04", "--micro-batch-size", "4", "--loss-type", "dapo",
-    "--lr-scheduler", "cosine", "--warmup-steps", "1", "--save-every", "1", "--log-samples-every", "0",
-]  # fmt: skip
-
-
-def _launch(args: list[str], ranks: int) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if ranks == 1:
-        command = [sys.executable, "-m", "agents.cli", *args]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-                   "-m", "agents.cli", *args]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
-
-
-def _train(model: str, out, name: str, ranks: int, *extra: str) -> str:
-    return _launch(
-        ["train", *TRAIN, "--model", model, "--output-dir", str(out), "--run-name", name, *extra], ranks
-    )
-
-
-def _weights(run_dir, step: int = STEPS) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / "checkpoints" / f"step-{step:06d}" / "policy" / "model.safetensors"))
+from tests.agents.support import STEPS, checkpoint_weights, launch, train_on_ranks
 
 
 def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -61,21 +26,22 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 @pytest.fixture(scope="module")
 def one_process(tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
-    _train(tiny_model_dir, out, "one", 1)
+    train_on_ranks(tiny_model_dir, out, "one", 1)
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_ranks_give_the_parameters_of_one_process(strategy, tiny_model_dir, one_process):
-    log = _train(tiny_model_dir, one_process, strategy, 2, "--parallel", strategy)
+    log = train_on_ranks(tiny_model_dir, one_process, strategy, 2, "--parallel", strategy)
     assert f"data-parallel: {strategy} over 2 ranks" in log
     held = log.split("holds ")[1].split(" parameters")[0]  # "<local> of <total>"
     local, total = (int(x.replace(",", "")) for x in held.split(" of "))
     assert local < 0.75 * total if strategy == "fsdp" else local == total  # FSDP2 really shards
     start = load_file(os.path.join(tiny_model_dir, "model.safetensors"))
-    one = _weights(one_process / "one")
+    one = checkpoint_weights(one_process / "one")
     assert max(float((one[k] - start[k]).abs().max()) for k in one) > 1e-4  # training moved them
-    _assert_same(_weights(one_process / strategy), one)
+    _assert_same(checkpoint_weights(one_process / strategy), one)
     for step in range(1, STEPS + 1):  # and every checkpoint on the way, optimiser state included
         a = torch.load(
             one_process / "one" / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt", weights_only=False
@@ -92,18 +58,19 @@ def test_two_ranks_give_the_parameters_of_one_process(strategy, tiny_model_dir, 
         assert (a["world_size"], b["world_size"]) == (1, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("written_by, resumed_by", [("ddp", 1), ("one", 2)])
 def test_a_checkpoint_resumes_on_another_number_of_ranks(written_by, resumed_by, tiny_model_dir, one_process):
     if written_by == "ddp" and not (one_process / "ddp").exists():
-        _train(tiny_model_dir, one_process, "ddp", 2)
+        train_on_ranks(tiny_model_dir, one_process, "ddp", 2)
     copy = one_process / f"resume-{written_by}-on-{resumed_by}"
     shutil.copytree(one_process / written_by, copy)
     shutil.rmtree(copy / "checkpoints" / f"step-{STEPS:06d}")
     extra = ["--parallel", "fsdp"] if resumed_by == 2 else []
     # nothing but --resume: the run's own options come from its checkpoint
-    log = _launch(["train", "--resume", str(copy / "checkpoints" / "step-000002"), *extra], resumed_by)
+    log = launch(["train", "--resume", str(copy / "checkpoints" / "step-000002"), *extra], resumed_by)
     assert "at step 2" in log
-    _assert_same(_weights(copy), _weights(one_process / "one"))
+    _assert_same(checkpoint_weights(copy), checkpoint_weights(one_process / "one"))
 
 
 def test_single_process_needs_no_process_group():

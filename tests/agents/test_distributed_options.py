@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.agents.test_distributed import _train, _weights
+from tests.agents.support import checkpoint_weights, train_on_ranks
 
 OPTIONS = ["--scale-rewards", "batch", "--temperature", "0.7", "--top-p", "1.0", "--num-iterations", "2",
            "--micro-batch-size", "3", "--loss-type", "grpo"]  # fmt: skip
@@ -26,8 +26,8 @@ def _train_metrics(run_dir) -> dict[str, list[float]]:
 @pytest.mark.slow
 def test_two_ranks_give_one_process_figures_with_the_grpo_options(tiny_model_dir, tmp_path):
     for name, ranks in (("one", 1), ("two", 2)):
-        _train(tiny_model_dir, tmp_path, name, ranks, *OPTIONS)
-    one_weights, two_weights = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+        train_on_ranks(tiny_model_dir, tmp_path, name, ranks, *OPTIONS)
+    one_weights, two_weights = checkpoint_weights(tmp_path / "one"), checkpoint_weights(tmp_path / "two")
     start = load_file(f"{tiny_model_dir}/model.safetensors")
     assert max(float((one_weights[k] - start[k]).abs().max()) for k in start) > 1e-4  # training moved them
     for key in one_weights:  # Adam's first steps amplify the ranks' float-rounding differences near g = 0

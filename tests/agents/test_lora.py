@@ -6,7 +6,7 @@ import torch
 from agents.grpo.agent import GRPOAgent
 from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference, merge_lora
 from agents.policies.qwen_vl import QwenVLPolicy
-from tests.agents.test_conformance import make_trainer, params
+from tests.agents.support import make_trainer, params
 
 
 def _trained_lora_trainer(tiny_model_dir, tmp_path, **lora):

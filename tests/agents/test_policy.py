@@ -6,23 +6,12 @@ import pytest
 import torch
 
 from agents.policies.qwen_vl import VISION_SPECIAL_TOKENS, QwenVLPolicy, Rollout, count_parameters
-from tests.agents.test_tiny_model import _one_thread, arch, observations, tiny_model_dirs  # noqa: F401
 
 G = 4
 
 
-@pytest.fixture(scope="module")
-def policies(tiny_model_dirs):  # noqa: F811
-    return {a: QwenVLPolicy.from_pretrained(d, dtype="float32") for a, d in tiny_model_dirs.items()}
-
-
 @pytest.fixture()
-def policy(policies, arch):  # noqa: F811
-    return policies[arch]
-
-
-@pytest.fixture()
-def rollout(policy, observations):  # noqa: F811
+def rollout(policy, observations):
     return policy.generate(observations, num_samples=G, max_new_tokens=12, generator_seed=0)
 
 
@@ -61,7 +50,7 @@ def _reference_logprobs(policy, rollout, n):
 # prompts
 
 
-def test_encode_prompts_left_pads(policy, observations):  # noqa: F811
+def test_encode_prompts_left_pads(policy, observations):
     inputs = policy.encode_prompts(observations)
     assert set(inputs) == {
         "input_ids",
@@ -86,7 +75,7 @@ def test_encode_prompts_left_pads(policy, observations):  # noqa: F811
 # sampling
 
 
-def test_generate_shapes_and_order(policy, observations, rollout):  # noqa: F811
+def test_generate_shapes_and_order(policy, observations, rollout):
     assert isinstance(rollout, Rollout)
     n = len(observations) * G
     assert len(rollout.texts) == n == rollout.num_completions
@@ -103,7 +92,7 @@ def test_generate_shapes_and_order(policy, observations, rollout):  # noqa: F811
     assert (rollout.completion_ids[rollout.completion_mask == 0] == policy.pad_token_id).all()
 
 
-def test_generate_is_deterministic_under_a_seed(policy, observations, rollout):  # noqa: F811
+def test_generate_is_deterministic_under_a_seed(policy, observations, rollout):
     state = torch.get_rng_state()
     again = policy.generate(observations, num_samples=G, max_new_tokens=12, generator_seed=0)
     assert torch.equal(state, torch.get_rng_state())  # the global RNG was not touched
@@ -115,12 +104,12 @@ def test_generate_is_deterministic_under_a_seed(policy, observations, rollout): 
     assert len(set(rollout.texts[:G])) > 1
 
 
-def test_generate_respects_max_new_tokens(policy, observations):  # noqa: F811
+def test_generate_respects_max_new_tokens(policy, observations):
     out = policy.generate(observations, num_samples=2, max_new_tokens=3, generator_seed=0)
     assert out.completion_ids.shape[1] <= 3
 
 
-def test_vision_tokens_are_never_sampled(policy, observations):  # noqa: F811
+def test_vision_tokens_are_never_sampled(policy, observations):
     vision_ids = [policy.tokenizer.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS]
     handle = _bias_logits(policy.model, vision_ids, 1e4)  # vision tokens would be the argmax everywhere
     try:
@@ -133,7 +122,7 @@ def test_vision_tokens_are_never_sampled(policy, observations):  # noqa: F811
         handle.remove()
 
 
-def test_stop_token_ends_the_answer_and_is_masked_in(policy, observations):  # noqa: F811
+def test_stop_token_ends_the_answer_and_is_masked_in(policy, observations):
     im_end = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
     handle = _bias_logits(policy.model, [im_end], 1e4)
     try:
@@ -145,7 +134,7 @@ def test_stop_token_ends_the_answer_and_is_masked_in(policy, observations):  # n
     assert out.texts == [""] * 4
 
 
-def test_texts_keep_answer_format_special_tokens(policy, observations):  # noqa: F811
+def test_texts_keep_answer_format_special_tokens(policy, observations):
     tok = policy.tokenizer
     answer = "<|object_ref_start|>circle<|object_ref_end|><|box_start|>(12,34),(56,78)<|box_end|>"
     ids = tok.encode(answer, add_special_tokens=False) + [tok.convert_tokens_to_ids("<|im_end|>")]
@@ -181,7 +170,7 @@ def test_logprobs_same_alone_and_batched_with_padding(policy, rollout):
             torch.testing.assert_close(batched[rows], alone, atol=1e-4, rtol=0)
 
 
-def test_logprobs_agree_with_generation_logits(policy, observations):  # noqa: F811
+def test_logprobs_agree_with_generation_logits(policy, observations):
     """Positions used while sampling (KV cache, rope deltas) equal those used to score: same log-probs."""
     inputs = policy.encode_prompts(observations)
     out = policy.model.generate(
@@ -227,7 +216,7 @@ def test_logprobs_are_nonpositive_and_differentiable(policy, rollout):
     policy.model.zero_grad(set_to_none=True)
 
 
-def test_logprobs_under_another_model_and_from_a_mapping(policy, rollout, tiny_model_dirs, arch):  # noqa: F811
+def test_logprobs_under_another_model_and_from_a_mapping(policy, rollout, tiny_model_dirs, arch):
     reference = QwenVLPolicy.from_pretrained(tiny_model_dirs[arch]).model  # a frozen copy of the same weights
     reference.requires_grad_(False)
     as_mapping = {k: getattr(rollout, k) for k in rollout.__dataclass_fields__}
@@ -239,7 +228,7 @@ def test_logprobs_under_another_model_and_from_a_mapping(policy, rollout, tiny_m
     assert not torch.allclose(ours, hotter)
 
 
-def test_save_and_reload_policy(policy, tmp_path, observations):  # noqa: F811
+def test_save_and_reload_policy(policy, tmp_path, observations):
     out = policy.save_pretrained(tmp_path / "ckpt")
     again = QwenVLPolicy.from_pretrained(out)
     assert count_parameters(again.model) == policy.num_parameters()
@@ -248,7 +237,7 @@ def test_save_and_reload_policy(policy, tmp_path, observations):  # noqa: F811
         assert torch.equal(again.model(**inputs).logits, policy.model(**inputs).logits)
 
 
-def test_bfloat16_policy_runs(tiny_model_dirs, observations):  # noqa: F811
+def test_bfloat16_policy_runs(tiny_model_dirs, observations):
     policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2-vl"], dtype="bfloat16")
     assert policy.model.dtype == torch.bfloat16
     out = policy.generate(observations, num_samples=2, max_new_tokens=4, generator_seed=0)
@@ -270,7 +259,7 @@ def test_select_micro_batches_reproduce_the_full_batch(policy, rollout):
     assert sub.completion_ids.shape[1] == rollout.completion_ids.shape[1]
 
 
-def test_teacher_forcing_scores_given_answers_and_learns_them(tiny_model_dirs, arch, observations):  # noqa: F811
+def test_teacher_forcing_scores_given_answers_and_learns_them(tiny_model_dirs, arch, observations):
     policy = QwenVLPolicy.from_pretrained(tiny_model_dirs[arch])  # a private copy: this test trains it
     boxes = ["3", "<|object_ref_start|>circle<|object_ref_end|><|box_start|>(12,34),(56,78)<|box_end|>"]
     forced = policy.teacher_forcing(observations, boxes)

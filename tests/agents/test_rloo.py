@@ -5,6 +5,7 @@ import torch
 
 from agents.rloo.agent import leave_one_out_advantages, rloo_loss
 from agents.rloo.config import RLOOConfig
+from tests.agents.support import make_trainer
 
 
 def test_hand_computed_advantages():
@@ -71,8 +72,6 @@ def test_gradient_is_reinforce():
 
 def test_micro_batches_give_the_whole_batch_gradient(tiny_model_dir, tmp_path):
     """Accumulating over chunks of 3 completions gives the gradient of the whole batch at once."""
-    from tests.agents.test_conformance import make_trainer
-
     grads = []
     for size in (0, 3):
         trainer = make_trainer(

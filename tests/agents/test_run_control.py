@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import typing
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -21,9 +20,7 @@ from agents.grpo.config import GRPOConfig
 from agents.policies.processor import load_processor
 from agents.policies.qwen_vl import QwenVLPolicy, check_model_source
 from agents.rloo.config import RLOOConfig
-from agents.trainer import Trainer
-
-ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
+from tests.agents.support import ENV_KWARGS, one_step_trainer
 
 
 @pytest.fixture
@@ -272,28 +269,8 @@ def test_a_model_file_cut_short_is_named(tiny_model_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- finite checkpoints
-def _trainer(model_dir: str, run_dir: Path, **overrides) -> Trainer:
-    from agents.grpo.agent import GRPOAgent
-
-    values = dict(
-        env_id="PerceptionR1/Counting-v0",
-        env_kwargs=ENV_KWARGS,
-        model=model_dir,
-        total_steps=1,
-        prompts_per_step=1,
-        group_size=2,
-        max_new_tokens=2,
-        beta=0.0,
-        log_samples_every=0,
-    )
-    config = GRPOConfig(**{**values, **overrides})
-    agent = GRPOAgent(QwenVLPolicy.from_pretrained(model_dir), config)
-    env = gym.make("PerceptionR1/Counting-v0", **ENV_KWARGS)
-    return Trainer(agent, config, run_dir, env=env, progress=False)
-
-
 def test_a_checkpoint_with_nan_weights_is_never_written(tiny_model_dir, tmp_path):
-    trainer = _trainer(tiny_model_dir, tmp_path / "run")
+    trainer = one_step_trainer(tiny_model_dir, tmp_path / "run")
     trainer.step = 3
     first = trainer.save_checkpoint()  # finite: written
     assert first.name == "step-000003"

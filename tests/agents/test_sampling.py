@@ -6,8 +6,6 @@ import pytest
 import torch
 
 from agents.policies.sampling import PerRowGumbelSampler, derive_seed, row_seeds
-from tests.agents.test_policy import policies, policy  # noqa: F401
-from tests.agents.test_tiny_model import _one_thread, arch, observations, tiny_model_dirs  # noqa: F401
 
 LOGITS = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
 
@@ -76,7 +74,7 @@ def test_rejects_a_seed_count_that_does_not_match_the_rows():
         PerRowGumbelSampler([1], temperature=0)
 
 
-def test_an_observations_answers_do_not_depend_on_its_batch(policy, observations):  # noqa: F811
+def test_an_observations_answers_do_not_depend_on_its_batch(policy, observations):
     """What data-parallel ranks and a resume on another number of GPUs rely on."""
     seeds = [11, 22, 33][: len(observations)]
     batch = policy.generate(observations, num_samples=3, max_new_tokens=8, observation_seeds=seeds)
@@ -89,7 +87,7 @@ def test_an_observations_answers_do_not_depend_on_its_batch(policy, observations
     assert reordered.texts[:3] == batch.texts[-3:]
 
 
-def test_generator_seed_and_observation_seeds_agree(policy, observations):  # noqa: F811
+def test_generator_seed_and_observation_seeds_agree(policy, observations):
     by_run_seed = policy.generate(observations, num_samples=2, max_new_tokens=6, generator_seed=4)
     explicit = [derive_seed(4, b) for b in range(len(observations))]
     by_observation = policy.generate(

@@ -10,22 +10,11 @@ from transformers import GenerationConfig
 
 from agents.policies.qwen_vl import QwenVLPolicy, Rollout
 from agents.policies.shared_prefix import supports_shared_prefix, token_logprobs
-from tests.agents.test_tiny_model import _one_thread, arch, observations, tiny_model_dirs  # noqa: F401
 
 G = 3
 
 
-@pytest.fixture(scope="module")
-def policies(tiny_model_dirs):  # noqa: F811
-    return {a: QwenVLPolicy.from_pretrained(d, dtype="float32") for a, d in tiny_model_dirs.items()}
-
-
-@pytest.fixture()
-def policy(policies, arch):  # noqa: F811
-    return policies[arch]
-
-
-def _rollout(policy, observations, lengths, seed=0):  # noqa: F811
+def _rollout(policy, observations, lengths, seed=0):
     """G completions per observation with the given lengths (random non-vision tokens, right-padded)."""
     inputs = policy.encode_prompts(observations)
     g = len(lengths) // len(observations)
@@ -79,26 +68,26 @@ def _assert_same(policy, rollout):
 # training forward
 
 
-def test_shared_prefix_matches_per_sequence_with_padding(policy, observations):  # noqa: F811
+def test_shared_prefix_matches_per_sequence_with_padding(policy, observations):
     # prompts of different lengths (left padding) and answers of different lengths (right padding)
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
     assert (rollout.prompt_mask == 0).any()
     _assert_same(policy, rollout)
 
 
-def test_shared_prefix_matches_per_sequence_without_padding(policy, observations):  # noqa: F811
+def test_shared_prefix_matches_per_sequence_without_padding(policy, observations):
     rollout = _rollout(policy, observations[:1], [4] * G)
     assert rollout.prompt_mask.all() and rollout.completion_mask.all()
     _assert_same(policy, rollout)
 
 
-def test_shared_prefix_with_cut_groups_and_one_token_answers(policy, observations):  # noqa: F811
+def test_shared_prefix_with_cut_groups_and_one_token_answers(policy, observations):
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
     _assert_same(policy, rollout.select([4, 0, 2]))  # groups of 2 and 1, out of order
     _assert_same(policy, _rollout(policy, observations, [1] * (2 * G)))  # nothing fed after the prompt
 
 
-def test_shared_prefix_with_eager_attention_and_temperature(tiny_model_dirs, observations):  # noqa: F811
+def test_shared_prefix_with_eager_attention_and_temperature(tiny_model_dirs, observations):
     policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2-vl"], attn_implementation="eager")
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
     _assert_same(policy, rollout)
@@ -107,7 +96,7 @@ def test_shared_prefix_with_eager_attention_and_temperature(tiny_model_dirs, obs
     torch.testing.assert_close(hot[0], hot[1], atol=1e-5, rtol=0)
 
 
-def test_shared_prefix_runs_the_prompt_once(policy, observations):  # noqa: F811
+def test_shared_prefix_runs_the_prompt_once(policy, observations):
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
     tokens = {"decoder": 0, "vision": 0}
 
@@ -135,7 +124,7 @@ def test_shared_prefix_runs_the_prompt_once(policy, observations):  # noqa: F811
 
 @pytest.mark.parametrize("checkpointing", [True, "vision"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs, observations):  # noqa: F811
+def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs, observations):
     """Vision tower or every layer recomputed in backward, shared prefix or not: the same values and grads."""
     policy = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2.5-vl"])
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
@@ -163,7 +152,7 @@ def test_activation_checkpointing_matches(checkpointing, shared, tiny_model_dirs
         torch.testing.assert_close(ckpt_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_bf16_autocast_option_runs(tiny_model_dirs, observations):  # noqa: F811
+def test_bf16_autocast_option_runs(tiny_model_dirs, observations):
     base = QwenVLPolicy.from_pretrained(tiny_model_dirs["qwen2-vl"])
     policy = QwenVLPolicy(base.model, base.processor, autocast_dtype="bf16")
     rollout = _rollout(policy, observations, [5, 1, 3, 4, 5, 2])
@@ -192,7 +181,7 @@ def test_chunked_token_logprobs_equal_log_softmax():
 # sampling
 
 
-def test_prefill_once_samples_like_num_return_sequences(policy, observations):  # noqa: F811
+def test_prefill_once_samples_like_num_return_sequences(policy, observations):
     plain = copy.copy(policy)
     plain.prefill_once = False
     for seed in (0, 1):

@@ -13,8 +13,7 @@ from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import GRPOConfig
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.trainer import DataOrder, Trainer, latest_checkpoint
-
-ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
+from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, params
 
 
 def _config(model, tmp_path, **overrides):
@@ -37,21 +36,8 @@ def _config(model, tmp_path, **overrides):
     return GRPOConfig(**values)
 
 
-class AnswerLengthBonus(gym.Wrapper):
-    """Adds 0.1 x answer length to the reward: a random tiny model's groups then always disagree,
-    so every step has a learning signal (the loop's exactness is under test here, not perception)."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward + 0.1 * len(action), terminated, truncated, info
-
-
 def _env():
     return AnswerLengthBonus(gym.make("PerceptionR1/Counting-v0", **ENV_KWARGS))
-
-
-def _params(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def test_data_order_covers_each_epoch_once_and_is_seeded():
@@ -65,13 +51,13 @@ def test_data_order_covers_each_epoch_once_and_is_seeded():
 def test_one_grpo_step_changes_parameters_and_gives_finite_metrics(tiny_model_dir, tmp_path):
     config = _config(tiny_model_dir, tmp_path, total_steps=1)
     policy = QwenVLPolicy.from_pretrained(tiny_model_dir)
-    before = _params(policy.model)
+    before = params(policy.model)
     agent = GRPOAgent(policy, config)
     trainer = Trainer(agent, config, tmp_path / "run", env=_env(), progress=False)
     batch = trainer.collect(0)
     assert (batch.rewards.std(dim=1) > 0).any()
     metrics = agent.update(batch)
-    after = _params(policy.model)
+    after = params(policy.model)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(np.isfinite(v) for v in metrics.values()), metrics
     assert {"loss", "kl", "clip_fraction", "entropy", "grad_norm", "frac_reward_zero_std"} <= set(metrics)
@@ -110,8 +96,8 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tiny_model_dir
 
     a = QwenVLPolicy.from_pretrained(str(latest_checkpoint(tmp_path / "a" / "run") / "policy")).model
     b = QwenVLPolicy.from_pretrained(str(latest_checkpoint(tmp_path / "b" / "run") / "policy")).model
-    base = _params(QwenVLPolicy.from_pretrained(tiny_model_dir).model)
-    pa, pb = _params(a), _params(b)
+    base = params(QwenVLPolicy.from_pretrained(tiny_model_dir).model)
+    pa, pb = params(a), params(b)
     assert any(not torch.equal(pa[k], base[k]) for k in pa), "training did not move the parameters"
     for k in pa:
         torch.testing.assert_close(pa[k], pb[k], rtol=0, atol=0, msg=k)

@@ -1,6 +1,7 @@
 """``perception-r1 eval`` end to end: reference agents on every built-in env, and a tiny model."""
 
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -88,7 +89,7 @@ def test_task_metrics_from_env_step_infos():
     )  # infos round to 0.01 px
 
 
-def test_cli_tiny_model(eval_tiny_model_dir, tmp_path):
+def test_cli_tiny_model(tiny_model_dir, one_torch_thread, tmp_path):
     out = tmp_path / "tiny"
     main(
         [
@@ -96,7 +97,7 @@ def test_cli_tiny_model(eval_tiny_model_dir, tmp_path):
             "--env",
             "PerceptionR1/Counting-v0",
             "--model",
-            eval_tiny_model_dir,
+            tiny_model_dir,
             "--limit",
             "3",
             "--batch-size",
@@ -111,7 +112,7 @@ def test_cli_tiny_model(eval_tiny_model_dir, tmp_path):
         ]
     )
     run = json.loads((out / "metrics.json").read_text())
-    assert run["agent_kind"] == "model" and run["agent"] == "model" and run["metrics"]["n"] == 3
+    assert run["agent_kind"] == "model" and run["agent"] == Path(tiny_model_dir).name and run["metrics"]["n"] == 3
     assert 0.0 <= run["metrics"]["accuracy"] <= 1.0
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 3
 

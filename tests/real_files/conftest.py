@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.real_files.support import MAX_PIXELS, MIN_PIXELS, MODELS, build_shrunk_checkpoint, real_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny tensors: a second thread gains nothing and, on a loaded 2-core machine, costs several times over
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_thread(one_torch_thread):
+    """Every module here runs torch on one thread (tests/conftest.py says why)."""
 
 
 @pytest.fixture(scope="session", params=MODELS)

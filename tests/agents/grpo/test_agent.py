@@ -7,7 +7,7 @@ import pytest
 from agents.config import add_arguments, config_from_args
 from agents.grpo.advantages import group_advantages
 from agents.grpo.config import GRPOConfig
-from tests.agents.test_conformance import make_trainer
+from tests.agents.support import make_trainer
 
 
 @pytest.mark.parametrize(
