@@ -353,6 +353,93 @@ def _stripped_tokens_problem(what: str) -> str:
     )
 
 
+def _box_token_numbers(inner: str, problems: list[str]) -> tuple[tuple[str, ...] | None, bool]:
+    """The 4 numbers inside a box token (None if it holds no box), and whether it holds exactly them."""
+    coords = _BOX_FULL_RE.fullmatch(inner) or _BOX_RE.search(inner)
+    if coords is None:
+        problems.append(f"box token {_snippet(inner)} holds no (x1,y1),(x2,y2); ignored")
+        return None, False
+    if coords.re is not _BOX_FULL_RE:
+        problems.append(f"box token {_snippet(inner)} has extra text")
+        return coords.groups(), False
+    return coords.groups(), True
+
+
+def _read_qwen2(answer: str, frame: CoordinateFrame | None, kind: str) -> ParsedAnswer:
+    """Both Qwen2-VL formats: refs then boxes (``kind="box"``, ``qwen2-vl``) or points (``"point"``).
+
+    Their grammars differ in three places. A box belongs in box tokens: a bare ``(x1,y1),(x2,y2)`` is read
+    but not well-formed, and when the answer holds no token at all (decoded with
+    ``skip_special_tokens=True``) the text before every box is its label. A point is bare by definition:
+    only text before it, in an answer without tokens, is a label that lost its ref tokens. Commas may
+    separate points. Linear in ``len(answer)``: one pass of a bounded regex.
+    """
+    boxes = kind == "box"
+    problems: list[str] = []
+    raw: list[tuple[str, tuple[float, ...], str | None]] = []
+    total = 0  # objects in the answer; raw keeps the first MAX_OBJECTS
+    well_formed = True
+    label: str | None = None
+    ref_waiting: str | None = None  # a ref seen, no object after it yet
+    tokens_missing = not _has_qwen2_tokens(answer)
+    noted = False  # the missing tokens (or a bare box) said, once
+    leftover: list[str] = []
+    pos = 0
+    for m in (_QWEN2_TOKEN_RE if boxes else _POINTS_TOKEN_RE).finditer(answer):
+        before = answer[pos : m.start()]
+        pos = m.end()
+        if tokens_missing and (boxes or before.strip(_LABEL_SEPARATORS)):  # the text before is the ref
+            label, before = _label_from_text(before, label)
+            if not boxes and not before and not noted:
+                problems.append(_stripped_tokens_problem("ref"))
+                noted, well_formed = True, False
+        leftover.append(before)
+        if m.group("ref") is not None:
+            if ref_waiting is not None:
+                problems.append(f"ref {ref_waiting!r} has no {kind}")
+                well_formed = False
+            label = _clean_label(m.group("label"))
+            ref_waiting = label or ""
+            continue
+        ref_waiting = None
+        if not boxes:
+            nums = m.groups()[-2:]
+        elif m.group("box") is not None:
+            nums, exact = _box_token_numbers(m.group("inner"), problems)
+            well_formed = well_formed and exact
+            if nums is None:
+                continue
+        else:  # a bare box
+            if not noted:
+                problems.append(
+                    _stripped_tokens_problem("box")
+                    if tokens_missing
+                    else f"box written without {BOX_START}/{BOX_END} tokens"
+                )
+                noted = True
+            well_formed = False
+            nums = m.groups()[-4:]
+        total += 1
+        if total > MAX_OBJECTS:  # only counted: reading it would be wasted time
+            continue
+        if well_formed and not all(_UINT_RE.fullmatch(n) for n in nums):
+            problems.append(f"non-integer coordinates {nums}")
+            well_formed = False
+        raw.append((kind, tuple(float(n) for n in nums), label))
+    if ref_waiting is not None:
+        problems.append(f"ref {ref_waiting!r} has no {kind}")
+        well_formed = False
+    leftover.append(answer[pos:])
+    rest = "".join(leftover)
+    if (rest if boxes else rest.replace(",", " ")).strip():
+        problems.append(f"unparsed text {_snippet(rest)}")
+        well_formed = False
+    pixel_boxes, points, labels, objects, all_kept = _objects_to_pixels(raw, frame, problems, total)
+    if not raw and answer.strip():
+        problems.append(f"no {kind} found")
+    return ParsedAnswer(pixel_boxes, points, labels, None, None, well_formed and all_kept, problems, objects)
+
+
 class Qwen2VLFormat(AnswerFormat):
     """Qwen2-VL box tokens, coordinates in ``[0, 1000)`` relative to the image.
 
@@ -379,70 +466,7 @@ class Qwen2VLFormat(AnswerFormat):
     produces = "boxes"
 
     def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
-        problems: list[str] = []
-        raw: list[tuple[str, tuple[float, ...], str | None]] = []
-        total = 0  # objects in the answer; raw keeps the first MAX_OBJECTS
-        well_formed = True
-        label: str | None = None
-        ref_waiting: str | None = None  # a ref seen, no box after it yet
-        tokens_missing = not _has_qwen2_tokens(answer)
-        bare_noted = False
-        leftover: list[str] = []
-        pos = 0
-        for m in _QWEN2_TOKEN_RE.finditer(answer):
-            before = answer[pos : m.start()]
-            pos = m.end()
-            if tokens_missing:  # every match is a bare box: the text before it is its ref
-                label, before = _label_from_text(before, label)
-            leftover.append(before)
-            if m.group("ref") is not None:
-                if ref_waiting is not None:
-                    problems.append(f"ref {ref_waiting!r} has no box")
-                    well_formed = False
-                label = _clean_label(m.group("label"))
-                ref_waiting = label or ""
-                continue
-            ref_waiting = None
-            if m.group("box") is not None:
-                inner = m.group("inner")
-                coords = _BOX_FULL_RE.fullmatch(inner) or _BOX_RE.search(inner)
-                if coords is None:
-                    problems.append(f"box token {_snippet(inner)} holds no (x1,y1),(x2,y2); ignored")
-                    well_formed = False
-                    continue
-                if coords.re is not _BOX_FULL_RE:
-                    problems.append(f"box token {_snippet(inner)} has extra text")
-                    well_formed = False
-                nums = coords.groups()
-            else:
-                if not bare_noted:
-                    problems.append(
-                        _stripped_tokens_problem("box")
-                        if tokens_missing
-                        else f"box written without {BOX_START}/{BOX_END} tokens"
-                    )
-                    bare_noted = True
-                well_formed = False
-                nums = m.groups()[-4:]
-            total += 1
-            if total > MAX_OBJECTS:  # only counted: reading it would be wasted time
-                continue
-            if well_formed and not all(_UINT_RE.fullmatch(n) for n in nums):
-                problems.append(f"non-integer coordinates {nums}")
-                well_formed = False
-            raw.append(("box", tuple(float(n) for n in nums), label))
-        if ref_waiting is not None:
-            problems.append(f"ref {ref_waiting!r} has no box")
-            well_formed = False
-        leftover.append(answer[pos:])
-        rest = "".join(leftover)
-        if rest.strip():
-            problems.append(f"unparsed text {_snippet(rest)}")
-            well_formed = False
-        boxes, points, labels, objects, all_kept = _objects_to_pixels(raw, frame, problems, total)
-        if not raw and answer.strip():
-            problems.append("no box found")
-        return ParsedAnswer(boxes, points, labels, None, None, well_formed and all_kept, problems, objects)
+        return _read_qwen2(answer, frame, "box")
 
     def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
         """Consecutive boxes with the same label share one ref; ints clamped to ``[0, 999]``.
@@ -482,53 +506,7 @@ class Qwen2VLPointsFormat(AnswerFormat):
     produces = "points"
 
     def _parse(self, answer: str, frame: CoordinateFrame | None) -> ParsedAnswer:
-        problems: list[str] = []
-        raw: list[tuple[str, tuple[float, ...], str | None]] = []
-        total = 0  # objects in the answer; raw keeps the first MAX_OBJECTS
-        well_formed = True
-        label: str | None = None
-        ref_waiting: str | None = None
-        tokens_missing = not _has_qwen2_tokens(answer)
-        labels_noted = False
-        leftover: list[str] = []
-        pos = 0
-        for m in _POINTS_TOKEN_RE.finditer(answer):
-            before = answer[pos : m.start()]
-            pos = m.end()
-            if tokens_missing and before.strip(_LABEL_SEPARATORS):  # a point after text: the text is its ref
-                label, before = _label_from_text(before, label)
-                if not before and not labels_noted:
-                    problems.append(_stripped_tokens_problem("ref"))
-                    labels_noted, well_formed = True, False
-            leftover.append(before)
-            if m.group("ref") is not None:
-                if ref_waiting is not None:
-                    problems.append(f"ref {ref_waiting!r} has no point")
-                    well_formed = False
-                label = _clean_label(m.group("label"))
-                ref_waiting = label or ""
-                continue
-            ref_waiting = None
-            total += 1
-            if total > MAX_OBJECTS:  # only counted: reading it would be wasted time
-                continue
-            nums = m.groups()[-2:]
-            if well_formed and not all(_UINT_RE.fullmatch(n) for n in nums):
-                problems.append(f"non-integer coordinates {nums}")
-                well_formed = False
-            raw.append(("point", tuple(float(n) for n in nums), label))
-        if ref_waiting is not None:
-            problems.append(f"ref {ref_waiting!r} has no point")
-            well_formed = False
-        leftover.append(answer[pos:])
-        rest = "".join(leftover)
-        if rest.replace(",", " ").strip():
-            problems.append(f"unparsed text {_snippet(rest)}")
-            well_formed = False
-        boxes, points, labels, objects, all_kept = _objects_to_pixels(raw, frame, problems, total)
-        if not raw and answer.strip():
-            problems.append("no point found")
-        return ParsedAnswer(boxes, points, labels, None, None, well_formed and all_kept, problems, objects)
+        return _read_qwen2(answer, frame, "point")
 
     def write(self, *, boxes=None, labels=None, points=None, count=None, text=None, frame=None) -> str:
         """Consecutive points with the same label share one ref. Boxes are written as their centres."""

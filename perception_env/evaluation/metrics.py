@@ -24,13 +24,14 @@ except counts and errors measured in objects.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
+
+from perception_env.rewards.matching import single_iou
 
 GROUNDING_THRESHOLDS = (0.1, 0.3, 0.5, 0.75, 0.95)
 
@@ -40,16 +41,6 @@ def _mean(values: Sequence[float]) -> float:
 
 
 # --------------------------------------------------------------------------- grounding
-def box_iou_one(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two ``[x1, y1, x2, y2]`` boxes; 0 for an empty union."""
-    ax1, ay1, ax2, ay2 = (float(v) for v in a)
-    bx1, by1, bx2, by2 = (float(v) for v in b)
-    iw, ih = min(ax2, bx2) - max(ax1, bx1), min(ay2, by2) - max(ay1, by1)
-    inter = iw * ih if iw > 0 and ih > 0 else 0.0
-    union = max(ax2 - ax1, 0.0) * max(ay2 - ay1, 0.0) + max(bx2 - bx1, 0.0) * max(by2 - by1, 0.0) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def centre_inside(pred: Sequence[float], target: Sequence[float]) -> bool:
     """Whether the centre of ``pred`` lies inside ``target`` (edges included)."""
     cx, cy = (float(pred[0]) + float(pred[2])) / 2.0, (float(pred[1]) + float(pred[3])) / 2.0
@@ -65,7 +56,7 @@ def grounding_metrics(
     """
     if len(pred_boxes) != len(gt_boxes):
         raise ValueError(f"{len(pred_boxes)} predictions for {len(gt_boxes)} targets")
-    ious = [0.0 if p is None else box_iou_one(p, g) for p, g in zip(pred_boxes, gt_boxes)]
+    ious = [0.0 if p is None else single_iou(p, g) for p, g in zip(pred_boxes, gt_boxes)]
     centre = [p is not None and centre_inside(p, g) for p, g in zip(pred_boxes, gt_boxes)]
     out = {f"acc@{k:g}": _mean([iou >= k for iou in ious]) for k in GROUNDING_THRESHOLDS}
     out["acc_mean_50_75_95"] = _mean([out["acc@0.5"], out["acc@0.75"], out["acc@0.95"]])
@@ -217,8 +208,3 @@ def ocr_metrics(preds: Sequence[str | None], gts: Sequence[str]) -> dict[str, fl
     rows = [ocr_sample_metrics(p, g) for p, g in zip(preds, gts)]
     keys = rows[0].keys() if rows else ocr_sample_metrics("", "").keys()
     return {k: _mean([row[k] for row in rows]) for k in keys}
-
-
-def is_missing(value: float | None) -> bool:
-    """A metric with no value (no samples, or COCO's -1 for 'no ground truth in this bucket')."""
-    return value is None or (isinstance(value, float) and math.isnan(value))

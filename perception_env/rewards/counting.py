@@ -11,7 +11,7 @@ import numpy as np
 from perception_env.data.sample import Sample
 from perception_env.formats import AnswerFormat
 from perception_env.frames import CoordinateFrame
-from perception_env.rewards.result import RewardResult, clamp, resolve, why
+from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 from perception_env.rewards.matching import hungarian_match
 
 SQRT2 = math.sqrt(2.0)
@@ -123,8 +123,7 @@ def score_counting(
     (box centres). ``components["exact"]`` always says whether the count was right.
     """
     cfg = config or CountingRewardConfig()
-    fmt, frame = resolve(fmt, frame, sample)
-    parsed = fmt.parse(answer, frame)
+    fmt, parsed = read_answer(answer, sample, fmt, frame)
     gt = target_points(sample)
     # Count-only data (no points, e.g. a JSONL "count") can only be scored by the count.
     gt_count = sample.count if sample.count is not None else len(gt)
@@ -147,13 +146,4 @@ def score_counting(
         reason = "not well-formed, so 0 (paper): " + (reason or "")
     elif reason is None and reward < 1.0 and pred_count is not None and pred_count != gt_count:
         reason = f"counted {pred_count}, expected {gt_count}"
-    return RewardResult(
-        reward=reward,
-        max_reward=1.0,
-        components=b["components"],
-        matching=b["matching"],
-        unmatched_predictions=b["unmatched_predictions"],
-        unmatched_targets=b["unmatched_targets"],
-        parsed=parsed,
-        reason=reason,
-    )
+    return RewardResult.from_breakdown(reward, 1.0, b, parsed, reason)

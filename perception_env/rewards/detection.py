@@ -14,7 +14,7 @@ from perception_env.data.sample import Sample
 from perception_env.formats import AnswerFormat
 from perception_env.frames import CoordinateFrame
 from perception_env.rewards.matching import box_cxcywh, box_iou_giou, hungarian_match
-from perception_env.rewards.result import RewardResult, clamp, resolve, why
+from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,7 @@ def score_detection(
     """Parse ``answer`` in ``fmt`` (read in ``frame``; default: the format's frame for the sample) and score it
     against ``sample.boxes`` / ``sample.labels``. Never raises for any answer."""
     cfg = config or DetectionRewardConfig()
-    fmt, frame = resolve(fmt, frame, sample)
-    parsed = fmt.parse(answer, frame)
+    fmt, parsed = read_answer(answer, sample, fmt, frame)
     reward, b = detection_reward(
         parsed.boxes,
         parsed.labels,
@@ -213,13 +212,4 @@ def score_detection(
     reason = why(parsed)
     if reason is None and len(sample.boxes) and not len(parsed.boxes):
         reason = "no objects predicted"
-    return RewardResult(
-        reward=reward,
-        max_reward=cfg.max_reward,
-        components=b["components"],
-        matching=b["matching"],
-        unmatched_predictions=b["unmatched_predictions"],
-        unmatched_targets=b["unmatched_targets"],
-        parsed=parsed,
-        reason=reason,
-    )
+    return RewardResult.from_breakdown(reward, cfg.max_reward, b, parsed, reason)

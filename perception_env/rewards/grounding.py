@@ -9,7 +9,8 @@ import numpy as np
 from perception_env.data.sample import Sample
 from perception_env.formats import AnswerFormat
 from perception_env.frames import CoordinateFrame
-from perception_env.rewards.result import RewardResult, clamp, resolve, why
+from perception_env.rewards.matching import single_iou
+from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,6 @@ class GroundingRewardConfig:
         return 1.0 + self.format_weight
 
 
-def single_iou(a, b) -> float:
-    """IoU of two ``[x1, y1, x2, y2]`` boxes in plain Python (fast for one pair); 0 for an empty union."""
-    ax1, ay1, ax2, ay2 = (float(v) for v in a)
-    bx1, by1, bx2, by2 = (float(v) for v in b)
-    iw = min(ax2, bx2) - max(ax1, bx1)
-    ih = min(ay2, by2) - max(ay1, by1)
-    inter = iw * ih if iw > 0 and ih > 0 else 0.0
-    union = max(ax2 - ax1, 0.0) * max(ay2 - ay1, 0.0) + max(bx2 - bx1, 0.0) * max(by2 - by1, 0.0) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def grounding_reward(pred_box, gt_box, power: float = 2.0) -> tuple[float, dict]:
     """``IoU(pred_box, gt_box) ** power`` in ``[0, 1]``; ``pred_box=None`` (nothing read) gives 0."""
     iou = 0.0 if pred_box is None else single_iou(pred_box, gt_box)
@@ -65,25 +55,19 @@ def score_grounding(
     cfg = config or GroundingRewardConfig()
     if len(sample.boxes) == 0:
         raise ValueError(f"grounding sample {sample.sample_id!r} has no target box")
-    fmt, frame = resolve(fmt, frame, sample)
-    parsed = fmt.parse(answer, frame)
+    fmt, parsed = read_answer(answer, sample, fmt, frame)
     gt = np.asarray(sample.boxes, dtype=np.float64).reshape(-1, 4)[0]
     pred = parsed.boxes[0] if len(parsed.boxes) else None
     iou_term, b = grounding_reward(pred, gt, cfg.power)
     wf = 1.0 if parsed.well_formed else 0.0
-    components = {"format": wf, **b["components"], "n_pred": float(len(parsed.boxes))}
+    b["components"] = {"format": wf, **b["components"], "n_pred": float(len(parsed.boxes))}
+    if pred is None:
+        b["unmatched_targets"] = [0]
+    else:
+        b["matching"] = [{"pred": 0, "target": 0, "iou": b["components"]["iou"], "tp": True}]
+        b["unmatched_predictions"] = list(range(1, len(parsed.boxes)))
     reason = why(parsed, None if pred is not None else "no box found")
     if reason is None and len(parsed.boxes) > 1:
         reason = f"{len(parsed.boxes)} boxes given; only the first is scored"
-    return RewardResult(
-        reward=clamp(cfg.format_weight * wf + iou_term, cfg.max_reward),
-        max_reward=cfg.max_reward,
-        components=components,
-        matching=[]
-        if pred is None
-        else [{"pred": 0, "target": 0, "iou": b["components"]["iou"], "tp": True}],
-        unmatched_predictions=list(range(1, len(parsed.boxes))) if pred is not None else [],
-        unmatched_targets=[0] if pred is None else [],
-        parsed=parsed,
-        reason=reason,
-    )
+    reward = clamp(cfg.format_weight * wf + iou_term, cfg.max_reward)
+    return RewardResult.from_breakdown(reward, cfg.max_reward, b, parsed, reason)

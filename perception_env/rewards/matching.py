@@ -24,6 +24,17 @@ def box_area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
+def single_iou(a, b) -> float:
+    """IoU of two ``[x1, y1, x2, y2]`` boxes in plain Python (fast for one pair); 0 for an empty union."""
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    iw = min(ax2, bx2) - max(ax1, bx1)
+    ih = min(ay2, by2) - max(ay1, by1)
+    inter = iw * ih if iw > 0 and ih > 0 else 0.0
+    union = max(ax2 - ax1, 0.0) * max(ay2 - ay1, 0.0) + max(bx2 - bx1, 0.0) * max(by2 - by1, 0.0) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def box_iou_giou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(iou, giou)``, each ``[N, M]``, sharing the intersection/union work.
 
@@ -35,8 +46,7 @@ def box_iou_giou(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, b = _as_boxes(a), _as_boxes(b)
     ax1, ay1, ax2, ay2 = (a[:, k, None] for k in range(4))  # each [N, 1]
     bx1, by1, bx2, by2 = b.T  # each [M]
-    area_a = np.clip(ax2 - ax1, 0, None) * np.clip(ay2 - ay1, 0, None)
-    area_b = np.clip(bx2 - bx1, 0, None) * np.clip(by2 - by1, 0, None)
+    area_a, area_b = box_area(a)[:, None], box_area(b)  # [N, 1], [M]
     inter = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None)  # [N, M]
     inter *= np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
     union = area_a + area_b - inter
@@ -92,4 +102,5 @@ __all__ = [
     "box_iou_giou",
     "generalized_box_iou",
     "hungarian_match",
+    "single_iou",
 ]

@@ -7,7 +7,7 @@ from rapidfuzz.distance import Levenshtein
 from perception_env.data.sample import Sample
 from perception_env.formats import AnswerFormat
 from perception_env.frames import CoordinateFrame
-from perception_env.rewards.result import RewardResult, clamp, resolve, why
+from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 
 
 def collapse_whitespace(text: str) -> str:
@@ -41,14 +41,13 @@ def score_ocr(
     config: object | None = None,
 ) -> RewardResult:
     """Score an OCR answer against ``sample.text`` (``frame``/``config`` unused: kept for a uniform signature)."""
-    fmt, frame = resolve(fmt, frame, sample)
-    parsed = fmt.parse(answer, frame)
+    fmt, parsed = read_answer(answer, sample, fmt, frame)
     reward, b = ocr_reward(parsed.text, sample.text)
-    components = {"format": 1.0 if parsed.well_formed else 0.0, **b["components"]}
+    b["components"] = {"format": 1.0 if parsed.well_formed else 0.0, **b["components"]}
     reason = why(parsed, None if parsed.text is not None else f"format {fmt.name!r} gives no text")
     if reason is None and reward < 1.0:
         reason = (
             f"{int(b['components']['edit_distance'])} character edits from the truth "
             f"({b['components']['normalized_edit_distance']:.0%} of the longer text)"
         )
-    return RewardResult(reward=reward, max_reward=1.0, components=components, parsed=parsed, reason=reason)
+    return RewardResult.from_breakdown(reward, 1.0, b, parsed, reason)

@@ -36,6 +36,23 @@ class RewardResult:
     parsed: ParsedAnswer
     reason: str | None = None
 
+    @classmethod
+    def from_breakdown(
+        cls, reward: float, max_reward: float, breakdown: dict, parsed: ParsedAnswer, reason: str | None
+    ) -> RewardResult:
+        """The result of a task reward's ``(reward, breakdown)``: ``breakdown["components"]`` and, where the
+        task matches objects, its ``matching``, ``unmatched_predictions`` and ``unmatched_targets``."""
+        return cls(
+            reward=reward,
+            max_reward=max_reward,
+            components=breakdown["components"],
+            matching=breakdown.get("matching", []),
+            unmatched_predictions=breakdown.get("unmatched_predictions", []),
+            unmatched_targets=breakdown.get("unmatched_targets", []),
+            parsed=parsed,
+            reason=reason,
+        )
+
     def to_info(self) -> dict:
         """JSON-friendly dict for ``info`` (numpy scalars/arrays -> floats/lists)."""
         return jsonable(
@@ -70,14 +87,14 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def resolve(
-    fmt: AnswerFormat | str, frame: CoordinateFrame | None, sample: Sample
-) -> tuple[AnswerFormat, CoordinateFrame | None]:
-    """A format object, and the frame to read it in (the format's default for the sample when ``None``)."""
+def read_answer(
+    answer: str, sample: Sample, fmt: AnswerFormat | str, frame: CoordinateFrame | None
+) -> tuple[AnswerFormat, ParsedAnswer]:
+    """The format object and ``answer`` parsed in ``frame`` (the format's default for the sample when None)."""
     fmt = get_format(fmt)
     if frame is None:
         frame = fmt.make_frame(sample.width, sample.height)
-    return fmt, frame
+    return fmt, fmt.parse(answer, frame)
 
 
 def why(parsed: ParsedAnswer, fallback: str | None = None) -> str | None:

@@ -112,7 +112,11 @@ def test_cli_tiny_model(tiny_model_dir, one_torch_thread, tmp_path):
         ]
     )
     run = json.loads((out / "metrics.json").read_text())
-    assert run["agent_kind"] == "model" and run["agent"] == Path(tiny_model_dir).name and run["metrics"]["n"] == 3
+    assert (
+        run["agent_kind"] == "model"
+        and run["agent"] == Path(tiny_model_dir).name
+        and run["metrics"]["n"] == 3
+    )
     assert 0.0 <= run["metrics"]["accuracy"] <= 1.0
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 3
 
