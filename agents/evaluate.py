@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import Any
 
 AGENTS = ("model", "oracle", "empty", "random")
-# The paper's longest answers: 2048 tokens for detection, 768 otherwise.
-DEFAULT_MAX_NEW_TOKENS = {"detection": 2048}
-FALLBACK_MAX_NEW_TOKENS = 768
 # model_type -> the coordinate frame it was trained to answer in
 MODEL_FRAMES = {"qwen2_vl": "relative-1000", "qwen2_5_vl": "resized-pixels"}
 
@@ -133,7 +130,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     env, env_kwargs = build_env(args)
     u = env.unwrapped
     notes: list[str] = []
-    max_new_tokens = args.max_new_tokens or DEFAULT_MAX_NEW_TOKENS.get(u.task, FALLBACK_MAX_NEW_TOKENS)
+    max_new_tokens = args.max_new_tokens or u.max_answer_tokens  # the task's (the paper's) longest answer
     if agent == "model":
         _torch_threads()
         answerer = model_answerer(

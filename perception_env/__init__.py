@@ -5,11 +5,10 @@
 No torch is imported anywhere in this package.
 """
 
-from gymnasium.envs.registration import register
-
-from perception_env.core import PerceptionEnv
+from perception_env.core import PerceptionEnv, Scored
 from perception_env.data.sample import Sample
 from perception_env.frames import CoordinateFrame, smart_resize
+from perception_env.tasks import ENV_IDS, TASKS, get_task, register_task
 from perception_env.tasks.counting import CountingEnv
 from perception_env.tasks.detection import DetectionEnv
 from perception_env.tasks.grounding import GroundingEnv
@@ -17,20 +16,9 @@ from perception_env.tasks.ocr import OCREnv
 
 __version__ = "0.1.0"
 
-# id -> entry point. Variants of one task differ only by kwargs passed to gym.make.
-ENV_IDS = {
-    "PerceptionR1/Detection-v0": "perception_env.tasks.detection:DetectionEnv",
-    "PerceptionR1/Counting-v0": "perception_env.tasks.counting:CountingEnv",
-    "PerceptionR1/Grounding-v0": "perception_env.tasks.grounding:GroundingEnv",
-    "PerceptionR1/OCR-v0": "perception_env.tasks.ocr:OCREnv",
-}
-
-for _env_id, _entry_point in ENV_IDS.items():
-    # One step per episode: no TimeLimit needed; the env itself terminates.
-    register(id=_env_id, entry_point=_entry_point, disable_env_checker=False)
-
 __all__ = [
     "ENV_IDS",
+    "TASKS",
     "CoordinateFrame",
     "CountingEnv",
     "DetectionEnv",
@@ -38,5 +26,8 @@ __all__ = [
     "OCREnv",
     "PerceptionEnv",
     "Sample",
+    "Scored",
+    "get_task",
+    "register_task",
     "smart_resize",
 ]

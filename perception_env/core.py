@@ -1,14 +1,20 @@
-"""The one-step perception environment every task shares.
+"""The one-step perception environment, and what a task defines.
 
-An episode is one question about one image: ``reset`` draws a sample and
-returns ``{"image", "prompt"}``; ``step(answer)`` parses the model's text,
-scores it against the sample's targets and ends the episode. A task subclass
-only says how to build the prompt, how to score and what the oracle answers.
+An episode is one question about one image: ``reset`` draws a sample and returns ``{"image", "prompt"}``;
+``step(answer)`` scores the model's text against the sample's targets and ends the episode;
+``score(answer)`` does the same without moving the env (the trainer's G answers, the evaluation).
+
+A task is one subclass of :class:`PerceptionEnv` (``perception_env/tasks/*.py``): its name and Gymnasium id,
+answer formats and prompts, scorer and reward options, oracle, pass/fail verdict, built-in and real data,
+the paper's metrics, what a render draws and the answer length it needs. ``perception_env.tasks`` lists
+the tasks; every registry (gym ids, data sources, metrics, report columns) is built from that list.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -27,20 +33,50 @@ Observation = dict[str, Any]  # {"image": [H, W, 3] uint8, "prompt": str}
 MAX_TEXT_LENGTH = 1 << 16
 
 
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """One answer scored against one sample, the env unmoved.
+
+    ``reward`` and ``info`` are exactly what ``step`` returns for the answer; ``result`` is the whole
+    :class:`RewardResult`, whose ``parsed`` holds the answer's objects in pixels of the original image at
+    full precision (``info["parsed"]`` rounds them to 0.01 px); ``sample`` is the sample scored against.
+    """
+
+    reward: float
+    info: dict[str, Any]
+    result: RewardResult
+    sample: Sample
+
+
 class PerceptionEnv(gym.Env[Observation, str]):
     """Base class: one image, one question, one answer, one reward.
 
-    Subclasses set ``task``, ``default_format``, ``formats`` (those allowed),
-    ``default_prompts`` (format name -> template) and implement
-    :meth:`_prompt_fields`, :meth:`_score` and :meth:`_oracle_targets`.
+    A task subclass sets the class attributes below and implements :meth:`_prompt_fields`,
+    :meth:`_oracle_targets`, :meth:`_is_success` and :meth:`metrics`.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
 
-    task: str = ""
-    default_format: str = ""
-    formats: tuple[str, ...] = ()
-    default_prompts: Mapping[str, str] = {}
+    # ------------------------------------------------------------ the task's definition
+    task: ClassVar[str] = ""  # its name: make_dataset(task, ...), task_metrics, the report's tables
+    env_id: ClassVar[str] = ""  # its Gymnasium id
+    default_format: ClassVar[str] = ""
+    formats: ClassVar[tuple[str, ...]] = ()  # the answer formats it reads
+    default_prompts: ClassVar[Mapping[str, str]] = {}  # format name -> prompt template
+    # (answer, sample, fmt, frame, config) -> RewardResult; never raises for any answer
+    scorer: ClassVar[Callable[..., RewardResult]]
+    reward_config_class: ClassVar[type | None] = None  # the scorer's options (reward_config=), if any
+    synthetic_data: ClassVar[Callable[..., PerceptionDataset] | None] = None  # source "synthetic"
+    # real data: source name -> builder(split, **data_kwargs) (perception_env.data)
+    real_sources: ClassVar[Mapping[str, Callable[..., PerceptionDataset]]] = {}
+    max_answer_tokens: ClassVar[int] = (
+        768  # the paper's longest answer: the default of eval's --max-new-tokens
+    )
+    report_columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (metric, header, "pct"|"num"|"int")
+    # what render() draws besides the boxes: target labels, points, the text read and the truth
+    render_labels: ClassVar[bool] = False
+    render_points: ClassVar[bool] = False
+    render_text: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -52,11 +88,13 @@ class PerceptionEnv(gym.Env[Observation, str]):
         data_kwargs: Mapping[str, Any] | None = None,
         answer_format: str | None = None,
         prompt_template: str | None = None,
+        reward_config: Any = None,
         image_size: tuple[int, int] | None = None,
         min_pixels: int = DEFAULT_MIN_PIXELS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         render_mode: str | None = None,
     ):
+        self.reward_config = self.make_reward_config(reward_config)
         if dataset is None:
             kwargs = dict(data_kwargs or {})
             if source == "synthetic":
@@ -87,6 +125,34 @@ class PerceptionEnv(gym.Env[Observation, str]):
         self._observation: Observation | None = None
         self._last: RewardResult | None = None
 
+    @classmethod
+    def make_reward_config(cls, value: Any) -> Any:
+        """``reward_config=`` as the task's :attr:`reward_config_class`: an instance, a dict of its fields, or
+        None (the defaults). A task without reward options takes None only."""
+        config_cls = cls.reward_config_class
+        if config_cls is None:
+            if value is not None:
+                raise ValueError(
+                    f"{cls.__name__} has no reward options; reward_config must be None, got {value!r}"
+                )
+            return None
+        if value is None:
+            return config_cls()
+        if isinstance(value, Mapping):
+            known = [f.name for f in dataclasses.fields(config_cls)]
+            unknown = sorted(set(value) - set(known))
+            if unknown:
+                raise ValueError(
+                    f"reward_config: {config_cls.__name__} has no option {', '.join(map(repr, unknown))}; "
+                    f"its options: {', '.join(known)}"
+                )
+            return config_cls(**value)
+        if not isinstance(value, config_cls):
+            raise TypeError(
+                f"reward_config must be a {config_cls.__name__} or a dict, got {type(value).__name__}"
+            )
+        return value
+
     # ------------------------------------------------------------------ gym API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -95,33 +161,40 @@ class PerceptionEnv(gym.Env[Observation, str]):
         super().reset(seed=seed)
         options = options or {}
         if "index" in options:
-            index = int(options["index"])
-            if not -len(self.dataset) <= index < len(self.dataset):
-                raise IndexError(f"index {index} out of range for a dataset of {len(self.dataset)} samples")
-            index %= len(self.dataset)
+            index, sample = self._load(options["index"])
         else:
-            index = int(self.np_random.integers(len(self.dataset)))
-        sample = self.dataset[index]
-        if self.image_size is not None:
-            sample = resize_sample(sample, *self.image_size)
+            index, sample = self._load(int(self.np_random.integers(len(self.dataset))))
         self._index, self._sample, self._last = index, sample, None
         self._observation = {"image": sample.load_image(), "prompt": self.prompt()}
-        return self._fresh_observation(), self._reset_info()
+        return self._fresh_observation(), self._reset_info(index, sample)
 
     def step(self, action: str) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
         """Score ``action`` (the model's answer; trailing stop tokens allowed); the episode always ends."""
         if self._sample is None or self._observation is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        result = self._score(action, self._sample)
-        self._last = result
+        scored = self.score(action)
+        self._last = scored.result
+        return self._fresh_observation(), scored.reward, True, False, scored.info
+
+    def score(self, answer: str, index: int | None = None) -> Scored:
+        """Score ``answer`` against the current sample (or sample ``index``) without moving the env.
+
+        ``reward`` and ``info`` are those ``step(answer)`` would return (``index``: after
+        ``reset(options={"index": index})``); the current sample, the render and the RNG stay as they are.
+        """
+        if index is None:
+            index, sample = self._index, self.sample
+        else:
+            index, sample = self._load(index)
+        result = self._score(answer, sample)
         info = {
-            **self._reset_info(),
+            **self._reset_info(index, sample),
             **result.to_info(),
-            "is_success": bool(self._is_success(result)),
-            "answer": action if isinstance(action, str) else repr(action),
-            "target": self._target_info(self._sample),
+            "is_success": bool(self._is_success(result, sample)),
+            "answer": answer if isinstance(answer, str) else repr(answer),
+            "target": self._target_info(sample),
         }
-        return self._fresh_observation(), float(result.reward), True, False, info
+        return Scored(float(result.reward), info, result, sample)
 
     def render(self) -> np.ndarray | None:
         """``rgb_array``: the image with targets and the last answer's predictions drawn."""
@@ -132,7 +205,13 @@ class PerceptionEnv(gym.Env[Observation, str]):
             raise gym.error.ResetNeeded("call reset() before render()")
         from perception_env.render import render_sample
 
-        return render_sample(self._sample, self._last, task=self.task)
+        return render_sample(
+            self._sample,
+            self._last,
+            labels=self.render_labels,
+            points=self.render_points,
+            text=self.render_text,
+        )
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -145,9 +224,12 @@ class PerceptionEnv(gym.Env[Observation, str]):
     @property
     def frame(self) -> CoordinateFrame | None:
         """The coordinate frame of answers about the current image (None for text answers)."""
-        s = self.sample
+        return self.frame_for(self.sample)
+
+    def frame_for(self, sample: Sample) -> CoordinateFrame | None:
+        """The coordinate frame of answers about ``sample``'s image (None for text answers)."""
         return self.answer_format.make_frame(
-            s.width, s.height, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+            sample.width, sample.height, min_pixels=self.min_pixels, max_pixels=self.max_pixels
         )
 
     def prompt(self) -> str:
@@ -167,6 +249,22 @@ class PerceptionEnv(gym.Env[Observation, str]):
             return self.answer_format.write(frame=self.frame, decimals=4, **targets)
         return self.answer_format.write(frame=self.frame, **targets)
 
+    def _load(self, index: Any) -> tuple[int, Sample]:
+        """Sample ``index`` (negative counts from the end) as the env shows it: resized to ``image_size``."""
+        index = int(index)
+        if not -len(self.dataset) <= index < len(self.dataset):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self.dataset)} samples")
+        index %= len(self.dataset)
+        sample = self.dataset[index]
+        if self.image_size is not None:
+            sample = resize_sample(sample, *self.image_size)
+        return index, sample
+
+    def _score(self, answer: str, sample: Sample) -> RewardResult:
+        return type(self).scorer(
+            answer, sample, self.answer_format, self.frame_for(sample), self.reward_config
+        )
+
     def _fresh_observation(self) -> Observation:
         # A new, writable array per call: users keep and may modify what they are given.
         assert self._observation is not None
@@ -175,14 +273,13 @@ class PerceptionEnv(gym.Env[Observation, str]):
             "prompt": self._observation["prompt"],
         }
 
-    def _reset_info(self) -> dict[str, Any]:
-        s = self.sample
-        frame = self.frame
+    def _reset_info(self, index: int | None, sample: Sample) -> dict[str, Any]:
+        frame = self.frame_for(sample)
         return {
             "task": self.task,
-            "index": self._index,
-            "sample_id": s.sample_id,
-            "image_size": [s.width, s.height],
+            "index": index,
+            "sample_id": sample.sample_id,
+            "image_size": [sample.width, sample.height],
             "answer_format": self.answer_format.name,
             "frame": None if frame is None else frame.describe(),
         }
@@ -198,17 +295,37 @@ class PerceptionEnv(gym.Env[Observation, str]):
 
     # ------------------------------------------------------ subclass interface
     def _prompt_fields(self, sample: Sample) -> dict[str, str]:
-        raise NotImplementedError
-
-    def _score(self, answer: str, sample: Sample) -> RewardResult:
+        """The fields of the prompt template for ``sample``."""
         raise NotImplementedError
 
     def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
+        """What the oracle writes for ``sample``: keyword arguments of ``AnswerFormat.write``."""
         raise NotImplementedError
 
-    def _is_success(self, result: RewardResult) -> bool:
+    def _is_success(self, result: RewardResult, sample: Sample) -> bool:
         """The task's pass/fail verdict (``info["is_success"]``), as the paper's accuracy metrics count it."""
         raise NotImplementedError
+
+    @classmethod
+    def metrics(
+        cls,
+        records: Sequence[Mapping[str, Any]],
+        samples: Sequence[Sample],
+        *,
+        dataset: Any = None,
+        categories: Sequence[str] | None = None,
+    ) -> dict[str, float]:
+        """The paper's metrics of the task (fractions) from scored answers: ``records[i]`` holds ``"parsed"``
+        (boxes / points in original pixels, labels, count, text) and ``"answer_format"``, about
+        ``samples[i]`` (see :func:`perception_env.evaluation.task_metrics`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def evaluation_notes(
+        cls, samples: Sequence[Sample], dataset: Any, metrics: Mapping[str, float]
+    ) -> list[str]:
+        """What an evaluation report should say about how the metrics were computed (none by default)."""
+        return []
 
 
 def strip_article(phrase: str) -> str:

@@ -34,8 +34,14 @@ def _text_band(width: int, lines: list[str], font) -> Image.Image:
     return band
 
 
-def render_sample(sample: Sample, result=None, *, task: str = "") -> np.ndarray:
-    """``[H', W', 3]`` uint8: the image, its targets and (if given) a RewardResult's predictions."""
+def render_sample(
+    sample: Sample, result=None, *, labels: bool = False, points: bool = False, text: bool = False
+) -> np.ndarray:
+    """``[H', W', 3]`` uint8: the image, its targets and (if given) a RewardResult's predictions.
+
+    ``labels``: write the class of each box (detection); ``points``: draw target points and predicted points,
+    matched point to point (counting); ``text``: the text read and the truth under the image (OCR).
+    """
     image = Image.fromarray(sample.load_image())
     scale = max(1.0, MIN_RENDER_SIDE / max(sample.width, sample.height))
     if scale > 1:
@@ -61,10 +67,10 @@ def render_sample(sample: Sample, result=None, *, task: str = "") -> np.ndarray:
         draw.line([x - r, y - r, x + r, y + r], fill=colour, width=2)
         draw.line([x - r, y + r, x + r, y - r], fill=colour, width=2)
 
-    labels = list(sample.labels) + [None] * (len(sample.boxes) - len(sample.labels))
-    for b, lab in zip(np.asarray(sample.boxes).reshape(-1, 4), labels):
-        box(b, TARGET, lab if task == "detection" else None, line=width + 3)  # wide: shows around predictions
-    if task == "counting":
+    target_labels = list(sample.labels) + [None] * (len(sample.boxes) - len(sample.labels))
+    for b, lab in zip(np.asarray(sample.boxes).reshape(-1, 4), target_labels):
+        box(b, TARGET, lab if labels else None, line=width + 3)  # wide: shows around predictions
+    if points:
         for p in np.asarray(sample.points).reshape(-1, 2):
             dot(p, TARGET)
 
@@ -79,11 +85,11 @@ def render_sample(sample: Sample, result=None, *, task: str = "") -> np.ndarray:
         pred_labels = list(parsed.labels) + [None] * max(0, len(pred_boxes) - len(parsed.labels))
         targets = np.asarray(sample.boxes).reshape(-1, 4)
         target_points = np.asarray(sample.points).reshape(-1, 2)
-        use_points = task == "counting" and len(target_points)
+        use_points = points and len(target_points)
         for i in range(len(pred_boxes)):
             m = matched.get(i)
             colour = MATCHED if m is not None and m.get("tp", True) else UNMATCHED
-            box(pred_boxes[i], colour, pred_labels[i] if task == "detection" else None, line=width + 1)
+            box(pred_boxes[i], colour, pred_labels[i] if labels else None, line=width + 1)
         if use_points:
             for i, p in enumerate(pred_points):
                 m = matched.get(i)
@@ -107,9 +113,9 @@ def render_sample(sample: Sample, result=None, *, task: str = "") -> np.ndarray:
         lines.append(f"reward {result.reward:.3f} / {result.max_reward:g}")
         if result.reason:
             lines.append(f"why: {result.reason}"[:120])
-        if task == "ocr" and parsed.text is not None:
+        if text and parsed.text is not None:
             lines += [f"read: {line}"[:120] for line in parsed.text.splitlines()[:6]]
-    if task == "ocr":
+    if text:
         lines += [f"truth: {line}"[:120] for line in sample.text.splitlines()[:6]]
     if lines:
         band = _text_band(image.width, lines, _font(12))

@@ -211,3 +211,46 @@ def test_qwen2_answer_decoded_without_its_tokens_scores_as_documented():
     stripped = stripped.replace("<|object_ref_start|>", "").replace("<|object_ref_end|>", "")
     _, reward, _, _, info = counting.step(stripped)
     assert reward == 0.0 and "box tokens missing" in info["reason"]  # not well-formed: 0, the paper's rule
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_score_is_what_step_returns_without_moving_the_env(env_id):
+    env = gym.make(env_id)
+    env.action_space.seed(0)
+    env.reset(options={"index": 3})
+    answers = [env.unwrapped.oracle_answer(), "not an answer", env.action_space.sample()]
+    elsewhere = env.unwrapped.score(answers[0], index=5)  # another sample; the env stays on sample 3
+    assert elsewhere.info["index"] == 5 and elsewhere.sample.sample_id == env.unwrapped.dataset[5].sample_id
+    assert env.unwrapped.sample.sample_id == env.unwrapped.dataset[3].sample_id
+    for answer in answers:
+        scored = env.unwrapped.score(answer)
+        _, reward, _, _, info = env.step(answer)
+        assert (scored.reward, scored.info) == (reward, info)
+
+
+def test_score_keeps_the_parse_at_full_precision():
+    env = gym.make("PerceptionR1/Detection-v0", difficulty="easy")
+    env.reset(options={"index": 0})
+    frame = env.unwrapped.frame
+    scored = env.unwrapped.score('[{"bbox_2d": [10.123456, 20, 30, 40], "label": "circle"}]')
+    x1 = 10.123456 / frame.scale_x  # original pixels
+    assert scored.result.parsed.boxes[0, 0] == pytest.approx(x1, abs=1e-12)
+    assert scored.info["parsed"]["boxes"][0][0] == round(x1, 2)  # step's info, rounded to 0.01 px
+
+
+def test_reward_config_is_read_one_way_for_every_task():
+    from perception_env.rewards import CountingRewardConfig, DetectionRewardConfig
+
+    env = gym.make("PerceptionR1/Counting-v0", reward_config={"kind": "ratio"})
+    assert env.unwrapped.reward_config == CountingRewardConfig(kind="ratio")
+    with pytest.raises(
+        ValueError, match=r"reward_config: CountingRewardConfig has no option 'knd'; its options: kind"
+    ):
+        gym.make("PerceptionR1/Counting-v0", reward_config={"knd": "ratio"})
+    # another task's options were taken as they were and scored with whatever their fields said
+    with pytest.raises(
+        TypeError, match="must be a CountingRewardConfig or a dict, got DetectionRewardConfig"
+    ):
+        gym.make("PerceptionR1/Counting-v0", reward_config=DetectionRewardConfig())
+    with pytest.raises(ValueError, match="OCREnv has no reward options"):
+        gym.make("PerceptionR1/OCR-v0", reward_config={"kind": "exact"})

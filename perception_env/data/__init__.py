@@ -32,21 +32,11 @@ from perception_env.data.synthetic import (
     get_difficulty,
 )
 
-TASKS = ("detection", "counting", "grounding", "ocr")
-SYNTHETIC = {
-    "detection": ShapesDetection,
-    "counting": ShapesCounting,
-    "grounding": ShapesGrounding,
-    "ocr": RenderedTextOCR,
-}
-# source -> the one task it serves ("synthetic" and "jsonl" serve all four)
-REAL_SOURCES = {"coco": "detection", "refcoco": "grounding", "pixmo-count": "counting", "page-ocr": "ocr"}
-SOURCES = ("synthetic", *REAL_SOURCES, "jsonl")
 
-
-def _coco(
+def coco_source(
     split: str, root=None, annotation_file=None, image_dir=None, year: int = 2017, **kw
 ) -> CocoDetection:
+    """COCO detection from ``annotation_file`` + ``image_dir``, or ``root`` in the official layout."""
     if annotation_file is None or image_dir is None:
         if root is None:
             raise ValueError("coco needs annotation_file= and image_dir=, or root= (official layout)")
@@ -57,9 +47,10 @@ def _coco(
     return CocoDetection(annotation_file, image_dir, **kw)
 
 
-def _refcoco(
+def refcoco_source(
     split: str, root=None, refs_file=None, instances_file=None, image_dir=None, **kw
 ) -> RefCocoGrounding:
+    """RefCOCO/+/g from ``root`` (the refer layout) or ``refs_file`` + ``instances_file`` + ``image_dir``."""
     if refs_file is not None and instances_file is not None and image_dir is not None:
         return RefCocoGrounding(refs_file, instances_file, image_dir, split, **kw)
     if root is None:
@@ -67,7 +58,9 @@ def _refcoco(
     return RefCocoGrounding.from_root(root, split=split, image_dir=image_dir, **kw)
 
 
-def _from_file(cls):
+def jsonl_source(cls):
+    """A builder of ``cls`` (a JSONL loader) from ``path=`` (one file) or ``root=`` (``<root>/<split>.jsonl``)."""
+
     def build(split: str, path=None, root=None, **kw):
         if path is not None:
             return cls(path, **kw)
@@ -83,33 +76,49 @@ def _from_file(cls):
 def make_dataset(task: str, source: str = "synthetic", split: str = "train", **kwargs) -> PerceptionDataset:
     """The dataset for ``task`` from ``source``; ``kwargs`` go to its class.
 
-    * ``synthetic``: :class:`ShapesDetection` / :class:`ShapesCounting` /
-      :class:`ShapesGrounding` / :class:`RenderedTextOCR` (``difficulty``, ``size``, ``seed``).
-    * ``coco`` (detection): ``root`` or ``annotation_file`` + ``image_dir`` -> :class:`CocoDetection`.
-    * ``refcoco`` (grounding): ``root`` (+ ``dataset`` "refcoco"/"refcoco+"/"refcocog",
-      ``split_by``, ``image_dir``) or ``refs_file`` + ``instances_file`` + ``image_dir``.
-    * ``pixmo-count`` (counting), ``page-ocr`` (ocr): ``path`` to a JSONL file or ``root`` with ``<split>.jsonl``.
+    * ``synthetic`` (every task): the task's built-in data, e.g. :class:`ShapesDetection` (``difficulty``,
+      ``size``, ``seed``).
     * ``jsonl`` (any task): ``path`` (see :mod:`perception_env.data.loaders.jsonl`).
+    * the task's real sources: ``coco`` (detection): ``root`` or ``annotation_file`` + ``image_dir`` ->
+      :class:`CocoDetection`; ``refcoco`` (grounding): ``root`` (+ ``dataset`` "refcoco"/"refcoco+"/"refcocog",
+      ``split_by``, ``image_dir``) or ``refs_file`` + ``instances_file`` + ``image_dir``; ``pixmo-count``
+      (counting), ``page-ocr`` (ocr): ``path`` to a JSONL file or ``root`` with ``<split>.jsonl``.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; one of {TASKS}")
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; one of {SOURCES}")
-    if source in REAL_SOURCES and REAL_SOURCES[source] != task:
-        raise ValueError(f"source {source!r} serves the {REAL_SOURCES[source]!r} task, not {task!r}")
+    from perception_env.tasks import TASKS, get_task  # the task list (each task module imports this one)
+
+    definition = get_task(task)
+    owners = {name: t.task for t in TASKS.values() for name in t.real_sources}
+    if source not in ("synthetic", *owners, "jsonl"):
+        raise ValueError(f"unknown source {source!r}; one of {sources()}")
+    if source in owners and source not in definition.real_sources:
+        raise ValueError(f"source {source!r} serves the {owners[source]!r} task, not {task!r}")
     if source == "synthetic":
-        return SYNTHETIC[task](split=split, **kwargs)
+        if definition.synthetic_data is None:
+            raise ValueError(f"task {task!r} has no built-in data: give source= (one of {sources()})")
+        return definition.synthetic_data(split=split, **kwargs)
     if source == "jsonl":
         if "path" not in kwargs:
             raise ValueError("source 'jsonl' needs path= (a JSONL file)")
         return JsonlDataset(kwargs.pop("path"), task, **kwargs)
-    build = {
-        "coco": _coco,
-        "refcoco": _refcoco,
-        "pixmo-count": _from_file(PixmoCount),
-        "page-ocr": _from_file(PageOcr),
-    }[source]
-    return build(split, **kwargs)
+    return definition.real_sources[source](split, **kwargs)
+
+
+def sources() -> tuple[str, ...]:
+    """Every data source: ``synthetic``, the tasks' real sources, ``jsonl``."""
+    from perception_env.tasks import TASKS
+
+    return ("synthetic", *(name for t in TASKS.values() for name in t.real_sources), "jsonl")
+
+
+def __getattr__(name: str):
+    # TASKS (task names) and SOURCES, as before, now read off the task list (perception_env.tasks)
+    if name == "TASKS":
+        from perception_env.tasks import TASKS
+
+        return tuple(TASKS)
+    if name == "SOURCES":
+        return sources()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -133,6 +142,10 @@ __all__ = [
     "ShapesCounting",
     "ShapesDetection",
     "ShapesGrounding",
+    "coco_source",
     "get_difficulty",
+    "jsonl_source",
     "make_dataset",
+    "refcoco_source",
+    "sources",
 ]

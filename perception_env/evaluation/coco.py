@@ -23,6 +23,7 @@ import contextlib
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,25 @@ def coco_from_samples(samples: Sequence[Sample], categories: Sequence[str] | Non
         "categories": [{"id": i, "name": n} for n, i in name_to_id.items()],
     }
     return _index(dataset), name_to_id
+
+
+def official_coco(dataset: Any, samples: Sequence[Sample]):
+    """The dataset's own pycocotools index when it can score these samples as they are, else None.
+
+    It can when the dataset has ``coco`` and ``name_to_category_id`` (e.g.
+    :class:`~perception_env.data.CocoDetection`) and every sample carries its
+    ``meta["image_id"]`` at the size the index records (not resized by the env).
+    """
+    coco = getattr(dataset, "coco", None)
+    mapping = getattr(dataset, "name_to_category_id", None)
+    if coco is None or mapping is None:
+        return None
+    for s in samples:
+        iid = s.meta.get("image_id") if isinstance(s.meta, Mapping) else None
+        image = coco.imgs.get(iid) if iid is not None else None
+        if image is None or (image.get("width"), image.get("height")) != (s.width, s.height):
+            return None
+    return coco, dict(mapping)
 
 
 @dataclass

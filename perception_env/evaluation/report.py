@@ -15,38 +15,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-# (metrics key, column header, kind) per task, in the paper's order; kind: "pct", "num", "int"
-COLUMNS: dict[str, list[tuple[str, str, str]]] = {
-    "detection": [
-        ("AP", "AP", "pct"),
-        ("AP50", "AP50", "pct"),
-        ("AP75", "AP75", "pct"),
-        ("APs", "AP_S", "pct"),
-        ("APm", "AP_M", "pct"),
-        ("APl", "AP_L", "pct"),
-    ],
-    "grounding": [
-        ("acc@0.1", "Acc@0.1", "pct"),
-        ("acc@0.3", "Acc@0.3", "pct"),
-        ("acc@0.5", "Acc@0.5", "pct"),
-        ("acc@0.75", "Acc@0.75", "pct"),
-        ("acc@0.95", "Acc@0.95", "pct"),
-        ("acc_mean_50_75_95", "mean Acc@{.5,.75,.95}", "pct"),
-        ("mean_iou", "mIoU", "pct"),
-        ("centre_acc", "centre acc", "pct"),
-    ],
-    "counting": [("accuracy", "accuracy", "pct"), ("mae", "MAE", "num")],
-    "ocr": [
-        ("edit_distance", "edit dist ↓", "pct"),
-        ("f1", "F1", "pct"),
-        ("precision", "precision", "pct"),
-        ("recall", "recall", "pct"),
-        ("bleu", "BLEU", "pct"),
-        ("meteor", "METEOR", "pct"),
-        ("meteor_exact_stem", "METEOR (exact+stem, no WordNet)", "pct"),
-    ],
-}
+# the columns every table ends with: (metrics key, column header, kind); kind: "pct", "num", "int"
 COMMON_COLUMNS = [("n", "n", "int"), ("reward", "reward", "num"), ("success", "success", "pct")]
+
+
+def task_columns() -> dict[str, list[tuple[str, str, str]]]:
+    """Each task's own columns (its class's ``report_columns``), in the paper's order, tasks in list order."""
+    from perception_env.tasks import TASKS
+
+    return {name: list(task.report_columns) for name, task in TASKS.items()}
+
+
+def __getattr__(name: str):
+    if name == "COLUMNS":  # as before: task -> its columns, now read off the task list
+        return task_columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _missing(value: Any) -> bool:
@@ -66,7 +49,7 @@ def format_value(value: Any, kind: str) -> str:
 
 def columns_for(task: str, metrics_list: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """The task's columns that at least one run has (so only one METEOR variant shows)."""
-    cols = [c for c in COLUMNS[task] if any(c[0] in m for m in metrics_list)]
+    cols = [c for c in task_columns()[task] if any(c[0] in m for m in metrics_list)]
     return cols + COMMON_COLUMNS
 
 
@@ -78,7 +61,7 @@ def markdown_table(runs: Sequence[Mapping[str, Any]]) -> str:
     under a ``### task`` heading.
     """
     blocks = []
-    for task in COLUMNS:
+    for task in task_columns():
         rows = [r for r in runs if r["task"] == task]
         if not rows:
             continue

@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import gymnasium as gym
+
+from perception_env.core import Scored
 from perception_env.data.sample import Sample
-from perception_env.evaluation.metrics import chinese_tokenizer, contains_chinese
-from perception_env.evaluation.tasks import official_coco, task_metrics
+from perception_env.evaluation.tasks import task_metrics
 from perception_env.rewards.result import jsonable
 
 Answerer = Callable[[gym.Env, Sequence[int], Sequence[dict]], list[str]]
@@ -71,24 +72,33 @@ class EvaluationResult:
     metrics: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)  # time spent answering / scoring
     notes: list[str] = field(default_factory=list)
+    infos: list[dict] = field(default_factory=list)  # one per sample: what env.step returns as info
 
 
-def _record(env: gym.Env, index: int, observation: dict, answer: str, reward: float, info: dict) -> dict:
-    """One predictions.jsonl line: ids, prompt, answer, reward, success, parse in ORIGINAL pixels."""
-    u = env.unwrapped
-    parsed = u.answer_format.parse(answer, u.frame)  # full precision (info["parsed"] is rounded to 0.01 px)
-    s = u.sample
+@dataclass
+class Episode:
+    """One answer to one sample, scored by the env (``env.unwrapped.score``)."""
+
+    index: int  # the sample's dataset index
+    record: dict  # the predictions.jsonl line: its parse at full precision
+    info: dict  # what env.step returns as info for the answer
+    sample: Sample  # as scored (its image dropped)
+
+
+def _record(index: int, prompt: str, answer: str, scored: Scored) -> dict:
+    """One predictions.jsonl line: ids, prompt, answer, reward, success, parse in ORIGINAL pixels (unrounded)."""
+    s, parsed, info = scored.sample, scored.result.parsed, scored.info
     return jsonable(
         {
             "index": index,
             "sample_id": s.sample_id,
             "image_id": s.meta.get("image_id") if isinstance(s.meta, dict) else None,
             "image_size": [s.width, s.height],
-            "prompt": observation["prompt"],
+            "prompt": prompt,
             "answer": answer,
-            "answer_format": u.answer_format.name,
-            "reward": reward,
-            "is_success": bool(info.get("is_success", False)),
+            "answer_format": info["answer_format"],
+            "reward": scored.reward,
+            "is_success": info["is_success"],
             "parsed": {
                 "well_formed": parsed.well_formed,
                 "boxes": parsed.boxes.tolist(),
@@ -98,11 +108,62 @@ def _record(env: gym.Env, index: int, observation: dict, answer: str, reward: fl
                 "text": parsed.text,
                 "problems": list(parsed.problems),
             },
-            "target": info.get("target"),
-            "reward_components": info.get("reward_components"),
-            "reason": info.get("reason"),
+            "target": info["target"],
+            "reward_components": info["reward_components"],
+            "reason": info["reason"],
         }
     )
+
+
+def answer_and_score(
+    env: gym.Env,
+    answerer: Answerer,
+    indices: Sequence[int],
+    *,
+    batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Episode], dict[str, float]]:
+    """Answer samples ``indices`` of ``env`` in batches and score each answer with the env's own
+    ``score`` (the task's reward, whatever wrappers ``env`` has). Returns the episodes, in ``indices``'
+    order, and the seconds spent answering and scoring. ``progress(done, total)`` after each batch."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    u = env.unwrapped
+    episodes: list[Episode] = []
+    seconds = {"answer": 0.0, "score": 0.0}
+    for start in range(0, len(indices), batch_size):
+        batch = list(indices[start : start + batch_size])
+        observations = [env.reset(options={"index": i})[0] for i in batch]
+        t0 = time.perf_counter()
+        answers = list(answerer(env, batch, observations))
+        t1 = time.perf_counter()
+        if len(answers) != len(batch):
+            raise ValueError(f"the answerer gave {len(answers)} answers for {len(batch)} observations")
+        for i, observation, answer in zip(batch, observations, answers):
+            scored = u.score(answer, index=i)
+            sample = dataclasses.replace(scored.sample, image=None)
+            episodes.append(
+                Episode(i, _record(i, observation["prompt"], answer, scored), scored.info, sample)
+            )
+        seconds["score"] += time.perf_counter() - t1
+        seconds["answer"] += t1 - t0
+        if progress is not None:
+            progress(len(episodes), len(indices))
+    return episodes, seconds
+
+
+def summarise(
+    env: gym.Env, episodes: Sequence[Episode], seconds: dict[str, float] | None = None
+) -> EvaluationResult:
+    """The task's metrics over ``episodes`` (from their full-precision records), and the report's notes."""
+    u = env.unwrapped
+    t0 = time.perf_counter()
+    records, samples = [e.record for e in episodes], [e.sample for e in episodes]
+    dataset = None if u.image_size is not None else u.dataset  # resized samples: not the dataset's own
+    metrics = task_metrics(u.task, records, samples, dataset=dataset)
+    notes = u.evaluation_notes(samples, dataset, metrics)
+    seconds = {**(seconds or {}), "metrics": time.perf_counter() - t0}
+    return EvaluationResult(u.task, records, samples, metrics, seconds, notes, [e.info for e in episodes])
 
 
 def run_evaluation(
@@ -121,51 +182,5 @@ def run_evaluation(
     n = len(u.dataset) if limit is None else min(int(limit), len(u.dataset))
     if n <= 0:
         raise ValueError("nothing to evaluate (limit <= 0 or empty dataset)")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    records: list[dict] = []
-    samples: list[Sample] = []
-    t_answer = t_score = 0.0
-    for start in range(0, n, batch_size):
-        indices = list(range(start, min(n, start + batch_size)))
-        observations = [env.reset(options={"index": i})[0] for i in indices]
-        t0 = time.perf_counter()
-        answers = list(answerer(env, indices, observations))
-        t1 = time.perf_counter()
-        if len(answers) != len(indices):
-            raise ValueError(f"the answerer gave {len(answers)} answers for {len(indices)} observations")
-        for i, observation, answer in zip(indices, observations, answers):
-            env.reset(options={"index": i})
-            _, reward, _, _, info = env.step(answer)
-            records.append(_record(env, i, observation, answer, float(reward), info))
-            samples.append(dataclasses.replace(u.sample, image=None))
-        t_score += time.perf_counter() - t1
-        t_answer += t1 - t0
-        if progress is not None:
-            progress(len(records), n)
-    t0 = time.perf_counter()
-    dataset = None if u.image_size is not None else u.dataset
-    metrics = task_metrics(u.task, records, samples, dataset=dataset)
-    notes = []
-    if u.task == "detection":
-        if official_coco(dataset, samples) is not None:
-            notes.append(
-                "detection ground truth: the dataset's own COCO annotations (official areas, iscrowd)"
-            )
-        else:
-            notes.append("detection ground truth: built from the samples (area = box area, iscrowd honoured)")
-        notes.append(
-            "every predicted box scored 1.0 (as the paper); unlabelled or unknown-label boxes dropped"
-        )
-    if u.task == "ocr" and any(contains_chinese(s.text) for s in samples) and chinese_tokenizer() != "jieba":
-        notes.append(
-            "Chinese text tokenised per character for word metrics (jieba not installed; the paper's "
-            "Fox/GOT evaluation uses jieba: pip install 'perception-r1[zh]')"
-        )
-    if u.task == "ocr" and "meteor" not in metrics:
-        notes.append(
-            "METEOR: NLTK's WordNet corpus is not installed, so meteor_exact_stem = METEOR with exact and "
-            "Porter-stem matches only (no synonyms); not comparable to the paper's METEOR"
-        )
-    seconds = {"answer": t_answer, "score": t_score, "metrics": time.perf_counter() - t0}
-    return EvaluationResult(u.task, records, samples, metrics, seconds, notes)
+    episodes, seconds = answer_and_score(env, answerer, range(n), batch_size=batch_size, progress=progress)
+    return summarise(env, episodes, seconds)

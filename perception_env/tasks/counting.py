@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 
 from perception_env.core import PerceptionEnv
+from perception_env.data import PixmoCount, ShapesCounting, jsonl_source
 from perception_env.data.sample import Sample
 from perception_env.rewards import CountingRewardConfig, RewardResult, score_counting
+from perception_env.rewards.counting import target_points
 
 
 class CountingEnv(PerceptionEnv):
@@ -70,6 +72,7 @@ class CountingEnv(PerceptionEnv):
     """
 
     task = "counting"
+    env_id = "PerceptionR1/Counting-v0"
     default_format = "qwen2-vl"
     formats = ("qwen2-vl", "qwen2-vl-points", "qwen2.5-vl", "number")
     default_prompts = {
@@ -78,18 +81,15 @@ class CountingEnv(PerceptionEnv):
         "qwen2.5-vl": "Point to all the {object} in the image and output the coordinates in JSON format.",
         "number": "How many {object} are in the image? Answer with a number.",
     }
-
-    def __init__(self, *, reward_config: CountingRewardConfig | dict | None = None, **kwargs: Any):
-        if isinstance(reward_config, dict):
-            reward_config = CountingRewardConfig(**reward_config)
-        self.reward_config = reward_config or CountingRewardConfig()
-        super().__init__(**kwargs)
+    scorer = staticmethod(score_counting)
+    reward_config_class = CountingRewardConfig
+    synthetic_data = ShapesCounting
+    real_sources = {"pixmo-count": jsonl_source(PixmoCount)}
+    report_columns = (("accuracy", "accuracy", "pct"), ("mae", "MAE", "num"))
+    render_points = True
 
     def _prompt_fields(self, sample: Sample) -> dict[str, str]:
         return {"object": plural(sample.query)}
-
-    def _score(self, answer: str, sample: Sample) -> RewardResult:
-        return score_counting(answer, sample, self.answer_format, self.frame, self.reward_config)
 
     def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
         points = np.asarray(sample.points, dtype=np.float64).reshape(-1, 2)
@@ -106,9 +106,27 @@ class CountingEnv(PerceptionEnv):
             return {"boxes": boxes, "labels": [label] * len(points)}
         return {"points": points, "labels": [label] * len(points)}
 
-    def _is_success(self, result: RewardResult) -> bool:
+    def _is_success(self, result: RewardResult, sample: Sample) -> bool:
         """The exact count (PixMo-Count accuracy)."""
         return result.components.get("exact", 0.0) == 1.0
+
+    @classmethod
+    def metrics(cls, records, samples, *, dataset=None, categories=None) -> dict[str, float]:
+        """Exact-count accuracy and MAE: the number written (``number`` format), else the objects listed."""
+        from perception_env.evaluation.metrics import counting_metrics
+        from perception_env.evaluation.tasks import parsed_of
+
+        predicted = []
+        for record in records:
+            p = parsed_of(record)
+            if record.get("answer_format") == "number" or (
+                p.get("count") is not None and not p.get("points")
+            ):
+                predicted.append(p.get("count"))
+            else:
+                predicted.append(len(p.get("points") or []))
+        truth = [s.count if s.count is not None else len(target_points(s)) for s in samples]
+        return counting_metrics(predicted, truth)
 
 
 def plural(noun: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from perception_env.core import PerceptionEnv
+from perception_env.data import ShapesDetection, coco_source
 from perception_env.data.sample import Sample
 from perception_env.rewards import DetectionRewardConfig, RewardResult, score_detection
 
@@ -69,31 +70,76 @@ class DetectionEnv(PerceptionEnv):
     """
 
     task = "detection"
+    env_id = "PerceptionR1/Detection-v0"
     default_format = "qwen2.5-vl"
     formats = ("qwen2.5-vl", "qwen2-vl")
     default_prompts = {
         "qwen2.5-vl": "Please output bbox coordinates and names of {categories}.",
         "qwen2-vl": "Please output bbox coordinates and names of {categories}.",
     }
-
-    def __init__(self, *, reward_config: DetectionRewardConfig | dict | None = None, **kwargs: Any):
-        if isinstance(reward_config, dict):
-            reward_config = DetectionRewardConfig(**reward_config)
-        self.reward_config = reward_config or DetectionRewardConfig()
-        super().__init__(**kwargs)
+    scorer = staticmethod(score_detection)
+    reward_config_class = DetectionRewardConfig
+    synthetic_data = ShapesDetection
+    real_sources = {"coco": coco_source}
+    max_answer_tokens = 2048  # the paper's, for up to 100 objects
+    report_columns = (
+        ("AP", "AP", "pct"),
+        ("AP50", "AP50", "pct"),
+        ("AP75", "AP75", "pct"),
+        ("APs", "AP_S", "pct"),
+        ("APm", "AP_M", "pct"),
+        ("APl", "AP_L", "pct"),
+    )
+    render_labels = True
 
     def _prompt_fields(self, sample: Sample) -> dict[str, str]:
         categories = list(self.dataset.categories) or sorted(set(sample.labels))
         return {"categories": ", ".join(categories)}
 
-    def _score(self, answer: str, sample: Sample) -> RewardResult:
-        return score_detection(answer, sample, self.answer_format, self.frame, self.reward_config)
-
     def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
         return {"boxes": sample.boxes, "labels": list(sample.labels)}
 
-    def _is_success(self, result: RewardResult) -> bool:
+    def _is_success(self, result: RewardResult, sample: Sample) -> bool:
         """Every object found (IoU > threshold, right label) and nothing extra."""
-        n_gt, n_pred = len(self.sample.boxes), len(result.parsed.boxes)
+        n_gt, n_pred = len(sample.boxes), len(result.parsed.boxes)
         hits = sum(1 for m in result.matching if m["tp"] and m.get("label_ok", True))
         return hits == n_gt == n_pred
+
+    @classmethod
+    def metrics(cls, records, samples, *, dataset=None, categories=None) -> dict[str, float]:
+        """COCO AP (pycocotools, every box scored 1.0): on ``dataset``'s own COCO index when
+        :func:`~perception_env.evaluation.coco.official_coco` allows (an image answered twice scored once,
+        its first answer), else on a ground truth built from ``samples`` with ``categories`` (default
+        ``dataset.categories``, else the labels found)."""
+        from perception_env.evaluation.coco import coco_from_samples, detection_metrics, official_coco
+        from perception_env.evaluation.tasks import parsed_boxes, parsed_of
+
+        parsed = [parsed_of(r) for r in records]
+        official = official_coco(dataset, samples) if dataset is not None else None
+        if official is not None:
+            coco, name_to_id = official
+            image_ids = [int(s.meta["image_id"]) for s in samples]
+            first = {}
+            for k, image_id in enumerate(image_ids):
+                first.setdefault(image_id, k)
+            keep = sorted(first.values())
+            image_ids, parsed = [image_ids[k] for k in keep], [parsed[k] for k in keep]
+        else:
+            cats = categories or (list(getattr(dataset, "categories", ()) or ()) or None)
+            coco, name_to_id = coco_from_samples(samples, cats)
+            image_ids = list(range(1, len(samples) + 1))
+        boxes, labels = [parsed_boxes(p) for p in parsed], [list(p.get("labels") or []) for p in parsed]
+        out = detection_metrics(coco, image_ids, boxes, labels, name_to_id)
+        out["official_coco_gt"] = 1.0 if official is not None else 0.0
+        return out
+
+    @classmethod
+    def evaluation_notes(cls, samples, dataset, metrics) -> list[str]:
+        if metrics.get("official_coco_gt"):
+            truth = "the dataset's own COCO annotations (official areas, iscrowd)"
+        else:
+            truth = "built from the samples (area = box area, iscrowd honoured)"
+        return [
+            f"detection ground truth: {truth}",
+            "every predicted box scored 1.0 (as the paper); unlabelled or unknown-label boxes dropped",
+        ]

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from perception_env.core import PerceptionEnv, strip_article
+from perception_env.data import ShapesGrounding, refcoco_source
 from perception_env.data.sample import Sample
 from perception_env.rewards import GroundingRewardConfig, RewardResult, score_grounding
 
@@ -65,28 +66,44 @@ class GroundingEnv(PerceptionEnv):
     """
 
     task = "grounding"
+    env_id = "PerceptionR1/Grounding-v0"
     default_format = "qwen2-vl"
     formats = ("qwen2-vl", "qwen2.5-vl")
     default_prompts = {
         "qwen2-vl": "Output the bounding box of the {expression} in the image.",
         "qwen2.5-vl": "Locate the {expression} in the image and output its bbox coordinates in JSON format.",
     }
-
-    def __init__(self, *, reward_config: GroundingRewardConfig | dict | None = None, **kwargs: Any):
-        if isinstance(reward_config, dict):
-            reward_config = GroundingRewardConfig(**reward_config)
-        self.reward_config = reward_config or GroundingRewardConfig()
-        super().__init__(**kwargs)
+    scorer = staticmethod(score_grounding)
+    reward_config_class = GroundingRewardConfig
+    synthetic_data = ShapesGrounding
+    real_sources = {"refcoco": refcoco_source}
+    report_columns = (
+        ("acc@0.1", "Acc@0.1", "pct"),
+        ("acc@0.3", "Acc@0.3", "pct"),
+        ("acc@0.5", "Acc@0.5", "pct"),
+        ("acc@0.75", "Acc@0.75", "pct"),
+        ("acc@0.95", "Acc@0.95", "pct"),
+        ("acc_mean_50_75_95", "mean Acc@{.5,.75,.95}", "pct"),
+        ("mean_iou", "mIoU", "pct"),
+        ("centre_acc", "centre acc", "pct"),
+    )
 
     def _prompt_fields(self, sample: Sample) -> dict[str, str]:
         return {"expression": strip_article(sample.query)}
 
-    def _score(self, answer: str, sample: Sample) -> RewardResult:
-        return score_grounding(answer, sample, self.answer_format, self.frame, self.reward_config)
-
     def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
         return {"boxes": np.asarray(sample.boxes)[:1], "labels": [sample.query]}
 
-    def _is_success(self, result: RewardResult) -> bool:
+    def _is_success(self, result: RewardResult, sample: Sample) -> bool:
         """Acc@0.5, as RefCOCO is reported: IoU of the first box >= 0.5."""
         return result.components.get("iou", 0.0) >= 0.5
+
+    @classmethod
+    def metrics(cls, records, samples, *, dataset=None, categories=None) -> dict[str, float]:
+        """Acc@k, their RefCOCOg mean, mean IoU and centre accuracy of each answer's first box."""
+        from perception_env.evaluation.metrics import grounding_metrics
+        from perception_env.evaluation.tasks import parsed_boxes, parsed_of
+
+        firsts = [(b[0] if len(b) else None) for b in (parsed_boxes(parsed_of(r)) for r in records)]
+        truth = [np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4)[0] for s in samples]
+        return grounding_metrics(firsts, truth)

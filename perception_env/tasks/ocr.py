@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from perception_env.core import PerceptionEnv
+from perception_env.data import PageOcr, RenderedTextOCR, jsonl_source
 from perception_env.data.sample import Sample
 from perception_env.rewards import RewardResult, score_ocr
 
@@ -49,19 +50,55 @@ class OCREnv(PerceptionEnv):
     """
 
     task = "ocr"
+    env_id = "PerceptionR1/OCR-v0"
     default_format = "text"
     formats = ("text",)
     default_prompts = {"text": "OCR this image:"}
+    scorer = staticmethod(score_ocr)
+    synthetic_data = RenderedTextOCR
+    real_sources = {"page-ocr": jsonl_source(PageOcr)}
+    report_columns = (
+        ("edit_distance", "edit dist ↓", "pct"),
+        ("f1", "F1", "pct"),
+        ("precision", "precision", "pct"),
+        ("recall", "recall", "pct"),
+        ("bleu", "BLEU", "pct"),
+        ("meteor", "METEOR", "pct"),
+        ("meteor_exact_stem", "METEOR (exact+stem, no WordNet)", "pct"),
+    )
+    render_text = True
 
     def _prompt_fields(self, sample: Sample) -> dict[str, str]:
         return {}
 
-    def _score(self, answer: str, sample: Sample) -> RewardResult:
-        return score_ocr(answer, sample, self.answer_format)
-
     def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
         return {"text": sample.text}
 
-    def _is_success(self, result: RewardResult) -> bool:
+    def _is_success(self, result: RewardResult, sample: Sample) -> bool:
         """The exact text (after collapsing white space)."""
         return result.components.get("edit_distance", 1.0) == 0.0
+
+    @classmethod
+    def metrics(cls, records, samples, *, dataset=None, categories=None) -> dict[str, float]:
+        """Per page, then averaged: normalised edit distance, word-set P/R/F1, BLEU, METEOR (Fox/GOT)."""
+        from perception_env.evaluation.metrics import ocr_metrics
+        from perception_env.evaluation.tasks import parsed_of
+
+        return ocr_metrics([parsed_of(r).get("text") for r in records], [s.text for s in samples])
+
+    @classmethod
+    def evaluation_notes(cls, samples, dataset, metrics) -> list[str]:
+        from perception_env.evaluation.metrics import chinese_tokenizer, contains_chinese
+
+        notes = []
+        if any(contains_chinese(s.text) for s in samples) and chinese_tokenizer() != "jieba":
+            notes.append(
+                "Chinese text tokenised per character for word metrics (jieba not installed; the paper's "
+                "Fox/GOT evaluation uses jieba: pip install 'perception-r1[zh]')"
+            )
+        if "meteor" not in metrics:
+            notes.append(
+                "METEOR: NLTK's WordNet corpus is not installed, so meteor_exact_stem = METEOR with exact and "
+                "Porter-stem matches only (no synonyms); not comparable to the paper's METEOR"
+            )
+        return notes
