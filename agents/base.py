@@ -1,68 +1,63 @@
-"""The agent interface: the Trainer owns the loop, an algorithm owns only its update.
+"""The agent: an RL algorithm is its maths; the loop of an update, the optimiser and the checkpoints are here.
 
-To plug in another RL algorithm, subclass :class:`Agent` and implement
-:meth:`Agent.update` (and, if it needs more options, subclass
-:class:`~agents.config.TrainConfig`). Collection, scoring, logging,
-evaluation and checkpoints are the :class:`~agents.trainer.Trainer`'s.
+To plug in another algorithm, subclass :class:`Agent`, set ``config_class`` (a
+:class:`~agents.config.TrainConfig` subclass with its options) and implement :meth:`Agent.advantages`
+(one number per answer from its group's rewards) and :meth:`Agent.loss` (a micro-batch's loss from
+log-probs); an agent whose update is another shape may override :meth:`Agent.update` instead. Collection,
+scoring, logging, evaluation and checkpoints are the :class:`~agents.trainer.Trainer`'s. Shapes:
+``agents/rollout.py``.
 """
 
 from __future__ import annotations
 
-import abc
+import copy
 import math
-from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from agents.config import TrainConfig
 from agents.distributed import LogProbModule, Parallel
+from agents.losses import masked_mean, zero_std_fraction
 from agents.policies.sampling import derive_seed
+from agents.rollout import EpisodeGroup, Policy, Rollout, RolloutBatch
+
+__all__ = ["Agent", "EpisodeGroup", "RolloutBatch", "derive_seed"]
 
 
-@dataclass
-class EpisodeGroup:
-    """G one-step episodes that answer the same observation."""
+class Agent:
+    """An RL algorithm acting through a :class:`~agents.rollout.Policy`.
 
-    index: int  # dataset index of the observation (env.reset(options={"index": index}))
-    observation: dict[str, Any]  # {"image": [H, W, 3] uint8, "prompt": str}
-    answers: list[str]  # [G]
-    rewards: list[float]  # [G]
-    infos: list[dict[str, Any]]  # [G] the env's step infos
-
-
-@dataclass
-class RolloutBatch:
-    """One round of collection: B groups of G answers, and the tensors to learn from them."""
-
-    step: int
-    groups: list[EpisodeGroup]  # [B]
-    rollout: Any  # the policy's Rollout: completion tokens [B*G, T] in group-major order
-    rewards: torch.Tensor  # [B, G] float32
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
-
-    @property
-    def group_size(self) -> int:
-        return self.rewards.shape[1]
-
-
-class Agent(abc.ABC):
-    """An RL algorithm acting through a policy (see agents.policies.QwenVLPolicy).
-
-    The base class builds the optimiser and learning-rate schedule from the
-    config and checkpoints them; subclasses implement :meth:`update`.
+    The base class builds the optimiser and learning-rate schedule from the config, runs an update
+    (micro-batches, gradient accumulation, the optimiser step, the metrics) and checkpoints its state;
+    a subclass supplies :meth:`advantages` and :meth:`loss`. ``beta`` > 0 in the config loads a frozen
+    reference model for a KL term (:attr:`reference`).
     """
 
-    name = "agent"
+    config_class: ClassVar[type[TrainConfig]] = TrainConfig  # the agent's options: flags, YAML, checkpoints
     reference: torch.nn.Module | None = None  # the frozen model of a KL term (see make_reference)
 
-    def __init__(self, policy: Any, config: TrainConfig):
+    def __init__(self, policy: Policy, config: TrainConfig, reference_model: torch.nn.Module | None = None):
         self.policy = policy
         self.config = config
         self.parallel = Parallel.single()
         self.trainable: torch.nn.Module = LogProbModule(policy, policy.model, config.temperature)
         self.optimizer, self.scheduler = self._build_optimizer()
+        self.reference = self.make_reference(getattr(config, "beta", 0.0), reference_model)
+        self._spec: str | None = None  # set by agents.registry.make_agent
+
+    @property
+    def spec(self) -> str:
+        """The agent's one name: its key in ``agents.registry.AGENTS``, the ``module:Class`` /
+        ``file.py:Class`` it was built from, else ``module:Class``. Checkpoints record it for ``--resume``."""
+        from agents.registry import agent_spec  # the registry imports the algorithms, which import this
+
+        return self._spec or agent_spec(type(self))
+
+    @spec.setter
+    def spec(self, value: str) -> None:
+        self._spec = value
 
     def _build_optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
         c = self.config
@@ -100,8 +95,6 @@ class Agent(abc.ABC):
         """A frozen copy of the starting policy for a KL term; ``beta == 0`` loads none (half the memory)."""
         if beta == 0:
             return None
-        import copy
-
         reference = reference_model if reference_model is not None else copy.deepcopy(self.policy.model)
         return reference.eval().requires_grad_(False)
 
@@ -159,18 +152,99 @@ class Agent(abc.ABC):
         return list(rollout.texts)
 
     # ------------------------------------------------------------ learning
-    @abc.abstractmethod
+    def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        """``[B, G]`` advantages of this rank's groups from their rewards ``[B, G]`` (the algorithm's maths).
+
+        In a data-parallel run ``rewards`` are this rank's groups; statistics over the whole batch go
+        through ``self.parallel`` (e.g. ``all_gather_rows``)."""
+        raise NotImplementedError(f"{type(self).__name__}: implement advantages() and loss(), or update()")
+
+    def loss(
+        self,
+        logp: torch.Tensor,  # [n, T] log-probs under the policy being trained (with grad)
+        advantages: torch.Tensor,  # [n]
+        mask: torch.Tensor,  # [n, T] float, 1 on completion tokens
+        old_logp: torch.Tensor,  # [n, T] under the policy that sampled (no grad; = logp.detach() on-policy)
+        ref_logp: torch.Tensor | None,  # [n, T] under the frozen reference, when there is one
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """A micro-batch's loss, aggregated over its ``n`` completions as the algorithm aggregates the whole
+        batch, and its metrics (``"loss"`` and per-token means, e.g. ``"kl"``). The loop weighs micro-batches
+        (:attr:`token_level_loss`) so that their sum is the loss of the whole (global) batch."""
+        raise NotImplementedError(f"{type(self).__name__}: implement advantages() and loss(), or update()")
+
+    @property
+    def token_level_loss(self) -> bool:
+        """Whether :meth:`loss` is a mean over tokens (micro-batches then weigh by tokens), not over answers."""
+        return False
+
+    @property
+    def iterations(self) -> int:
+        """Optimiser steps per rollout batch (> 1: the log-probs of the policy that sampled are kept)."""
+        return 1
+
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         """Learn from one rollout batch; return scalar metrics (logged under ``train/``).
 
-        Compute the log-probs you differentiate with :meth:`logprobs` (not ``policy.completion_logprobs``):
-        that forward is the one DDP / FSDP2 synchronise. In a data-parallel run ``batch`` is this rank's
-        shard; normalise the loss as if it were the whole batch (gradients are averaged over ranks).
-        Step with :meth:`clip_and_step` (``step=batch.step``, ``loss=`` the value back-propagated); with
-        several optimiser steps per batch, advance the schedule at the last one only.
+        Per iteration: every micro-batch's loss is back-propagated (gradients reduced over ranks at the
+        last), then one clipped optimiser step; the schedule advances once per batch. In a data-parallel
+        run ``batch`` is this rank's shard and the loss is normalised as if it were the whole batch.
+        Metrics are means over the global batch (per-token ones over its tokens), whatever the micro-batch
+        size; ``entropy`` is ``E[-log p(x)]`` over the sampled tokens, the tempered policy's entropy per token
+        (with top-p / top-k, the cross-entropy from the truncated sampler to it).
         """
+        rollout = batch.rollout
+        mask = rollout.completion_mask.float()  # [N, T]
+        advantages = self.advantages(batch.rewards).flatten().to(mask.device)  # [N], observation-major
+        chunks = self.micro_batches(mask.shape[0])
+        weights = self.chunk_weights(mask, chunks, token_level=self.token_level_loss)
+        token_weights = self.chunk_weights(mask, chunks, token_level=True)  # per-token metrics
+        iterations = self.iterations
+        self.policy.model.train()
+        old_logp = self._logprobs_no_grad(rollout, chunks) if iterations > 1 else None
+        ref_logp = (
+            self._logprobs_no_grad(rollout, chunks, reference=True) if self.reference is not None else None
+        )
 
-    def logprobs(self, rollout: Any) -> torch.Tensor:
+        sums: dict[str, float] = {}
+        entropy = grad_norm = 0.0
+        learning_rate = self.scheduler.get_last_lr()[0]  # the rate of every iteration on this batch
+        for iteration in range(iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for k, idx in enumerate(chunks):
+                with self.accumulate(last=k == len(chunks) - 1):
+                    logp = self.logprobs(rollout.select(idx))  # [n, T], with grad
+                    old = old_logp[idx] if old_logp is not None else logp.detach()
+                    ref = ref_logp[idx] if ref_logp is not None else None
+                    loss, metrics = self.loss(logp, advantages[idx], mask[idx], old, ref)
+                    (loss * weights[k]).backward()
+                loss_sum += metrics["loss"] * weights[k]
+                for key, value in metrics.items():
+                    weight = weights[k] if key == "loss" else token_weights[k]
+                    sums[key] = sums.get(key, 0.0) + value * weight / iterations
+                if iteration == 0:
+                    entropy += float(masked_mean(-old, mask[idx])) * token_weights[k]
+            grad_norm = self.clip_and_step(
+                step=batch.step, loss=loss_sum, advance_schedule=iteration == iterations - 1
+            )
+        return {
+            **sums,
+            "entropy": entropy,
+            "grad_norm": grad_norm,
+            "advantage_abs_mean": float(advantages.abs().mean()),
+            "frac_reward_zero_std": zero_std_fraction(batch.rewards),
+            "learning_rate": learning_rate,
+        }
+
+    @torch.no_grad()
+    def _logprobs_no_grad(
+        self, rollout: Rollout, chunks: list[torch.Tensor], reference: bool = False
+    ) -> torch.Tensor:
+        """``[N, T]`` log-probs of the policy (or the reference) micro-batch by micro-batch, without grad."""
+        score = self.reference_logprobs if reference else self.logprobs
+        return torch.cat([score(rollout.select(i)) for i in chunks])
+
+    def logprobs(self, rollout: Rollout) -> torch.Tensor:
         """Completion log-probs [N, T] under the policy being trained, differentiable.
 
         Scored with the distribution that sampled the answers, ``softmax(logits / temperature)`` (as TRL);
@@ -178,10 +252,10 @@ class Agent(abc.ABC):
         return self.trainable(rollout)
 
     @torch.no_grad()
-    def reference_logprobs(self, rollout: Any) -> torch.Tensor:
+    def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
         """Completion log-probs [N, T] under the frozen :attr:`reference`, scored as :meth:`logprobs`."""
         if self.reference is None:
-            raise ValueError(f"{self.name}: no reference model was loaded (beta == 0)")
+            raise ValueError(f"{self.spec}: no reference model was loaded (beta == 0)")
         temperature = self.config.temperature
         return self.policy.completion_logprobs(rollout, model=self.reference, temperature=temperature)
 
@@ -236,7 +310,7 @@ class Agent(abc.ABC):
         # 1-based, as the logs and checkpoints count: step-000001 holds the update of rollout batch 0
         where = "" if step is None else f" step {step + 1} of {self.config.total_steps}"
         raise FloatingPointError(
-            f"{self.name}{where}: {problem}; the optimiser was not stepped. Likely cause: {cause}."
+            f"{self.spec}{where}: {problem}; the optimiser was not stepped. Likely cause: {cause}."
         )
 
     # --------------------------------------------------------- checkpoints

@@ -108,7 +108,7 @@ def build_train_parser(sub, agent: str | None = "grpo") -> None:
         "a run folder continues the checkpoint it saved or was resumed from last "
         "(latest_checkpoint.json), so a branch started from an earlier step goes on",
     )
-    add_arguments(p, resolve_agent(agent)[1])
+    add_arguments(p, resolve_agent(agent).config_class)
     p.set_defaults(func=cmd_train)
 
 
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.env_id_alias and not args.env_id:
         args.env_id = args.env_id_alias
     saved = saved_run(args.resume)[1] if args.resume else None  # flags given now override it
-    config = config_from_args(resolve_agent(args.agent)[1], args, args.config, base=saved)
+    config = config_from_args(resolve_agent(args.agent).config_class, args, args.config, base=saved)
     run_dir = train(config, resume=args.resume, agent=args.agent)
     from agents.distributed import env_world
 
@@ -127,9 +127,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"done. TensorBoard: tensorboard --logdir {run_dir}")
 
 
-def run_directory(config) -> Path:
+def run_directory(config, agent: str) -> Path:
+    """``output_dir/run_name``; by default ``{env}__{agent}__{seed}__{time}`` (``agent``: the agent's spec)."""
+    from agents.registry import agent_label
+
     name = config.run_name or "__".join(
-        [config.env_id.replace("/", "-"), config.agent_name, str(config.seed), time.strftime("%Y%m%d-%H%M%S")]
+        [
+            config.env_id.replace("/", "-"),
+            agent_label(agent),
+            str(config.seed),
+            time.strftime("%Y%m%d-%H%M%S"),
+        ]
     )
     return Path(config.output_dir) / name
 
@@ -147,17 +155,19 @@ def train(
 
     Everything that can be checked without loading a model is checked first: the options (when the config
     was built), the checkpoint's files, the model folder, the run folder, the env and its data.
-    ``agent``: a registered name or ``module:Class`` / ``file.py:Class`` (default ``config.agent_name``).
+    ``agent``: a registered name or ``module:Class`` / ``file.py:Class`` (default: the registered agent whose
+    options ``config`` holds).
     Local paths in the config (``model``, data folders) are stored absolute, so that ``--resume`` works
     from any folder."""
     from agents.config import check_output_folder
     from agents.distributed import Parallel
     from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference
     from agents.policies.qwen_vl import QwenVLPolicy, check_model_source
-    from agents.registry import make_agent
+    from agents.registry import make_agent, spec_for_config
     from agents.trainer import Trainer, latest_checkpoint, verify_checkpoint
 
     _torch_threads()
+    agent = agent or spec_for_config(config)
     config = config.with_absolute_paths()
     checkpoint = None
     if resume:
@@ -175,7 +185,9 @@ def train(
     if checkpoint is not None:
         run_dir = checkpoint.parent.parent
     else:
-        run_dir = parallel.broadcast(run_directory(config))  # the ranks' clocks may read different seconds
+        run_dir = parallel.broadcast(
+            run_directory(config, agent)
+        )  # the ranks' clocks may read different seconds
     check_output_folder(run_dir, "--output-dir / --run-name")
     if config.lora_r and parallel.shards_parameters:
         raise SystemExit(

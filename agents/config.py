@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the KL estimators of a KL-to-reference term (agents/losses.py), an option of GRPO and RLOO
+KL_ESTIMATORS = ("k3", "k1")
 # opt(...) metadata key -> (its sign in messages, the test a value must pass)
 BOUNDS = {
     "minimum": (">=", operator.ge),
@@ -174,10 +176,6 @@ class TrainConfig:
                 f"{self.max_pixels}: the smallest image area must not exceed the largest"
             )
         self.env_make_kwargs()  # an env_kwargs entry that contradicts an option fails now, not after loading
-
-    @property
-    def agent_name(self) -> str:
-        return "base"
 
     def env_make_kwargs(self, **extra: Any) -> dict[str, Any]:
         """``gym.make`` keyword arguments: ``env_kwargs`` with the image frame of ``min_pixels`` /

@@ -1,8 +1,8 @@
-"""Every training algorithm, by name: ``AGENTS[name] -> (AgentClass, ConfigClass)``.
+"""Every training algorithm by its one name: ``AGENTS[name] -> AgentClass`` (its options: ``config_class``).
 
 The conformance tests run over this dict; ``perception-r1 train --agent NAME`` picks from it.
-To add an algorithm: subclass ``Agent`` (implement ``update``) and ``TrainConfig``, then add a line here,
-or, without touching the package, set ``config_class`` on your agent and name it on the command line:
+To add an algorithm: subclass ``Agent`` (``config_class``, ``advantages``, ``loss``), then add a line here,
+or, without touching the package, name it on the command line:
 ``--agent my_package.module:MyAgent`` or ``--agent path/to/file.py:MyAgent``.
 """
 
@@ -13,19 +13,16 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from agents.base import Agent
+from agents.config import SetupError, TrainConfig
 from agents.grpo.agent import GRPOAgent
-from agents.grpo.config import GRPOConfig
 from agents.rloo.agent import RLOOAgent
-from agents.rloo.config import RLOOConfig
 
-AGENTS: dict[str, tuple[type, type]] = {
-    "grpo": (GRPOAgent, GRPOConfig),
-    "rloo": (RLOOAgent, RLOOConfig),
-}
+AGENTS: dict[str, type[Agent]] = {"grpo": GRPOAgent, "rloo": RLOOAgent}
 
 
-def resolve_agent(spec: str) -> tuple[type, type]:
-    """(AgentClass, ConfigClass) for a registered name, ``module.path:Class`` or ``file.py:Class``."""
+def resolve_agent(spec: str) -> type[Agent]:
+    """The Agent class of a registered name, ``module.path:Class`` or ``file.py:Class``."""
     if spec in AGENTS:
         return AGENTS[spec]
     where, _, name = spec.rpartition(":")
@@ -42,16 +39,40 @@ def resolve_agent(spec: str) -> tuple[type, type]:
     else:
         module = importlib.import_module(where)
     agent_cls = getattr(module, name, None)
-    config_cls = getattr(agent_cls, "config_class", None)
-    if agent_cls is None or config_cls is None:
-        raise ValueError(f"{spec}: expected an Agent subclass with a config_class attribute")
-    return agent_cls, config_cls
+    if not (isinstance(agent_cls, type) and issubclass(agent_cls, Agent)):
+        raise ValueError(f"{spec}: expected an Agent subclass, found {agent_cls!r}")
+    if not issubclass(getattr(agent_cls, "config_class", None) or object, TrainConfig):
+        raise ValueError(f"{spec}: expected an Agent subclass with a config_class (a TrainConfig subclass)")
+    return agent_cls
 
 
-def make_agent(policy, config, reference_model=None, spec: str | None = None):
-    """The agent ``spec`` names (default: ``config.agent_name``), built on ``policy``."""
-    spec = spec or config.agent_name
-    agent_cls, _ = resolve_agent(spec)
+def agent_spec(agent_cls: type[Agent]) -> str:
+    """The one name of ``agent_cls``: its registry key, else ``module:Class``."""
+    for name, registered in AGENTS.items():
+        if registered is agent_cls:
+            return name
+    return f"{agent_cls.__module__}:{agent_cls.__qualname__}"
+
+
+def agent_label(spec: str) -> str:
+    """A spec as a run folder names it: the registry key, or the class name of ``module:Class``."""
+    return spec.rpartition(":")[2]
+
+
+def spec_for_config(config: TrainConfig) -> str:
+    """The registered agent whose options ``config`` holds (a GRPOConfig: ``"grpo"``)."""
+    for name, agent_cls in AGENTS.items():
+        if type(config) is agent_cls.config_class:
+            return name
+    raise SetupError(
+        f"no registered agent takes a {type(config).__name__}: name the agent (--agent module:Class)"
+    )
+
+
+def make_agent(policy, config: TrainConfig, reference_model=None, spec: str | None = None) -> Agent:
+    """The agent ``spec`` names (default: the registered one whose options ``config`` holds), on ``policy``."""
+    spec = spec or spec_for_config(config)
+    agent_cls = resolve_agent(spec)
     # agents with a KL term take the frozen reference; others need not accept the argument
     extra = {} if reference_model is None else {"reference_model": reference_model}
     agent = agent_cls(policy, config, **extra)

@@ -14,7 +14,7 @@ import torch
 
 from agents.base import derive_seed
 from agents.config import SetupError, bound_problem
-from agents.grpo.loss import masked_mean
+from agents.losses import masked_mean
 from agents.trainer import DataOrder
 
 

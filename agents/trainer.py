@@ -24,11 +24,15 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
+
+from perception_env.core import Scored
 
 from agents.base import Agent, EpisodeGroup, RolloutBatch, derive_seed
 from agents.config import MissingFileError, SetupError, TrainConfig
@@ -83,13 +87,42 @@ def success_rate(infos: list[dict[str, Any]]) -> float:
     return float(np.mean([bool(i.get("is_success", False)) for i in infos])) if infos else 0.0
 
 
+# Gymnasium's own wrappers that leave step's reward and info as the env returns them (gym.make adds both)
+_NEUTRAL_WRAPPERS = (OrderEnforcing, PassiveEnvChecker)
+
+
+def answer_scorer(env: gym.Env) -> Callable[[str], tuple[float, dict[str, Any]]]:
+    """How the Trainer scores an answer to ``env``'s current sample: ``(reward, info)``.
+
+    The env's own :meth:`~perception_env.core.PerceptionEnv.score` (the env does not move), unless a
+    wrapper may change what ``step`` returns (a reward-shaping ``gym.Wrapper``, as
+    examples/custom_reward_wrapper.py): then through ``env.step``, so that the shaping applies.
+    """
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if type(layer) not in _NEUTRAL_WRAPPERS:
+            return lambda answer: _stepped(env, answer)
+        layer = layer.env
+    return lambda answer: _scored(layer.score(answer))
+
+
+def _stepped(env: gym.Env, answer: str) -> tuple[float, dict[str, Any]]:
+    _, reward, _, _, info = env.step(answer)
+    return float(reward), info
+
+
+def _scored(scored: Scored) -> tuple[float, dict[str, Any]]:
+    return scored.reward, scored.info
+
+
 def score_group(env: gym.Env, index: int, answers: list[str]) -> EpisodeGroup:
-    """Reset the env to sample ``index`` once and score each answer (steps do not change the sample)."""
+    """Reset the env to sample ``index`` once and score each answer against it (:func:`answer_scorer`)."""
     observation, _ = env.reset(options={"index": index})
+    score = answer_scorer(env)
     rewards, infos = [], []
     for answer in answers:
-        _, reward, _, _, info = env.step(answer)
-        rewards.append(float(reward))
+        reward, info = score(answer)
+        rewards.append(reward)
         infos.append(info)
     return EpisodeGroup(index, observation, list(answers), rewards, infos)
 
@@ -97,42 +130,40 @@ def score_group(env: gym.Env, index: int, answers: list[str]) -> EpisodeGroup:
 def evaluate(
     agent: Agent, env: gym.Env, num_samples: int, batch_size: int = 16, max_new_tokens: int | None = None
 ) -> dict[str, Any]:
-    """Greedy answers on samples ``0 .. num_samples-1`` of ``env``: mean reward, success rate and the
-    task's paper metrics (``metrics``: COCO AP, Acc@IoU, count accuracy/MAE, OCR edit distance ...).
+    """Greedy answers on samples ``0 .. num_samples-1`` of ``env``, through the evaluation of
+    ``perception-r1 eval`` (:mod:`perception_env.evaluation.runner`): mean reward, success rate, the step
+    infos and the task's paper metrics (``metrics``: COCO AP, Acc@IoU, count accuracy/MAE, OCR ...),
+    computed from the full-precision parses.
 
     In a data-parallel run each rank answers an equal share (padded with repeats, which are dropped) and
     every rank returns the figures of the whole set.
     """
-    from perception_env.evaluation import task_metrics
+    from perception_env.evaluation.runner import answer_and_score, summarise
 
     parallel = agent.parallel
     n = min(num_samples, len(env.unwrapped.dataset))
     mine = list(range(parallel.rank, n, parallel.world_size))
     per_rank = -(-n // parallel.world_size)
-    # equal call counts on every rank (FSDP2 sampling is collective); the padding is not scored
+    # equal call counts on every rank (FSDP2 sampling is collective); the padding is not kept
     padded = mine + [mine[-1] if mine else 0] * (per_rank - len(mine))
-    results = []
+
+    def answer(env: gym.Env, indices: list[int], observations: list[dict]) -> list[str]:
+        return agent.act_greedy(list(observations), max_new_tokens=max_new_tokens)
+
     was_training = agent.policy.model.training
     agent.policy.model.eval()
-    for start in range(0, per_rank, batch_size):
-        indices = padded[start : start + batch_size]
-        observations = [env.reset(options={"index": i})[0] for i in indices]
-        answers = agent.act_greedy(observations, max_new_tokens=max_new_tokens)
-        for position, (i, answer) in enumerate(zip(indices, answers), start=start):
-            if position < len(mine):
-                group = score_group(env, i, [answer])
-                results.append((i, group.rewards[0], group.infos[0], env.unwrapped.sample))
-    agent.policy.model.train(was_training)
-    results = sorted(parallel.gather_objects(results), key=lambda r: r[0])
-    rewards = [r[1] for r in results]
-    infos = [r[2] for r in results]
-    metrics = task_metrics(env.unwrapped.task, infos, [r[3] for r in results], dataset=env.unwrapped.dataset)
+    try:
+        episodes, _ = answer_and_score(env, answer, padded, batch_size=batch_size)
+    finally:
+        agent.policy.model.train(was_training)
+    episodes = sorted(parallel.gather_objects(episodes[: len(mine)]), key=lambda e: e.index)
+    result = summarise(env, episodes)
     return {
-        "reward": float(np.mean(rewards)),
-        "success": success_rate(infos),
+        "reward": result.metrics["reward"],
+        "success": result.metrics["success"],
         "n": n,
-        "infos": infos,
-        "metrics": metrics,
+        "infos": result.infos,
+        "metrics": result.metrics,
     }
 
 
@@ -180,7 +211,7 @@ class Trainer:
         rollout = self.agent.sample(observations, step=step, positions=positions)
         t1 = time.perf_counter()
         texts = list(rollout.texts)
-        g = c.group_size
+        g = rollout.num_samples  # G: the rollout's answers per observation, observation-major
         groups = [score_group(self.env, i, texts[b * g : (b + 1) * g]) for b, i in enumerate(indices)]
         t2 = time.perf_counter()
         rewards = torch.tensor([grp.rewards for grp in groups], dtype=torch.float32)  # [b, G]
@@ -204,7 +235,7 @@ class Trainer:
             bar = tqdm(
                 total=c.total_steps,
                 initial=self.step,
-                desc=f"{self.agent.name} {c.env_id}",
+                desc=f"{self.agent.spec} {c.env_id}",
                 dynamic_ncols=True,
                 mininterval=2.0,  # seconds: a readable log when stdout is a file
             )
@@ -340,7 +371,7 @@ class Trainer:
                 "step": self.step,
                 "data_position": self.step * self.config.prompts_per_step,
                 "world_size": parallel.world_size,
-                "agent_name": getattr(self.agent, "spec", self.agent.name),  # what --resume rebuilds
+                "agent_name": self.agent.spec,  # what --resume rebuilds
                 "config": self.config.to_dict(),
                 "agent": agent_state,
                 "rng": {

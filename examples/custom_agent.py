@@ -3,9 +3,10 @@
     python examples/custom_agent.py --steps 3
     perception-r1 train --agent examples/custom_agent.py:ReinforceAgent --model runs/tiny --env-kwargs '{"answer_format": "number"}' --baseline-momentum 0.5  # the CLI; runs/tiny: perception-r1 make-tiny-model runs/tiny
 
-The Trainer collects B observations x G answers and scores them; an agent only implements
-``update(batch) -> metrics``. Options are a ``TrainConfig`` subclass (typed fields with help text),
-and anything the agent must remember across steps goes in ``state_dict`` so checkpoints resume it.
+The Trainer collects B observations x G answers and scores them; the Agent base class runs the update
+(micro-batches, the optimiser step, the metrics), so an algorithm is its maths: ``advantages(rewards)``
+and ``loss(...)``. Options are a ``TrainConfig`` subclass (typed fields with help text), and anything the
+agent must remember across steps goes in ``state_dict`` so checkpoints resume it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import gymnasium as gym
 import torch
 
 import perception_env  # noqa: F401  (registers the envs)
-from agents.base import Agent, RolloutBatch
+from agents.base import Agent
 from agents.config import TrainConfig, opt
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.policies.tiny_model import build_tiny_model
@@ -30,33 +31,25 @@ from agents.trainer import Trainer
 class ReinforceConfig(TrainConfig):
     baseline_momentum: float = opt(0.9, "Running-mean baseline: b <- m * b + (1 - m) * mean reward.")
 
-    @property
-    def agent_name(self) -> str:
-        return "reinforce"
-
 
 class ReinforceAgent(Agent):
     """loss = -(r - b) * log pi(answer), b a running mean of past rewards (not of this group)."""
 
-    name = "reinforce"
     config_class = ReinforceConfig  # what `perception-r1 train --agent file.py:ReinforceAgent` builds
 
     def __init__(self, policy, config: ReinforceConfig):
         super().__init__(policy, config)
         self.baseline = 0.0
 
-    def update(self, batch: RolloutBatch) -> dict[str, float]:
-        rewards = batch.rewards.flatten()  # [N] group-major, like the rollout's rows
-        advantages = rewards - self.baseline  # [N]
-        mask = batch.rollout.completion_mask.float()  # [N, T]
-        self.policy.model.train()
-        logp = self.logprobs(batch.rollout)  # [N, T], differentiable (and synchronised across ranks)
-        loss = -(advantages.unsqueeze(1) * logp * mask).sum(dim=1).mean()
-        loss.backward()
-        grad_norm = self.clip_and_step(step=batch.step, loss=float(loss))
+    def advantages(self, rewards: torch.Tensor) -> torch.Tensor:  # [B, G] -> [B, G]
+        advantages = rewards - self.baseline
         m = self.config.baseline_momentum
         self.baseline = m * self.baseline + (1 - m) * float(rewards.mean())
-        return {"loss": float(loss.detach()), "baseline": self.baseline, "grad_norm": grad_norm}
+        return advantages
+
+    def loss(self, logp, advantages, mask, old_logp, ref_logp):  # logp, mask [n, T], advantages [n]
+        loss = -(advantages.unsqueeze(1) * logp * mask).sum(dim=1).mean()  # -A * log pi(answer)
+        return loss, {"loss": float(loss.detach()), "baseline": self.baseline}
 
     def state_dict(self):
         return {**super().state_dict(), "baseline": self.baseline}
@@ -82,16 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     out = Path(args.out or tempfile.mkdtemp(prefix="reinforce-"))
     model = build_tiny_model(out / "tiny-model", arch="qwen2-vl", preset="tiny", seed=0)
-    config = ReinforceConfig(
-        env_id="PerceptionR1/Counting-v0", env_kwargs={"difficulty": "easy", "answer_format": "number"},
-        model=str(model), total_steps=args.steps, prompts_per_step=2, group_size=4,
-        max_new_tokens=4, learning_rate=1e-3, log_samples_every=0, save_every=1000,
-    )
+    run = {"total_steps": args.steps, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 4}
+    options = {"learning_rate": 1e-3, "log_samples_every": 0, "save_every": 1000, "model": str(model)}
+    config = ReinforceConfig(**run, **options, env_kwargs={"difficulty": "easy", "answer_format": "number"})
     env = AnswerLengthBonus(gym.make(config.env_id, **config.env_kwargs))
     agent = ReinforceAgent(QwenVLPolicy.from_pretrained(str(model)), config)
     for step, row in enumerate(Trainer(agent, config, out / "run", env=env, progress=False).train(), 1):
-        print(f"step {step}: reward {row['reward/mean']:.3f} baseline {row['train/baseline']:.3f}"
-              f" loss {row['train/loss']:.3f}")
+        print(
+            f"step {step}: reward {row['reward/mean']:.3f} baseline {row['train/baseline']:.3f}"
+            f" loss {row['train/loss']:.3f}"
+        )
     print(f"checkpoint with the baseline in it: {out / 'run' / 'checkpoints'}")
 
 

@@ -21,7 +21,8 @@ import perception_env  # noqa: F401  (registers PerceptionR1/* envs)
 from agents.grpo.advantages import group_advantages
 from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import GRPOConfig
-from agents.grpo.loss import grpo_loss, masked_mean
+from agents.grpo.loss import grpo_loss
+from agents.losses import masked_mean
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.policies.tiny_model import build_tiny_model
 from agents.rloo.agent import leave_one_out_advantages
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---------------------------------------------------------------------------------------------
     section("4. Rewards: the env scores each answer")
-    group = score_group(env, 0, rollout.texts)  # reset to image 0 once, step each answer
+    group = score_group(env, 0, rollout.texts)  # reset to image 0 once, score each answer (env.score)
     rewards = torch.tensor([group.rewards])  # [B=1, G]
     for answer, reward in zip(group.answers, group.rewards):
         print(f"  {show(answer)} -> {reward:.3f}")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 
 from agents.grpo.config import SCALE_REWARDS
+from agents.losses import zero_std_fraction
+
+# zero_std_fraction: the groups GRPO cannot learn from (agents/demo.py imports it from here)
+__all__ = ["group_advantages", "zero_std_fraction"]
 
 
 def group_advantages(
@@ -46,12 +50,3 @@ def group_advantages(
             return torch.zeros_like(rewards)
         std = batch_rewards.to(torch.float32).std()  # scalar
     return centred / (std + eps)
-
-
-def zero_std_fraction(rewards: torch.Tensor, atol: float = 1e-8) -> float:
-    """Fraction of groups (rows of ``[B, G]``) whose rewards are all equal: no learning signal.
-
-    Rising towards 1 is the earliest sign that the policy collapsed to one answer.
-    """
-    spread = rewards.max(dim=1).values - rewards.min(dim=1).values
-    return float((spread <= atol).float().mean())

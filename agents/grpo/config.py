@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agents.config import TrainConfig, opt, require
+from agents.config import KL_ESTIMATORS, TrainConfig, opt, require
 
 if TYPE_CHECKING:  # the loss imports torch; the options (CLI flags, YAML) do not need it
     from agents.grpo.loss import LossSettings
 
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
-KL_ESTIMATORS = ("k3", "k1")
 SCALE_REWARDS = ("group", "batch", "none")
 
 
@@ -52,10 +51,6 @@ class GRPOConfig(TrainConfig):
         "Added to the group std before dividing (> 0: a unanimous group's std is 0).",
         exclusive_minimum=0,
     )
-
-    @property
-    def agent_name(self) -> str:
-        return "grpo"
 
     def __post_init__(self) -> None:
         if isinstance(self.scale_rewards, bool):  # runs saved when it was a bool: True = group, False = none

@@ -9,29 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.grpo.config import KL_ESTIMATORS, LOSS_TYPES
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` is 1; an all-masked row gives 0, not NaN."""
-    mask = mask.to(values.dtype)
-    if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1)
-    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
-
-
-def kl_to_reference(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
-    """Per-token estimate of KL(policy || reference) from sampled tokens.
-
-    ``k1 = log p - log q`` (unbiased, can be negative); ``k3 = q/p - log(q/p) - 1``
-    (unbiased, always >= 0, lower variance; Schulman's estimator used by the paper).
-    """
-    if estimator == "k1":
-        return logp - ref_logp
-    if estimator == "k3":
-        log_ratio = ref_logp - logp
-        return torch.exp(log_ratio) - log_ratio - 1
-    raise ValueError(f"kl estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
+from agents.grpo.config import LOSS_TYPES
+from agents.losses import kl_to_reference, masked_mean
 
 
 @dataclass(frozen=True)

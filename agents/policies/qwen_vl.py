@@ -5,12 +5,8 @@ chat (system turn from the chat template, user turn = image then prompt, then th
 samples ``G`` answers per observation, and recomputes the per-token log-probabilities of those answers
 under any model of the same architecture (the policy being trained, or a frozen reference copy).
 
-Conventions used everywhere below:
+Shapes (``B``, ``G``, ``N``, ``P``, ``T``) and the :class:`~agents.rollout.Rollout` it returns: ``agents/rollout.py``.
 
-- ``B`` observations, ``G`` samples each, ``N = B * G`` completions in *observation-major* order
-  (observation 0's G answers, then observation 1's, ...); ``Rollout.obs_index[n]`` is the observation of
-  completion ``n``.
-- ``P``: prompt length (left-padded), ``T``: completion length (right-padded with the pad token).
 - Vision special tokens (``<|image_pad|>`` ...) are never sampled: a generated ``<|image_pad|>`` would make
   the next forward pass crash ("Image features and image tokens do not match").
 - Left padding is handled by the model itself: Qwen2-VL's ``get_rope_index`` computes the 3-D M-RoPE
@@ -24,7 +20,6 @@ import contextlib
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +29,7 @@ import torch
 from agents.config import MissingFileError, SetupError
 from agents.policies.processor import check_processor_files, load_processor
 from agents.policies.sampling import PerRowGumbelSampler, derive_seed, row_seeds
+from agents.rollout import Rollout
 from agents.policies.shared_prefix import (
     checkpointed_layers,
     shared_prefix_hidden,
@@ -42,7 +38,6 @@ from agents.policies.shared_prefix import (
 )
 
 __all__ = [
-    "Rollout",
     "QwenVLPolicy",
     "VISION_SPECIAL_TOKENS",
     "check_model_source",
@@ -133,104 +128,6 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
         seen.add(id(param))
         total += param.numel()
     return total
-
-
-@dataclass
-class Rollout:
-    """G sampled answers for each of B observations, with what is needed to recompute their log-probs.
-
-    Prompt tensors are stored once per observation (not per completion); ``obs_index`` maps completions
-    to observations.
-    """
-
-    prompt_ids: torch.Tensor  # [B, P] long, left-padded with the pad id
-    prompt_mask: torch.Tensor  # [B, P] long, 1 for real tokens
-    prompt_mm_token_type_ids: torch.Tensor  # [B, P] int, 0 text, 1 image
-    pixel_values: torch.Tensor  # [sum over images of h*w patches, C*temporal*patch*patch] float
-    image_grid_thw: torch.Tensor  # [B, 3] long: (t, h, w) in patches, one image per observation
-    completion_ids: torch.Tensor  # [N, T] long, right-padded with the pad id
-    completion_mask: torch.Tensor  # [N, T] long, 1 for generated tokens up to and including the stop token
-    obs_index: torch.Tensor  # [N] long, observation of each completion (observation-major)
-    texts: list[str]  # N answers, special tokens kept except stop/pad tokens
-    num_samples: int  # G
-
-    @classmethod
-    def from_prompt_inputs(
-        cls,
-        inputs: Mapping[str, torch.Tensor],
-        completion_ids: torch.Tensor,
-        completion_mask: torch.Tensor,
-        obs_index: torch.Tensor,
-        texts: list[str],
-        num_samples: int,
-    ) -> Rollout:
-        """A Rollout from ``encode_prompts``' tensors and the completions drawn for them."""
-        return cls(
-            prompt_ids=inputs["input_ids"],
-            prompt_mask=inputs["attention_mask"],
-            prompt_mm_token_type_ids=inputs["mm_token_type_ids"],
-            pixel_values=inputs["pixel_values"],
-            image_grid_thw=inputs["image_grid_thw"],
-            completion_ids=completion_ids,
-            completion_mask=completion_mask,
-            obs_index=obs_index,
-            texts=texts,
-            num_samples=num_samples,
-        )
-
-    @property
-    def num_observations(self) -> int:
-        return int(self.prompt_ids.shape[0])
-
-    @property
-    def num_completions(self) -> int:
-        return int(self.completion_ids.shape[0])
-
-    def to(self, device: torch.device | str) -> Rollout:
-        """A copy with every tensor on ``device`` (floating tensors keep their dtype)."""
-        moved = {
-            f.name: (
-                getattr(self, f.name).to(device)
-                if torch.is_tensor(getattr(self, f.name))
-                else getattr(self, f.name)
-            )
-            for f in fields(self)
-        }
-        return Rollout(**moved)
-
-    def select(self, completions: Sequence[int] | torch.Tensor) -> Rollout:
-        """The sub-rollout of the given completions (e.g. a micro-batch), in the given order.
-
-        Only the observations those completions belong to are kept (prompt tensors, image patches), and
-        ``obs_index`` is renumbered. The completion width T is kept (rows line up with the parent's tensors).
-        ``num_samples`` keeps its meaning (samples drawn per observation), even if a group is cut.
-        """
-        keep = torch.as_tensor(completions, dtype=torch.long).flatten().to(self.obs_index.device)
-        obs_of_kept = self.obs_index[keep]
-        obs = sorted(set(obs_of_kept.tolist()))
-        remap = torch.full((self.num_observations,), -1, dtype=torch.long, device=self.obs_index.device)
-        remap[torch.tensor(obs, dtype=torch.long, device=remap.device)] = torch.arange(
-            len(obs), device=remap.device
-        )
-        counts = self.image_grid_thw.prod(-1).tolist()
-        blocks = torch.split(self.pixel_values, counts, dim=0)
-        return Rollout(
-            prompt_ids=self.prompt_ids[obs],
-            prompt_mask=self.prompt_mask[obs],
-            prompt_mm_token_type_ids=self.prompt_mm_token_type_ids[obs],
-            pixel_values=torch.cat([blocks[i] for i in obs], dim=0),
-            image_grid_thw=self.image_grid_thw[obs],
-            completion_ids=self.completion_ids[keep],
-            completion_mask=self.completion_mask[keep],
-            obs_index=remap[obs_of_kept],
-            texts=[self.texts[int(k)] for k in keep.tolist()],
-            num_samples=self.num_samples,
-        )
-
-    def select_observations(self, obs: Sequence[int]) -> Rollout:
-        """The sub-rollout of the given observations (all their completions, observation-major)."""
-        rows = [torch.nonzero(self.obs_index == int(o), as_tuple=False).flatten() for o in obs]
-        return self.select(torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long))
 
 
 _DTYPES = {

@@ -7,19 +7,16 @@ Per rollout batch of B observations x G answers (N = B * G completions, T tokens
 
 The baseline never uses r_i itself, so the gradient stays unbiased; unlike GRPO
 there is no division by the group std and no ratio clipping (one on-policy update
-per batch). The masked mean and the KL estimator are GRPO's (agents/grpo/loss.py).
+per batch). The masked mean and the KL estimator are shared (agents/losses.py).
 ``pi`` and the reference are scored at the sampling temperature (``Agent.logprobs``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from agents.base import Agent, RolloutBatch
-from agents.grpo.advantages import zero_std_fraction
-from agents.grpo.loss import kl_to_reference, masked_mean
+from agents.base import Agent
+from agents.losses import kl_to_reference, masked_mean
 from agents.rloo.config import RLOOConfig
 
 
@@ -70,55 +67,23 @@ def rloo_loss(
 
 
 class RLOOAgent(Agent):
-    """REINFORCE Leave-One-Out over a QwenVLPolicy: one on-policy gradient step per rollout batch."""
+    """REINFORCE Leave-One-Out: one on-policy gradient step per rollout batch."""
 
-    name = "rloo"
     config: RLOOConfig
     config_class = RLOOConfig
 
-    def __init__(self, policy: Any, config: RLOOConfig, reference_model: torch.nn.Module | None = None):
-        super().__init__(policy, config)
-        self.reference = self.make_reference(config.beta, reference_model)
-
-    def update(self, batch: RolloutBatch) -> dict[str, float]:
-        c = self.config
-        rollout = batch.rollout
-        advantages = leave_one_out_advantages(batch.rewards).flatten()  # [N] group-major
-        if c.normalize_advantages:
-            everyone = self.parallel.all_gather_rows(advantages)  # the std of the global batch
+    def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        """[B, G] leave-one-out advantages; ``normalize_advantages``: divided by the global batch's std."""
+        advantages = leave_one_out_advantages(rewards)
+        if self.config.normalize_advantages:
+            everyone = self.parallel.all_gather_rows(advantages)
             advantages = advantages / (everyone.std() + 1e-8) if everyone.numel() > 1 else advantages
-        advantages = advantages.to(rollout.completion_mask.device)
-        mask = rollout.completion_mask.float()  # [N, T]
-        chunks = self.micro_batches(mask.shape[0])
-        weights = self.chunk_weights(mask, chunks, token_level=c.loss_type == "token")
-        token_weights = self.chunk_weights(mask, chunks, token_level=True)  # per-token metrics
+        return advantages
 
-        self.policy.model.train()
-        learning_rate = self.scheduler.get_last_lr()[0]
-        self.optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = {}
-        entropy = 0.0
-        loss_sum = 0.0
-        for k, idx in enumerate(chunks):
-            ref = self.reference_logprobs(rollout.select(idx)) if self.reference is not None else None
-            with self.accumulate(last=k == len(chunks) - 1):
-                logp = self.logprobs(rollout.select(idx))  # [n_chunk, T], with grad
-                loss, metrics = rloo_loss(
-                    logp, advantages[idx], mask[idx], c.loss_type, c.beta, ref, c.kl_estimator
-                )
-                (loss * weights[k]).backward()
-            loss_sum += metrics["loss"] * weights[k]
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + value * (weights[k] if key == "loss" else token_weights[k])
-            # E[-log p(x)] over sampled x: the tempered policy's entropy per token (with top-p / top-k, the
-            # cross-entropy from the truncated sampler to it).
-            entropy += float(masked_mean(-logp.detach(), mask[idx])) * token_weights[k]
-        grad_norm = self.clip_and_step(step=batch.step, loss=loss_sum)
-        return {
-            **sums,
-            "entropy": entropy,
-            "grad_norm": grad_norm,
-            "advantage_abs_mean": float(advantages.abs().mean()),
-            "frac_reward_zero_std": zero_std_fraction(batch.rewards),
-            "learning_rate": learning_rate,
-        }
+    def loss(self, logp, advantages, mask, old_logp, ref_logp):
+        c = self.config
+        return rloo_loss(logp, advantages, mask, c.loss_type, c.beta, ref_logp, c.kl_estimator)
+
+    @property
+    def token_level_loss(self) -> bool:
+        return self.config.loss_type == "token"

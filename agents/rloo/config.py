@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.config import TrainConfig, opt, require
-from agents.grpo.config import KL_ESTIMATORS
+from agents.config import KL_ESTIMATORS, TrainConfig, opt, require
 
 LOSS_TYPES = ("sequence", "sequence_mean", "token")
 
@@ -30,10 +29,6 @@ class RLOOConfig(TrainConfig):
     normalize_advantages: bool = opt(
         False, "Divide the batch's advantages by their std (variance reduction; off in the paper)."
     )
-
-    @property
-    def agent_name(self) -> str:
-        return "rloo"
 
     def __post_init__(self) -> None:
         super().__post_init__()

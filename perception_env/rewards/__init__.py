@@ -2,7 +2,8 @@
 
 Per task, a pure reward on pixel arrays returning ``(reward, breakdown)`` and a
 scorer ``score_<task>(answer, sample, fmt, frame=None, config=None) -> RewardResult``
-that never raises for any answer and keeps the reward finite in ``[0, max_reward]``.
+that never raises for any answer and keeps the reward finite in ``[0, max_reward]``. A task's class names
+its scorer (``PerceptionEnv.scorer``; the tasks are listed in :mod:`perception_env.tasks`).
 """
 
 from perception_env.rewards.counting import (
@@ -18,15 +19,7 @@ from perception_env.rewards.matching import box_iou, generalized_box_iou, hungar
 from perception_env.rewards.ocr import ocr_reward, score_ocr
 from perception_env.rewards.result import RewardResult
 
-SCORERS = {
-    "detection": score_detection,
-    "counting": score_counting,
-    "grounding": score_grounding,
-    "ocr": score_ocr,
-}
-
 __all__ = [
-    "SCORERS",
     "CountingRewardConfig",
     "DetectionRewardConfig",
     "GroundingRewardConfig",

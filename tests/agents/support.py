@@ -30,7 +30,7 @@ def make_config(name: str, model: str, out: Path, **overrides):
     """Registered agent ``name``'s config for a 2-step run of 2 prompts x 3 answers on the tiny model."""
     from agents.registry import AGENTS
 
-    _, config_cls = AGENTS[name]
+    config_cls = AGENTS[name].config_class
     values = dict(
         env_id="PerceptionR1/Counting-v0",
         env_kwargs=ENV_KWARGS,
@@ -59,7 +59,7 @@ def make_trainer(name: str, model: str, out: Path, policy=None, **overrides):
     from agents.trainer import Trainer
 
     config = make_config(name, model, out, **overrides)
-    agent_cls, _ = AGENTS[name]
+    agent_cls = AGENTS[name]
     policy = policy or QwenVLPolicy.from_pretrained(model)
     env = AnswerLengthBonus(gym.make(config.env_id, **config.env_kwargs))
     return Trainer(agent_cls(policy, config), config, out / "run", env=env, progress=False)

@@ -21,10 +21,20 @@ def name(request):
     return request.param
 
 
-def test_registry_pairs_agents_with_their_configs(name):
-    agent_cls, config_cls = AGENTS[name]
-    assert issubclass(agent_cls, Agent) and issubclass(config_cls, TrainConfig)
-    assert agent_cls.name == name == config_cls().agent_name
+def test_the_registry_key_is_the_agents_one_name(name):
+    from agents.registry import agent_label, agent_spec, resolve_agent
+
+    agent_cls = AGENTS[name]
+    assert issubclass(agent_cls, Agent) and issubclass(agent_cls.config_class, TrainConfig)
+    assert resolve_agent(name) is agent_cls and agent_spec(agent_cls) == name == agent_label(name)
+    assert not hasattr(agent_cls, "name") and not hasattr(agent_cls.config_class(), "agent_name")
+
+
+def test_an_agent_built_directly_is_named_by_the_registry(name, tiny_model_dir, tmp_path):
+    trainer = make_trainer(name, tiny_model_dir, tmp_path)
+    assert trainer.agent.spec == name  # what its checkpoints record for --resume
+    trainer.agent.spec = "my_package.agents:Mine"  # as make_agent records a module:Class spec
+    assert trainer.agent.spec == "my_package.agents:Mine"
 
 
 def test_update_changes_parameters_with_finite_metrics(name, tiny_model_dir, tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.policies.qwen_vl import VISION_SPECIAL_TOKENS, QwenVLPolicy, Rollout, count_parameters
+from agents.policies.qwen_vl import VISION_SPECIAL_TOKENS, QwenVLPolicy, count_parameters
+from agents.rollout import Rollout
 
 G = 4
 

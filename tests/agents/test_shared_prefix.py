@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from agents.policies.qwen_vl import QwenVLPolicy, Rollout
+from agents.policies.qwen_vl import QwenVLPolicy
+from agents.rollout import Rollout
 from agents.policies.shared_prefix import supports_shared_prefix, token_logprobs
 
 G = 3

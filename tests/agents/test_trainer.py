@@ -245,3 +245,26 @@ def test_cli_rloo_with_lora_trains_and_resumes(tiny_model_dir, tmp_path, capsys)
     config = json.loads((tmp_path / "lora" / "config.json").read_text())
     assert config["lora_r"] == 4 and "normalize_advantages" in config
     assert config["activation_checkpointing"] == "all"
+
+
+def test_the_trainers_evaluation_is_perception_r1_evals_to_the_last_digit():
+    """One evaluation path: from the same answers the trainer's evaluation and ``perception-r1 eval`` give
+    the same metrics, from the full-precision parse (the step infos' boxes are rounded to 0.01 px)."""
+    from types import SimpleNamespace
+
+    from agents.distributed import Parallel
+    from agents.trainer import evaluate
+    from perception_env.evaluation import run_evaluation
+
+    answer = '[{"bbox_2d": [10.3333, 12.6667, 97.1234, 88.4321], "label": "thing"}]'  # overlaps every target
+    agent = SimpleNamespace(
+        parallel=Parallel.single(),
+        policy=SimpleNamespace(model=torch.nn.Linear(1, 1)),
+        act_greedy=lambda observations, max_new_tokens=None: [answer] * len(observations),
+    )
+    env = gym.make("PerceptionR1/Grounding-v0", answer_format="qwen2.5-vl", split="test", difficulty="easy")
+    trainer = evaluate(agent, env, 8, batch_size=3)
+    runner = run_evaluation(env, lambda env, indices, observations: [answer] * len(indices), limit=8)
+    assert 0 < trainer["metrics"]["mean_iou"] < 1
+    assert trainer["metrics"] == runner.metrics
+    assert trainer["infos"] == runner.infos and [i["index"] for i in trainer["infos"]] == list(range(8))

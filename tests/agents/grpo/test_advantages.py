@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from agents.grpo.advantages import group_advantages, zero_std_fraction
+from agents.grpo.advantages import group_advantages
 
 
 def test_hand_computed_group():
@@ -96,7 +96,3 @@ def test_rejects_bad_input():
     with pytest.raises(ValueError, match="batch_rewards contain NaN"):
         infinite = torch.tensor([[float("inf"), 1.0]])
         group_advantages(torch.tensor([[1.0, 2.0]]), scale="batch", batch_rewards=infinite)
-
-
-def test_zero_std_fraction():
-    assert zero_std_fraction(torch.tensor([[1.0, 1.0], [0.0, 1.0], [2.0, 2.0], [0.0, 0.5]])) == 0.5

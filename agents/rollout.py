@@ -1,0 +1,178 @@
+"""The types that cross from the env to the agent: answers sampled, scored, and ready to learn from.
+
+Shapes, everywhere: ``B`` observations (prompts) per step, ``G`` answers sampled for each (the group),
+``N = B * G`` completions in *observation-major* order (observation 0's G answers, then observation 1's,
+...), ``P`` prompt tokens (left-padded), ``T`` completion tokens (right-padded). Rewards are ``[B, G]``;
+their flattening ``[N]`` lines up with the completions.
+
+* :class:`Rollout`: what the policy sampled, with what is needed to recompute its log-probabilities;
+* :class:`EpisodeGroup`: one observation's G answers as the env scored them;
+* :class:`RolloutBatch`: one step's groups, rollout and rewards, which ``Agent.update`` learns from;
+* :class:`Policy`: what an agent needs of a policy (``agents.policies.qwen_vl.QwenVLPolicy`` is one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass
+class Rollout:
+    """G sampled answers for each of B observations, with what is needed to recompute their log-probs.
+
+    Prompt tensors are stored once per observation (not per completion); ``obs_index`` maps completions
+    to observations.
+    """
+
+    prompt_ids: torch.Tensor  # [B, P] long, left-padded with the pad id
+    prompt_mask: torch.Tensor  # [B, P] long, 1 for real tokens
+    prompt_mm_token_type_ids: torch.Tensor  # [B, P] int, 0 text, 1 image
+    pixel_values: torch.Tensor  # [sum over images of h*w patches, C*temporal*patch*patch] float
+    image_grid_thw: torch.Tensor  # [B, 3] long: (t, h, w) in patches, one image per observation
+    completion_ids: torch.Tensor  # [N, T] long, right-padded with the pad id
+    completion_mask: torch.Tensor  # [N, T] long, 1 for generated tokens up to and including the stop token
+    obs_index: torch.Tensor  # [N] long, observation of each completion (observation-major)
+    texts: list[str]  # N answers, special tokens kept except stop/pad tokens
+    num_samples: int  # G
+
+    @classmethod
+    def from_prompt_inputs(
+        cls,
+        inputs: Mapping[str, torch.Tensor],
+        completion_ids: torch.Tensor,
+        completion_mask: torch.Tensor,
+        obs_index: torch.Tensor,
+        texts: list[str],
+        num_samples: int,
+    ) -> Rollout:
+        """A Rollout from ``encode_prompts``' tensors and the completions drawn for them."""
+        return cls(
+            prompt_ids=inputs["input_ids"],
+            prompt_mask=inputs["attention_mask"],
+            prompt_mm_token_type_ids=inputs["mm_token_type_ids"],
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            obs_index=obs_index,
+            texts=texts,
+            num_samples=num_samples,
+        )
+
+    @property
+    def num_observations(self) -> int:
+        return int(self.prompt_ids.shape[0])
+
+    @property
+    def num_completions(self) -> int:
+        return int(self.completion_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> Rollout:
+        """A copy with every tensor on ``device`` (floating tensors keep their dtype)."""
+        moved = {
+            f.name: (
+                getattr(self, f.name).to(device)
+                if torch.is_tensor(getattr(self, f.name))
+                else getattr(self, f.name)
+            )
+            for f in fields(self)
+        }
+        return Rollout(**moved)
+
+    def select(self, completions: Sequence[int] | torch.Tensor) -> Rollout:
+        """The sub-rollout of the given completions (e.g. a micro-batch), in the given order.
+
+        Only the observations those completions belong to are kept (prompt tensors, image patches), and
+        ``obs_index`` is renumbered. The completion width T is kept (rows line up with the parent's tensors).
+        ``num_samples`` keeps its meaning (samples drawn per observation), even if a group is cut.
+        """
+        keep = torch.as_tensor(completions, dtype=torch.long).flatten().to(self.obs_index.device)
+        obs_of_kept = self.obs_index[keep]
+        obs = sorted(set(obs_of_kept.tolist()))
+        remap = torch.full((self.num_observations,), -1, dtype=torch.long, device=self.obs_index.device)
+        remap[torch.tensor(obs, dtype=torch.long, device=remap.device)] = torch.arange(
+            len(obs), device=remap.device
+        )
+        counts = self.image_grid_thw.prod(-1).tolist()
+        blocks = torch.split(self.pixel_values, counts, dim=0)
+        return Rollout(
+            prompt_ids=self.prompt_ids[obs],
+            prompt_mask=self.prompt_mask[obs],
+            prompt_mm_token_type_ids=self.prompt_mm_token_type_ids[obs],
+            pixel_values=torch.cat([blocks[i] for i in obs], dim=0),
+            image_grid_thw=self.image_grid_thw[obs],
+            completion_ids=self.completion_ids[keep],
+            completion_mask=self.completion_mask[keep],
+            obs_index=remap[obs_of_kept],
+            texts=[self.texts[int(k)] for k in keep.tolist()],
+            num_samples=self.num_samples,
+        )
+
+    def select_observations(self, obs: Sequence[int]) -> Rollout:
+        """The sub-rollout of the given observations (all their completions, observation-major)."""
+        rows = [torch.nonzero(self.obs_index == int(o), as_tuple=False).flatten() for o in obs]
+        return self.select(torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long))
+
+
+@dataclass
+class EpisodeGroup:
+    """G one-step episodes that answer the same observation."""
+
+    index: int  # dataset index of the observation (env.reset(options={"index": index}))
+    observation: dict[str, Any]  # {"image": [H, W, 3] uint8, "prompt": str}
+    answers: list[str]  # [G]
+    rewards: list[float]  # [G]
+    infos: list[dict[str, Any]]  # [G] the env's step infos
+
+
+@dataclass
+class RolloutBatch:
+    """One step's collection: B groups of G answers, and the tensors to learn from them."""
+
+    step: int  # the rollout batch's 0-based step (its sampling seeds and data are functions of it)
+    groups: list[EpisodeGroup]  # [B]
+    rollout: Rollout  # N = B * G completions, observation-major
+    rewards: torch.Tensor  # [B, G] float32
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+
+
+class Policy(Protocol):
+    """What an agent (and the Trainer) needs of a policy: sample, score log-probs, save."""
+
+    model: torch.nn.Module  # the network trained: its parameters are optimised, its mode switched
+    synced_gpus: bool  # set under FSDP2: every rank keeps generating until all have stopped
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def generate(
+        self,
+        observations: Sequence[Mapping[str, Any]],
+        *,
+        num_samples: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        max_new_tokens: int = 64,
+        do_sample: bool = True,
+        observation_seeds: Sequence[int] | None = None,
+    ) -> Rollout:
+        """``num_samples`` (G) answers per observation, observation-major; ``observation_seeds[b]`` makes
+        observation b's answers a function of the model, the observation and that seed alone."""
+        ...
+
+    def completion_logprobs(
+        self, rollout: Rollout, *, model: torch.nn.Module | None = None, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """``[N, T]`` log-probabilities of the completion tokens under ``model`` (default: the policy's),
+        of ``softmax(logits / temperature)``; 0 where the completion mask is 0; differentiable."""
+        ...
+
+    def save_pretrained(self, out_dir: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Weights and processor to ``out_dir`` (``state_dict``: weights to write instead of the model's)."""
+        ...
