@@ -194,7 +194,7 @@ class TrainConfig:
             kwargs[name] = ours
         return kwargs
 
-    def with_absolute_paths(self) -> "TrainConfig":
+    def with_absolute_paths(self) -> TrainConfig:
         """A copy whose ``model`` and ``env_kwargs`` data paths (``root``, ``path``, ``*_file``, ``*_dir``,
         ...) are absolute where they name an existing local file or folder, so that ``--resume`` (and the
         β > 0 reference model, the LoRA base) find them from any working folder. A hub id stays as it is."""
@@ -207,7 +207,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -215,7 +215,7 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
+    def from_file(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(cls.read_file(path))
 
     @classmethod
@@ -245,7 +245,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(config_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(config_cls)
 

@@ -77,11 +77,11 @@ class Parallel:
     _owns_group: bool = field(default=False, repr=False)
 
     @classmethod
-    def single(cls) -> "Parallel":
+    def single(cls) -> Parallel:
         return cls()
 
     @classmethod
-    def from_environment(cls, device: str, strategy: str = "ddp") -> "Parallel":
+    def from_environment(cls, device: str, strategy: str = "ddp") -> Parallel:
         """Join the process group torchrun describes (nccl on CUDA, gloo on CPU); ``single()`` without one."""
         if strategy not in STRATEGIES:
             raise ValueError(f"parallel must be one of {STRATEGIES}, got {strategy!r}")

@@ -7,7 +7,8 @@ perfect answers gives GRPO a starting point whose groups disagree.
 
 from __future__ import annotations
 
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 import gymnasium as gym
 import torch

@@ -23,8 +23,8 @@ import shutil
 import time
 import warnings
 import zipfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -32,10 +32,9 @@ import numpy as np
 import torch
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 
-from perception_env.core import Scored
-
 from agents.base import Agent, EpisodeGroup, RolloutBatch, derive_seed
 from agents.config import MissingFileError, SetupError, TrainConfig
+from perception_env.core import Scored
 
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
@@ -470,7 +469,11 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
             found.append(folder)
         else:
             # attributed here, not to the caller: each folder is reported once per process
-            warnings.warn(f"skipping {folder}: {problem} (an interrupted write or copy)", CheckpointWarning)
+            warnings.warn(
+                f"skipping {folder}: {problem} (an interrupted write or copy)",
+                CheckpointWarning,
+                stacklevel=1,
+            )
     return found
 
 

@@ -53,8 +53,9 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -653,7 +654,7 @@ class Qwen25VLFormat(AnswerFormat):
         if not isinstance(item, dict):
             problems.append(f"item {i} is {type(item).__name__}, not an object; ignored")
             return None
-        for key, kind, n in (("bbox_2d", "box", 4), ("point_2d", "point", 2)):
+        for key, kind, n in (("bbox_2d", "box", 4), ("point_2d", "point", 2)):  # noqa: B007 (kind: after break)
             if key in item:
                 value = item[key]
                 # type() rather than isinstance: JSON gives exactly int/float, and bool is not a number here

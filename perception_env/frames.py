@@ -74,7 +74,7 @@ class CoordinateFrame:
     extent: tuple[float, float]
 
     @classmethod
-    def relative_1000(cls, width: int, height: int) -> "CoordinateFrame":
+    def relative_1000(cls, width: int, height: int) -> CoordinateFrame:
         """Qwen2-VL: integers in [0, 1000) relative to the image size."""
         return cls("relative-1000", width, height, 1000.0 / width, 1000.0 / height, (1000.0, 1000.0))
 
@@ -86,13 +86,13 @@ class CoordinateFrame:
         min_pixels: int = DEFAULT_MIN_PIXELS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         factor: int = QWEN_PATCH_FACTOR,
-    ) -> "CoordinateFrame":
+    ) -> CoordinateFrame:
         """Qwen2.5-VL: absolute pixels of the image as the processor resized it."""
         rh, rw = smart_resize(height, width, factor, min_pixels, max_pixels)
         return cls("resized-pixels", width, height, rw / width, rh / height, (float(rw), float(rh)))
 
     @classmethod
-    def pixels(cls, width: int, height: int) -> "CoordinateFrame":
+    def pixels(cls, width: int, height: int) -> CoordinateFrame:
         """Identity: answers already in original-image pixels."""
         return cls("pixels", width, height, 1.0, 1.0, (float(width), float(height)))
 

@@ -9,7 +9,7 @@ and never closed, and tokens that each start a long failed match.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 R, RE, B, BE = "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"
 

@@ -102,7 +102,9 @@ def processor_class_for(model_type: str):
     try:
         return _BY_MODEL_TYPE[model_type]
     except KeyError:
-        raise ValueError(f"unsupported model_type {model_type!r}; expected one of {sorted(_BY_MODEL_TYPE)}")
+        raise ValueError(
+            f"unsupported model_type {model_type!r}; expected one of {sorted(_BY_MODEL_TYPE)}"
+        ) from None
 
 
 _BY_PROCESSOR_CLASS = {"Qwen2VLProcessor": "qwen2_vl", "Qwen2_5_VLProcessor": "qwen2_5_vl"}

@@ -29,13 +29,13 @@ import torch
 from agents.config import MissingFileError, SetupError
 from agents.policies.processor import check_processor_files, load_processor
 from agents.policies.sampling import PerRowGumbelSampler, derive_seed, row_seeds
-from agents.rollout import Rollout
 from agents.policies.shared_prefix import (
     checkpointed_layers,
     shared_prefix_hidden,
     supports_shared_prefix,
     token_logprobs,
 )
+from agents.rollout import Rollout
 
 __all__ = [
     "QwenVLPolicy",
@@ -146,7 +146,9 @@ def _resolve_dtype(dtype: str | torch.dtype | None):
     try:
         return _DTYPES[dtype]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}, 'auto' or a torch.dtype")
+        raise ValueError(
+            f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}, 'auto' or a torch.dtype"
+        ) from None
 
 
 def _to_pil(image: Any):

@@ -9,8 +9,8 @@ its scorer (``PerceptionEnv.scorer``; the tasks are listed in :mod:`perception_e
 from perception_env.rewards.counting import (
     CountingRewardConfig,
     counting_exact_reward,
-    counting_ratio_reward,
     counting_points_reward,
+    counting_ratio_reward,
     score_counting,
 )
 from perception_env.rewards.detection import DetectionRewardConfig, detection_reward, score_detection

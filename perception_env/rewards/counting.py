@@ -11,8 +11,8 @@ import numpy as np
 from perception_env.data.sample import Sample
 from perception_env.formats import AnswerFormat
 from perception_env.frames import CoordinateFrame
-from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 from perception_env.rewards.matching import hungarian_match
+from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 
 SQRT2 = math.sqrt(2.0)
 

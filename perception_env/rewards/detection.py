@@ -5,8 +5,9 @@ All boxes are ``[x1, y1, x2, y2]`` in pixels of the original image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 

@@ -4,7 +4,6 @@ the parameters and the logged train/ metrics are those of one process on the who
 from __future__ import annotations
 
 import pytest
-
 import torch
 from safetensors.torch import load_file
 

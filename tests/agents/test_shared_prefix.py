@@ -9,8 +9,8 @@ import torch
 from transformers import GenerationConfig
 
 from agents.policies.qwen_vl import QwenVLPolicy
-from agents.rollout import Rollout
 from agents.policies.shared_prefix import supports_shared_prefix, token_logprobs
+from agents.rollout import Rollout
 
 G = 3
 
