@@ -366,6 +366,21 @@ def _box_token_numbers(inner: str, problems: list[str]) -> tuple[tuple[str, ...]
     return coords.groups(), True
 
 
+def _write_qwen2(objects: list[str], labels: list[str | None], separator: str = "") -> str:
+    """Written objects back to back, a ref before each run of one label (``None``: an empty ref, read back as
+    ``None``), ``separator`` between the objects of a run."""
+    parts: list[str] = []
+    previous: object = object()
+    for text, label in zip(objects, labels):
+        if label != previous:
+            parts.append(f"{REF_START}{'' if label is None else label}{REF_END}")
+            previous = label
+        elif parts:
+            parts.append(separator)
+        parts.append(text)
+    return "".join(parts)
+
+
 def _read_qwen2(answer: str, frame: CoordinateFrame | None, kind: str) -> ParsedAnswer:
     """Both Qwen2-VL formats: refs then boxes (``kind="box"``, ``qwen2-vl``) or points (``"point"``).
 
@@ -479,14 +494,9 @@ class Qwen2VLFormat(AnswerFormat):
         if kind == "point":
             arr = np.concatenate([arr, arr], axis=1)
         ints = _to_answer_ints(arr, frame, 0, 999)
-        parts: list[str] = []
-        previous: object = object()
-        for (x1, y1, x2, y2), lab in zip(ints.tolist(), labels):
-            if lab != previous:
-                parts.append(f"{REF_START}{'' if lab is None else lab}{REF_END}")
-                previous = lab
-            parts.append(f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}")
-        return "".join(parts)
+        return _write_qwen2(
+            [f"{BOX_START}({x1},{y1}),({x2},{y2}){BOX_END}" for x1, y1, x2, y2 in ints.tolist()], labels
+        )
 
 
 class Qwen2VLPointsFormat(AnswerFormat):
@@ -515,16 +525,7 @@ class Qwen2VLPointsFormat(AnswerFormat):
         if kind == "box":
             arr = (arr[:, :2] + arr[:, 2:]) / 2.0
         ints = _to_answer_ints(arr, frame, 0, 999)
-        groups: list[str] = []
-        previous: object = object()
-        for (x, y), lab in zip(ints.tolist(), labels):
-            if lab != previous:
-                groups.append(f"{REF_START}{'' if lab is None else lab}{REF_END}")
-                previous = lab
-            elif groups:
-                groups.append(",")
-            groups.append(f"({x},{y})")
-        return "".join(groups)
+        return _write_qwen2([f"({x},{y})" for x, y in ints.tolist()], labels, separator=",")
 
 
 # --------------------------------------------------------------------------- qwen2.5-vl

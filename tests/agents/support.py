@@ -26,6 +26,17 @@ class AnswerLengthBonus(gym.Wrapper):
         return obs, reward + 0.1 * len(action), terminated, truncated, info
 
 
+def train_args(model: str, out: Path, name: str, *extra: str) -> list[str]:
+    """``perception-r1 train`` into ``out/name``: counting, one prompt, two answers of up to two tokens, no
+    reference model, no sample images; ``extra`` flags after (a later flag overrides)."""
+    return [
+        "train", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
+        "--model", model, "--output-dir", str(out), "--run-name", name,
+        "--prompts-per-step", "1", "--group-size", "2", "--max-new-tokens", "2", "--beta", "0",
+        "--log-samples-every", "0", *extra,
+    ]  # fmt: skip
+
+
 def make_config(name: str, model: str, out: Path, **overrides):
     """Registered agent ``name``'s config for a 2-step run of 2 prompts x 3 answers on the tiny model."""
     from agents.registry import AGENTS

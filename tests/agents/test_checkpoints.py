@@ -23,35 +23,9 @@ from agents.trainer import (
     latest_checkpoint,
     prune_checkpoints,
 )
+from tests.agents.support import train_args
 
 ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
-
-
-def _train_args(model: str, out: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--env",
-        "PerceptionR1/Counting-v0",
-        "--env-kwargs",
-        json.dumps(ENV_KWARGS),
-        "--model",
-        model,
-        "--output-dir",
-        str(out),
-        "--run-name",
-        name,
-        "--prompts-per-step",
-        "1",
-        "--group-size",
-        "2",
-        "--max-new-tokens",
-        "2",
-        "--beta",
-        "0",
-        "--log-samples-every",
-        "0",
-        *extra,
-    ]
 
 
 def _fake_checkpoint(
@@ -73,7 +47,7 @@ def _fake_checkpoint(
 def two_step_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A real run with checkpoints step-000001 and step-000002 (copy it before changing it)."""
     out = tmp_path_factory.mktemp("checkpoints")
-    main(_train_args(tiny_model_dir, out, "run", "--total-steps", "2", "--save-every", "1"))
+    main(train_args(tiny_model_dir, out, "run", "--total-steps", "2", "--save-every", "1"))
     return out / "run"
 
 
@@ -133,7 +107,7 @@ def test_save_total_limit_deletes_the_earliest_written_never_the_newest(tmp_path
 
 def test_save_total_limit_in_a_run(tiny_model_dir, tmp_path):
     main(
-        _train_args(
+        train_args(
             tiny_model_dir,
             tmp_path,
             "run",
@@ -184,7 +158,7 @@ def test_resume_after_a_branch_continues_the_branch(two_step_run, tmp_path, caps
 def test_a_new_run_into_a_run_folder_with_checkpoints_warns(two_step_run, tiny_model_dir, tmp_path):
     run = _copy(two_step_run, tmp_path)
     with pytest.warns(CheckpointWarning, match="already holds checkpoints up to step-000002"):
-        main(_train_args(tiny_model_dir, run.parent, "run", "--total-steps", "1"))
+        main(train_args(tiny_model_dir, run.parent, "run", "--total-steps", "1"))
 
 
 # ------------------------------------------------------------------------------ damaged files
@@ -256,7 +230,7 @@ def test_a_relative_model_is_stored_absolute_and_resumes_from_elsewhere(
     work.mkdir()
     shutil.copytree(tiny_model_dir, work / "tiny")
     monkeypatch.chdir(work)
-    args = _train_args("tiny", Path("runs"), "rel", "--total-steps", "1")
+    args = train_args("tiny", Path("runs"), "rel", "--total-steps", "1")
     args[args.index("--beta") + 1] = "0.04"  # the reference model is loaded again from --model on resume
     main(args)
     run_file = work / "runs" / "rel" / "checkpoints" / "step-000001" / RUN_FILE

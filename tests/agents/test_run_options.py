@@ -15,6 +15,7 @@ from agents.grpo.config import GRPOConfig
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.rloo.config import RLOOConfig
 from agents.trainer import Trainer, check_same_frame
+from tests.agents.support import train_args
 
 ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
 
@@ -58,35 +59,9 @@ def test_a_wrong_fixed_value_fails_before_anything_loads(config_cls, tmp_path, c
 
 def test_resume_with_a_config_file_keeps_the_runs_other_options(tiny_model_dir, tmp_path, capsys):
     main(
-        [
-            "train",
-            "--env",
-            "PerceptionR1/Counting-v0",
-            "--env-kwargs",
-            json.dumps(ENV_KWARGS),
-            "--model",
-            tiny_model_dir,
-            "--output-dir",
-            str(tmp_path),
-            "--run-name",
-            "run",
-            "--seed",
-            "5",
-            "--total-steps",
-            "1",
-            "--prompts-per-step",
-            "1",
-            "--group-size",
-            "2",
-            "--max-new-tokens",
-            "2",
-            "--beta",
-            "0",
-            "--learning-rate",
-            "0.001",
-            "--log-samples-every",
-            "0",
-        ]
+        train_args(
+            tiny_model_dir, tmp_path, "run", "--seed", "5", "--total-steps", "1", "--learning-rate", "0.001"
+        )
     )
     longer = tmp_path / "longer.yaml"
     longer.write_text("total_steps: 2\n")

@@ -13,7 +13,7 @@ from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import GRPOConfig
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.trainer import DataOrder, Trainer, latest_checkpoint
-from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, params
+from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, params, train_args
 
 
 def _config(model, tmp_path, **overrides):
@@ -133,33 +133,9 @@ def test_tensorboard_logs_are_written(tiny_model_dir, tmp_path):
 
 
 def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
-    args = [
-        "train",
-        "--env",
-        "PerceptionR1/Counting-v0",
-        "--env-kwargs",
-        json.dumps(ENV_KWARGS),
-        "--model",
-        tiny_model_dir,
-        "--output-dir",
-        str(tmp_path),
-        "--run-name",
-        "cli",
-        "--total-steps",
-        "1",
-        "--prompts-per-step",
-        "1",
-        "--group-size",
-        "2",
-        "--max-new-tokens",
-        "2",
-        "--beta",
-        "0",
-        "--scale-rewards",
-        "none",
-    ]
-    main(args)
+    main(train_args(tiny_model_dir, tmp_path, "cli", "--total-steps", "1", "--scale-rewards", "none"))
     assert (tmp_path / "cli" / "checkpoints" / "step-000001" / "policy").is_dir()
+    # flags given with --resume (here the run's own values) override the run's options
     main(
         [
             "train",
@@ -167,22 +143,7 @@ def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
             str(tmp_path / "cli"),
             "--total-steps",
             "2",
-            "--model",
-            tiny_model_dir,
-            "--env-kwargs",
-            json.dumps(ENV_KWARGS),
-            "--group-size",
-            "2",
-            "--prompts-per-step",
-            "1",
-            "--max-new-tokens",
-            "2",
-            "--beta",
-            "0",
-            "--output-dir",
-            str(tmp_path),
-            "--run-name",
-            "cli",
+            *train_args(tiny_model_dir, tmp_path, "cli")[3:],
         ]
     )
     out = capsys.readouterr().out

@@ -31,7 +31,7 @@ def test_batch_scale_by_hand():
 
 def trl_advantages(rewards: torch.Tensor, scale_rewards: str) -> torch.Tensor:
     """TRL 1.16 GRPOTrainer._generate_and_score_completions (grpo_trainer.py ~l. 2762-2787, one reward
-    function, no NaN), restated on flat rewards [B*G] in group-major order; returned as [B, G]."""
+    function, no NaN), restated on flat rewards [B*G] in observation-major order; returned as [B, G]."""
     num_generations = rewards.shape[1]
     rewards = rewards.flatten()
 
