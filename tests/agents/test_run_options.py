@@ -15,7 +15,7 @@ from agents.grpo.config import GRPOConfig
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.rloo.config import RLOOConfig
 from agents.trainer import Trainer, check_same_frame
-from tests.agents.support import train_args
+from tests.agents.support import make_config, train_args
 
 ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
 
@@ -124,19 +124,10 @@ def test_train_max_pixels_reaches_the_env_and_the_processor(tiny_model_dir, tmp_
 def test_the_options_are_logged_to_tensorboard(tiny_model_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = GRPOConfig(
-        env_id="PerceptionR1/Counting-v0",
-        env_kwargs=ENV_KWARGS,
-        model=tiny_model_dir,
-        output_dir=str(tmp_path),
-        run_name="tb",
-        total_steps=1,
-        prompts_per_step=1,
-        group_size=2,
-        max_new_tokens=2,
-        beta=0.0,
-        log_samples_every=0,
-    )
+    config = make_config(
+        "grpo", tiny_model_dir, tmp_path, run_name="tb", total_steps=1, prompts_per_step=1, group_size=2,
+        max_new_tokens=2, beta=0.0, log_every=1,
+    )  # fmt: skip
     run_dir = train(config, progress=False)
     events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0}).Reload()
     (logged,) = events.Tensors("hyperparameters/text_summary")

@@ -13,27 +13,15 @@ from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import GRPOConfig
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.trainer import DataOrder, Trainer, latest_checkpoint
-from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, params, train_args
+from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, make_config, params, train_args
 
 
 def _config(model, tmp_path, **overrides):
-    values = dict(
-        env_id="PerceptionR1/Counting-v0",
-        env_kwargs=ENV_KWARGS,
-        model=model,
-        output_dir=str(tmp_path),
-        run_name="run",
-        total_steps=4,
-        prompts_per_step=2,
-        group_size=4,
-        max_new_tokens=3,
-        learning_rate=1e-2,
-        save_every=2,
-        log_samples_every=2,
-        beta=0.04,
+    """GRPO, 4 steps of 2 prompts x 4 answers, a checkpoint and sample images every 2 steps."""
+    run = dict(
+        total_steps=4, group_size=4, save_every=2, log_every=1, log_samples_every=2, lr_scheduler="constant"
     )
-    values.update(overrides)
-    return GRPOConfig(**values)
+    return make_config("grpo", model, tmp_path, **{**run, **overrides})
 
 
 def _env():
