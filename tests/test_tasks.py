@@ -137,18 +137,10 @@ def test_the_fifth_task_runs_through_perception_r1_eval(colour_task, tmp_path, c
         out = tmp_path / agent
         main(
             [
-                "eval",
-                "--env",
-                ColourEnv.env_id,
-                "--agent",
-                agent,
-                "--limit",
-                "5",
-                "--output",
-                str(out),
+                "eval", "--env", ColourEnv.env_id, "--agent", agent, "--limit", "5", "--output", str(out),
                 "--quiet",
             ]
-        )
+        )  # fmt: skip
         run = json.loads((out / "metrics.json").read_text())
         assert run["task"] == "colour" and run["metrics"]["n"] == 5
         table = (out / "table.md").read_text()

@@ -132,15 +132,10 @@ def test_resume_after_a_branch_continues_the_branch(two_step_run, tmp_path, caps
     with pytest.warns(CheckpointWarning, match="replaces step-000002, step-000003, step-000004"):
         main(
             [
-                "train",
-                "--resume",
-                str(run / "checkpoints" / "step-000001"),
-                "--learning-rate",
-                "0.5",
-                "--total-steps",
-                "2",
+                "train", "--resume", str(run / "checkpoints" / "step-000001"), "--learning-rate", "0.5",
+                "--total-steps", "2",
             ]
-        )
+        )  # fmt: skip
     capsys.readouterr()
     with pytest.warns(CheckpointWarning, match="replaces step-000003, step-000004"):  # the old run's, later
         main(["train", "--resume", str(run), "--total-steps", "3"])

@@ -82,16 +82,10 @@ def test_an_impossible_setting_fails_at_start_naming_its_flag(
     # --model names a folder that does not exist: a message about it would mean the setting got past the check
     message = _exit_message(
         [
-            "train",
-            "--agent",
-            agent,
-            "--model",
-            str(tmp_path / "absent"),
-            "--output-dir",
-            str(tmp_path),
-            *flags,
+            "train", "--agent", agent, "--model", str(tmp_path / "absent"),
+            "--output-dir", str(tmp_path), *flags,
         ]
-    )
+    )  # fmt: skip
     assert option in message and problem in message, message
     assert "absent" not in message and not (tmp_path / "absent").exists()
 
@@ -150,31 +144,17 @@ def test_sft_output_that_is_a_file_fails_before_any_work(tmp_path, nothing_loads
     existing.write_text("x")
     message = _exit_message(
         [
-            "sft",
-            "--env",
-            "PerceptionR1/Counting-v0",
-            "--model",
-            str(tmp_path / "m"),
-            "--output",
-            str(existing),
-            "--steps",
-            "1",
+            "sft", "--env", "PerceptionR1/Counting-v0", "--model", str(tmp_path / "m"),
+            "--output", str(existing), "--steps", "1",
         ]
-    )
+    )  # fmt: skip
     assert f"--output {existing}: is an existing file, not a folder" in message
     message = _exit_message(
         [
-            "sft",
-            "--env",
-            "PerceptionR1/Counting-v0",
-            "--model",
-            str(tmp_path / "m"),
-            "--output",
-            str(existing / "sub"),
-            "--steps",
-            "1",
+            "sft", "--env", "PerceptionR1/Counting-v0", "--model", str(tmp_path / "m"),
+            "--output", str(existing / "sub"), "--steps", "1",
         ]
-    )
+    )  # fmt: skip
     assert f"{existing} is a file, so the folder cannot be made" in message
 
 
@@ -312,17 +292,8 @@ def test_sft_never_saves_non_finite_weights(tiny_model_dir, tmp_path, monkeypatc
     with pytest.raises(FloatingPointError, match="hold NaN or inf"):
         main(
             [
-                "sft",
-                "--env",
-                "PerceptionR1/Counting-v0",
-                "--env-kwargs",
-                json.dumps(ENV_KWARGS),
-                "--model",
-                tiny_model_dir,
-                "--output",
-                str(tmp_path / "warm"),
-                "--steps",
-                "1",
+                "sft", "--env", "PerceptionR1/Counting-v0", "--env-kwargs", json.dumps(ENV_KWARGS),
+                "--model", tiny_model_dir, "--output", str(tmp_path / "warm"), "--steps", "1",
             ]
-        )
+        )  # fmt: skip
     assert not (tmp_path / "warm").exists()

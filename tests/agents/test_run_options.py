@@ -101,19 +101,10 @@ def test_train_max_pixels_reaches_the_env_and_the_processor(tiny_model_dir, tmp_
     monkeypatch.setattr(Trainer, "train", record)
     main(
         [
-            "train",
-            "--env",
-            "PerceptionR1/Detection-v0",
-            "--model",
-            tiny_model_dir,
-            "--max-pixels",
-            "20000",
-            "--output-dir",
-            str(tmp_path),
-            "--beta",
-            "0",
+            "train", "--env", "PerceptionR1/Detection-v0", "--model", tiny_model_dir, "--max-pixels", "20000",
+            "--output-dir", str(tmp_path), "--beta", "0",
         ]
-    )
+    )  # fmt: skip
     env, policy = seen["env"], seen["policy"]
     assert env.unwrapped.max_pixels == 20_000 and policy.pixel_bounds == (3136, 20_000)
     observation, info = env.reset(seed=0)

@@ -126,14 +126,10 @@ def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
     # flags given with --resume (here the run's own values) override the run's options
     main(
         [
-            "train",
-            "--resume",
-            str(tmp_path / "cli"),
-            "--total-steps",
-            "2",
-            *train_args(tiny_model_dir, tmp_path, "cli")[3:],
+            "train", "--resume", str(tmp_path / "cli"),
+            "--total-steps", "2", *train_args(tiny_model_dir, tmp_path, "cli")[3:],
         ]
-    )
+    )  # fmt: skip
     out = capsys.readouterr().out
     assert "resumed from" in out and (tmp_path / "cli" / "checkpoints" / "step-000002").is_dir()
 

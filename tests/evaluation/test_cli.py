@@ -23,20 +23,10 @@ def test_cli_oracle_on_built_in_data(env_id, tmp_path, capsys):
     out = tmp_path / "run"
     main(
         [
-            "eval",
-            "--env",
-            env_id,
-            "--agent",
-            "oracle",
-            "--limit",
-            "6",
-            "--output",
-            str(out),
-            "--quiet",
-            "--env-kwargs",
-            '{"difficulty": "easy"}',
+            "eval", "--env", env_id, "--agent", "oracle", "--limit", "6", "--output", str(out), "--quiet",
+            "--env-kwargs", '{"difficulty": "easy"}',
         ]
-    )
+    )  # fmt: skip
     run = json.loads((out / "metrics.json").read_text())
     key, value = HEADLINE[env_id]
     assert run["metrics"][key] == pytest.approx(value)
@@ -56,18 +46,10 @@ def test_cli_floor_agents(agent, tmp_path):
     out = tmp_path / agent
     main(
         [
-            "eval",
-            "--env",
-            "PerceptionR1/Detection-v0",
-            "--agent",
-            agent,
-            "--limit",
-            "4",
-            "--output",
-            str(out),
-            "--quiet",
+            "eval", "--env", "PerceptionR1/Detection-v0", "--agent", agent, "--limit", "4",
+            "--output", str(out), "--quiet",
         ]
-    )
+    )  # fmt: skip
     run = json.loads((out / "metrics.json").read_text())
     assert run["metrics"]["AP"] == 0.0
     assert run["agent_kind"] == agent
@@ -93,24 +75,11 @@ def test_cli_tiny_model(tiny_model_dir, one_torch_thread, tmp_path):
     out = tmp_path / "tiny"
     main(
         [
-            "eval",
-            "--env",
-            "PerceptionR1/Counting-v0",
-            "--model",
-            tiny_model_dir,
-            "--limit",
-            "3",
-            "--batch-size",
-            "2",
-            "--max-new-tokens",
-            "6",
-            "--output",
-            str(out),
-            "--quiet",
-            "--env-kwargs",
-            '{"difficulty": "easy"}',
+            "eval", "--env", "PerceptionR1/Counting-v0", "--model", tiny_model_dir, "--limit", "3",
+            "--batch-size", "2", "--max-new-tokens", "6", "--output", str(out), "--quiet",
+            "--env-kwargs", '{"difficulty": "easy"}',
         ]
-    )
+    )  # fmt: skip
     run = json.loads((out / "metrics.json").read_text())
     assert (
         run["agent_kind"] == "model"
