@@ -90,22 +90,25 @@ def success_rate(infos: list[dict[str, Any]]) -> float:
 _NEUTRAL_WRAPPERS = (OrderEnforcing, PassiveEnvChecker)
 
 
-def answer_scorer(env: gym.Env) -> Callable[[str], tuple[float, dict[str, Any]]]:
-    """How the Trainer scores an answer to ``env``'s current sample: ``(reward, info)``.
+def answer_scorer(env: gym.Env, index: int) -> Callable[[str], tuple[float, dict[str, Any]]]:
+    """How the Trainer scores an answer to sample ``index`` of ``env``: ``(reward, info)``.
 
     The env's own :meth:`~perception_env.core.PerceptionEnv.score` (the env does not move), unless a
     wrapper may change what ``step`` returns (a reward-shaping ``gym.Wrapper``, as
-    examples/custom_reward_wrapper.py): then through ``env.step``, so that the shaping applies.
+    examples/custom_reward_wrapper.py, or ``RecordEpisodeStatistics``): then each answer is an episode of its
+    own through the whole wrapper stack, ``reset`` to the sample then ``step``, so that the shaping applies and
+    the wrappers see what Gymnasium promises them (one step after each reset: episode length 1).
     """
     layer = env
     while isinstance(layer, gym.Wrapper):
         if type(layer) not in _NEUTRAL_WRAPPERS:
-            return lambda answer: _stepped(env, answer)
+            return lambda answer: _episode(env, index, answer)
         layer = layer.env
-    return lambda answer: _scored(layer.score(answer))
+    return lambda answer: _scored(layer.score(answer))  # score_group has reset the env to the sample
 
 
-def _stepped(env: gym.Env, answer: str) -> tuple[float, dict[str, Any]]:
+def _episode(env: gym.Env, index: int, answer: str) -> tuple[float, dict[str, Any]]:
+    env.reset(options={"index": index})
     _, reward, _, _, info = env.step(answer)
     return float(reward), info
 
@@ -115,9 +118,9 @@ def _scored(scored: Scored) -> tuple[float, dict[str, Any]]:
 
 
 def score_group(env: gym.Env, index: int, answers: list[str]) -> EpisodeGroup:
-    """Reset the env to sample ``index`` once and score each answer against it (:func:`answer_scorer`)."""
+    """Each answer scored against sample ``index`` (:func:`answer_scorer`); the env is left on that sample."""
     observation, _ = env.reset(options={"index": index})
-    score = answer_scorer(env)
+    score = answer_scorer(env, index)
     rewards, infos = [], []
     for answer in answers:
         reward, info = score(answer)

@@ -3,9 +3,9 @@
     python examples/custom_reward_wrapper.py --steps 4
 
 The env reports why it scored an answer in ``info["reward_components"]`` (``format`` is 1.0 when the
-answer parsed). A wrapper can read that and add to the reward; the Trainer only ever sees
-``env.step``, so any wrapper plugs in unchanged. ``info["base_reward"]`` keeps the task's own score
-for logging. The model is a tiny Qwen2-VL built offline and given a short supervised warm start on
+answer parsed). A wrapper can read that and add to the reward; with a wrapper the Trainer scores each
+answer as an episode of its own through the whole stack (``reset`` to the sample, then ``step``), so any
+wrapper plugs in unchanged. ``info["base_reward"]`` keeps the task's own score for logging. The model is a tiny Qwen2-VL built offline and given a short supervised warm start on
 the env's oracle answers (a random one never writes a parsable answer, so there would be no signal).
 """
 
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     # 1. the wrapper on its own: a parsable and an unparsable answer
     env_kwargs = {"difficulty": "easy", "answer_format": "number"}
     env = FormatBonus(gym.make("PerceptionR1/Counting-v0", **env_kwargs), args.bonus)
-    env.reset(options={"index": 0})
     for answer in ["7", "no idea"]:
+        env.reset(options={"index": 0})  # one answer per episode: the same image again
         _, reward, _, _, info = env.step(answer)
         print(
             f"answer {answer!r:10} task reward {info['base_reward']:.3f} + bonus {info['format_bonus']:.2f}"

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"observation['prompt']: {observation['prompt']!r}")
     print(f"the oracle's answer  : {truth!r}")
     for answer in [truth, "2", "lots"]:
+        env.reset(options={"index": 0})  # one answer per episode: the same image again
         _, reward, terminated, _, step_info = env.step(answer)
         print(
             f"  step({answer!r:7}) -> reward {reward:.2f}, terminated={terminated},"

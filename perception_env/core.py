@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from perception_env.data import make_dataset
 from perception_env.data.sample import PerceptionDataset, Sample
@@ -55,7 +56,9 @@ class PerceptionEnv(gym.Env[Observation, str]):
     :meth:`_oracle_targets`, :meth:`_is_success` and :meth:`metrics`.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
+    # One step per episode: a vector env should reset a finished env in the step that finished it
+    # (SAME_STEP), not spend the next step on the reset (Gymnasium's default, NEXT_STEP).
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 1, "autoreset_mode": AutoresetMode.SAME_STEP}
 
     # ------------------------------------------------------------ the task's definition
     task: ClassVar[str] = ""  # its name: make_dataset(task, ...), task_metrics, the report's tables
@@ -124,6 +127,8 @@ class PerceptionEnv(gym.Env[Observation, str]):
         self._sample: Sample | None = None
         self._observation: Observation | None = None
         self._last: RewardResult | None = None
+        self._last_answer: str | None = None
+        self._finished = False  # the episode's one step was taken: step again only after reset
 
     @classmethod
     def make_reward_config(cls, value: Any) -> Any:
@@ -164,16 +169,25 @@ class PerceptionEnv(gym.Env[Observation, str]):
             index, sample = self._load(options["index"])
         else:
             index, sample = self._load(int(self.np_random.integers(len(self.dataset))))
-        self._index, self._sample, self._last = index, sample, None
+        self._index, self._sample, self._last, self._finished = index, sample, None, False
         self._observation = {"image": sample.load_image(), "prompt": self.prompt()}
         return self._fresh_observation(), self._reset_info(index, sample)
 
     def step(self, action: str) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
-        """Score ``action`` (the model's answer; trailing stop tokens allowed); the episode always ends."""
+        """Score ``action`` (the model's answer; trailing stop tokens allowed); the episode always ends.
+
+        Stepping an ended episode raises :class:`gymnasium.error.ResetNeeded` (Gymnasium's contract: reset after
+        ``terminated``); :meth:`score` scores more answers to the same sample without stepping."""
         if self._sample is None or self._observation is None:
             raise gym.error.ResetNeeded("call reset() before step()")
+        if self._finished:
+            raise gym.error.ResetNeeded(
+                f"{type(self).__name__}: the episode ended with the previous step (one answer per episode); "
+                "call reset() before stepping again (reset(options={'index': i}) replays the same sample), "
+                "or score more answers to this sample with env.unwrapped.score(answer), which does not step"
+            )
         scored = self.score(action)
-        self._last = scored.result
+        self._last, self._last_answer, self._finished = scored.result, scored.info["answer"], True
         return self._fresh_observation(), scored.reward, True, False, scored.info
 
     def score(self, answer: str, index: int | None = None) -> Scored:
@@ -211,6 +225,7 @@ class PerceptionEnv(gym.Env[Observation, str]):
             labels=self.render_labels,
             points=self.render_points,
             text=self.render_text,
+            answer=None if self._last is None else self._last_answer,
         )
 
     # ----------------------------------------------------------------- helpers

@@ -127,8 +127,10 @@ class ParsedAnswer:
         return len(self.boxes)
 
     def to_info(self) -> dict:
-        """JSON-friendly view (pixels rounded to 0.01 px)."""
-        return {
+        """JSON-friendly view (pixels rounded to 0.01 px). ``count`` is left out when no number was read:
+        a key whose type changes with the answer (an int, or None) breaks Gymnasium's vector envs, which
+        batch each info key into an array typed by the first env's value; an absent key is masked."""
+        info = {
             "well_formed": bool(self.well_formed),
             "problems": list(self.problems),
             "boxes": np.round(self.boxes, 2).tolist(),
@@ -138,6 +140,9 @@ class ParsedAnswer:
             "text": self.text,
             "objects": self.objects,
         }
+        if self.count is None:
+            del info["count"]
+        return info
 
 
 def _snippet(text: str) -> str:

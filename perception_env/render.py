@@ -35,12 +35,19 @@ def _text_band(width: int, lines: list[str], font) -> Image.Image:
 
 
 def render_sample(
-    sample: Sample, result=None, *, labels: bool = False, points: bool = False, text: bool = False
+    sample: Sample,
+    result=None,
+    *,
+    labels: bool = False,
+    points: bool = False,
+    text: bool = False,
+    answer: str | None = None,
 ) -> np.ndarray:
     """``[H', W', 3]`` uint8: the image, its targets and (if given) a RewardResult's predictions.
 
     ``labels``: write the class of each box (detection); ``points``: draw target points and predicted points,
-    matched point to point (counting); ``text``: the text read and the truth under the image (OCR).
+    matched point to point (counting); ``text``: the text read and the truth under the image (OCR);
+    ``answer``: the answer as written (a number, a transcription: what the boxes alone do not show).
     """
     image = Image.fromarray(sample.load_image())
     scale = max(1.0, MIN_RENDER_SIDE / max(sample.width, sample.height))
@@ -110,6 +117,8 @@ def render_sample(
                 fill=MATCHED,
                 width=1,
             )
+        if answer is not None:
+            lines.append(f"answer: {answer!r}"[:120])
         lines.append(f"reward {result.reward:.3f} / {result.max_reward:g}")
         if result.reason:
             lines.append(f"why: {result.reason}"[:120])

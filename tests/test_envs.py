@@ -96,19 +96,24 @@ def test_oracle_earns_the_maximum(env_id, difficulty):
             assert reward >= 0.95 * info["max_reward"], (answer_format, info)
             assert info["is_success"], (answer_format, info)
             if env.unwrapped.answer_format.fractional_coordinates:  # unrounded: no quantisation loss
-                exact = env.step(env.unwrapped.oracle_answer(exact=True))[1]
+                exact = env.unwrapped.score(env.unwrapped.oracle_answer(exact=True)).reward
                 assert exact == pytest.approx(info["max_reward"], rel=1e-4), answer_format
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_several_answers_to_one_observation(env_id):
-    """A GRPO agent scores G answers to one observation: stepping again re-scores the same sample."""
+    """A GRPO agent scores G answers to one observation with ``score``; a second ``step`` is an error, as
+    Gymnasium has it (before: it re-scored, and RecordEpisodeStatistics counted episodes of r = 1, 2, 3)."""
     env = gym.make(env_id)
     env.reset(seed=5)
     oracle = env.unwrapped.oracle_answer()
-    r_bad = env.step("")[1]
-    r_good = env.step(oracle)[1]
+    r_bad, r_good = (env.unwrapped.score(answer).reward for answer in ("", oracle))
     assert r_good > r_bad
+    assert env.step(oracle)[1] == r_good
+    with pytest.raises(gym.error.ResetNeeded, match=r"call reset\(\) before stepping again.*score\(answer\)"):
+        env.step(oracle)
+    env.reset(options={"index": env.unwrapped._index})  # the same sample: a new episode
+    assert env.step(oracle)[1] == r_good
 
 
 def test_step_before_reset_raises():
@@ -183,11 +188,12 @@ def test_answer_ended_as_a_chat_model_ends_it(env_id):
         oracle = env.unwrapped.oracle_answer()
         _, reward, _, _, info = env.step(oracle)
         for suffix in ("<|im_end|>", "<|endoftext|>", "<|im_end|>\n<|endoftext|><|endoftext|>"):
-            _, stopped, _, _, stopped_info = env.step(oracle + suffix)
-            assert stopped == reward and stopped_info["parsed"]["well_formed"], (answer_format, suffix)
-            assert stopped_info["is_success"] == info["is_success"]
-            assert stopped_info["reason"] == info["reason"]
-        _, extra, _, _, extra_info = env.step(oracle + "<|im_end|>Hope this helps!")
+            stopped = env.unwrapped.score(oracle + suffix)
+            assert stopped.reward == reward and stopped.info["parsed"]["well_formed"], (answer_format, suffix)
+            assert stopped.info["is_success"] == info["is_success"]
+            assert stopped.info["reason"] == info["reason"]
+        scored = env.unwrapped.score(oracle + "<|im_end|>Hope this helps!")
+        extra_info = scored.info
         assert not extra_info["parsed"]["well_formed"]
         assert "text after the stop token <|im_end|>" in extra_info["reason"], (answer_format, extra_info)
 
@@ -201,7 +207,8 @@ def test_qwen2_answer_decoded_without_its_tokens_scores_as_documented():
     for token in ("<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"):
         stripped = stripped.replace(token, "")
     _, full, _, _, info = env.step(oracle)
-    _, reward, _, _, stripped_info = env.step(stripped)
+    scored = env.unwrapped.score(stripped)
+    reward, stripped_info = scored.reward, scored.info
     assert stripped_info["reward_components"]["format"] == 0.0
     assert reward == pytest.approx(full - env.unwrapped.reward_config.format_weight)  # every other term kept
     assert stripped_info["reason"].startswith("box tokens missing")
@@ -226,6 +233,7 @@ def test_score_is_what_step_returns_without_moving_the_env(env_id):
         scored = env.unwrapped.score(answer)
         _, reward, _, _, info = env.step(answer)
         assert (scored.reward, scored.info) == (reward, info)
+        env.reset(options={"index": 3})
 
 
 def test_score_keeps_the_parse_at_full_precision():

@@ -8,9 +8,12 @@ class and one call, ``register_task(MyTaskEnv)``.
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 
 from perception_env.core import PerceptionEnv
+from perception_env.vector import make_vector_env
 
 TASKS: dict[str, type[PerceptionEnv]] = {}
 ENV_IDS: dict[str, str] = {}  # Gymnasium id -> entry point "module:Class"
@@ -25,8 +28,14 @@ def register_task(task_cls: type[PerceptionEnv]) -> type[PerceptionEnv]:
         raise ValueError(f"task {task_cls.task!r} ({task_cls.env_id}) is already registered")
     TASKS[task_cls.task] = task_cls
     ENV_IDS[task_cls.env_id] = f"{task_cls.__module__}:{task_cls.__qualname__}"
-    # one step per episode: no TimeLimit; the env itself terminates
-    gym.register(id=task_cls.env_id, entry_point=ENV_IDS[task_cls.env_id], disable_env_checker=False)
+    # one step per episode: no TimeLimit; the env itself terminates. gym.make_vec(id, n) without a mode
+    # builds a vector env that resets in the step that ends an episode (perception_env.vector)
+    gym.register(
+        id=task_cls.env_id,
+        entry_point=ENV_IDS[task_cls.env_id],
+        vector_entry_point=functools.partial(make_vector_env, task_cls.env_id),
+        disable_env_checker=False,
+    )
     return task_cls
 
 

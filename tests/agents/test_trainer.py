@@ -156,6 +156,24 @@ def test_make_env_scoring_of_groups_matches_the_env(tiny_model_dir):
     assert group.rewards == [1.0, 0.0, 1.0] and group.index == 4
 
 
+def test_a_wrapped_env_scores_each_answer_as_an_episode_of_its_own():
+    """Through a wrapper (reward shaping, statistics) each of the G answers is reset-then-step: before, the
+    trainer stepped G times after one reset and RecordEpisodeStatistics reported r = 1, 2, 3 and l = 1, 2, 3."""
+    from gymnasium.wrappers import RecordEpisodeStatistics
+
+    from agents.trainer import score_group
+
+    env = RecordEpisodeStatistics(gym.make("PerceptionR1/Counting-v0", **ENV_KWARGS))
+    env.reset(options={"index": 4})
+    truth = env.unwrapped.oracle_answer()
+    group = score_group(env, 4, [truth, "no idea", truth])
+    assert group.rewards == [1.0, 0.0, 1.0]
+    assert [(info["episode"]["r"], info["episode"]["l"]) for info in group.infos] == [(1, 1), (0, 1), (1, 1)]
+    assert [info["index"] for info in group.infos] == [4, 4, 4] and env.unwrapped.sample.sample_id == (
+        env.unwrapped.dataset[4].sample_id
+    )
+
+
 def test_cli_rloo_with_lora_trains_and_resumes(tiny_model_dir, tmp_path, capsys):
     common = [
         "--agent",

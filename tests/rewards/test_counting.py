@@ -109,7 +109,7 @@ def test_counting_env_ratio_reward_config():
             break
     _, reward, _, _, info = env.step(str(n - 1))
     assert reward == (n - 1) / n and info["reward_components"]["exact"] == 0.0 and not info["is_success"]
-    assert env.step(str(n))[1] == 1.0
+    assert env.unwrapped.score(str(n)).reward == 1.0
 
 
 def test_duplicate_correct_point_does_not_pay_twice():
