@@ -109,13 +109,20 @@ class _Preset:
     # produced by it and decode to nothing), tied to the output head as in the released checkpoints
     model_vocab_size: int | None = None
     tie_word_embeddings: bool = False
+    # Base of the text model's rotary angles. M-RoPE gives the image rows and columns the slowest
+    # frequencies (theta ** (-i / (head_dim / 2)) for the last sections): at the released 1e6 and a small
+    # head_dim, neighbouring rows differ by ~0.03 rad and columns by ~2e-4 rad, so a small model cannot
+    # tell image positions apart and never learns where an object is (docs/learning-on-a-cpu.md).
+    rope_theta: float = 1_000_000.0
 
 
 PRESETS: dict[str, _Preset] = {
-    # head_dim 16 -> mrope sections sum to 8
-    "tiny": _Preset(64, 2, 4, 2, 128, (2, 3, 3), 32, 2, 2, 64, 800, 4096),
+    # head_dim 16 -> mrope sections sum to 8; theta 10: column angles 0.24 .. 0.13 rad per token
+    "tiny": _Preset(64, 2, 4, 2, 128, (2, 3, 3), 32, 2, 2, 64, 800, 4096, rope_theta=10.0),
+    # head_dim 32 -> mrope (4, 6, 6); theta 10: column angles 0.24 .. 0.12 rad per token
+    "mini": _Preset(128, 4, 4, 2, 512, (4, 6, 6), 64, 4, 4, 256, 800, 4096, rope_theta=10.0),
     # head_dim 64 -> mrope (8, 12, 12): the released models' (16, 24, 24) for head_dim 128, halved
-    "small": _Preset(640, 12, 10, 2, 1792, (8, 12, 12), 384, 8, 6, 1536, 1024, 32768),
+    "small": _Preset(640, 12, 10, 2, 1792, (8, 12, 12), 384, 8, 6, 1536, 1024, 32768, rope_theta=10.0),
     # Qwen2-VL-2B-Instruct's config.json (random weights): 2.2B parameters, head_dim 128
     "2b": _Preset(1536, 28, 12, 2, 8960, (16, 24, 24), 1280, 32, 16, 5120, 1024, 32768, 151_936, True),
     # Qwen2.5-VL-3B-Instruct's config.json: 3.8B parameters (ViT MLP width 3420)
@@ -303,8 +310,13 @@ def build_tokenizer(vocab_size: int = 800):
 # Model
 
 
-def make_config(arch: str, preset: str, vocab_size: int, token_ids: dict[str, int]):
-    """The transformers config for ``arch`` ("qwen2-vl" | "qwen2.5-vl") at ``preset`` size."""
+def make_config(
+    arch: str, preset: str, vocab_size: int, token_ids: dict[str, int], rope_theta: float | None = None
+):
+    """The transformers config for ``arch`` ("qwen2-vl" | "qwen2.5-vl") at ``preset`` size.
+
+    ``rope_theta``: the text model's rotary base (default: the preset's).
+    """
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
     if arch not in ARCHS:
@@ -315,6 +327,9 @@ def make_config(arch: str, preset: str, vocab_size: int, token_ids: dict[str, in
     head_dim = p.text_hidden // p.text_heads
     if 2 * sum(p.mrope_section) != head_dim:
         raise ValueError("mrope sections must sum to head_dim / 2")
+    rope_theta = p.rope_theta if rope_theta is None else float(rope_theta)
+    if not rope_theta > 1.0:  # theta <= 1 gives every frequency 1 rad per position (or NaN)
+        raise ValueError(f"rope_theta must be a number > 1, got {rope_theta!r}")
     text_config = dict(
         vocab_size=vocab_size,
         hidden_size=p.text_hidden,
@@ -328,7 +343,7 @@ def make_config(arch: str, preset: str, vocab_size: int, token_ids: dict[str, in
         rms_norm_eps=1e-6,
         rope_parameters={
             "rope_type": "default",
-            "rope_theta": 1_000_000.0,
+            "rope_theta": rope_theta,
             "mrope_section": list(p.mrope_section),
         },
         bos_token_id=token_ids["<|endoftext|>"],
@@ -353,7 +368,10 @@ def make_config(arch: str, preset: str, vocab_size: int, token_ids: dict[str, in
             temporal_patch_size=2,
         )
         return Qwen2VLConfig(
-            text_config=text_config, vision_config=vision_config, tie_word_embeddings=p.tie_word_embeddings, **ids
+            text_config=text_config,
+            vision_config=vision_config,
+            tie_word_embeddings=p.tie_word_embeddings,
+            **ids,
         )
     vision_config = dict(
         depth=p.vit_depth,
@@ -382,8 +400,15 @@ def _parameter_breakdown(model: torch.nn.Module) -> dict[str, int]:
     return {"total": total, "vision": vision, "language": language, "lm_head": total - vision - language}
 
 
-def build_model(arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0, tokenizer=None):
-    """Build (model, processor) in memory. Weights depend only on (arch, preset, seed)."""
+def build_model(
+    arch: str = "qwen2-vl",
+    preset: str = "tiny",
+    seed: int = 0,
+    tokenizer=None,
+    rope_theta: float | None = None,
+):
+    """Build (model, processor) in memory. Weights depend only on (arch, preset, seed); ``rope_theta``
+    overrides the preset's rotary base (it changes no weight, only the angles)."""
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -395,7 +420,13 @@ def build_model(arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0, tok
     if tokenizer is None:
         tokenizer = build_tokenizer(p.vocab_size)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = make_config(arch, preset, vocab_size=max(len(tokenizer), p.model_vocab_size or 0), token_ids=token_ids)
+    config = make_config(
+        arch,
+        preset,
+        vocab_size=max(len(tokenizer), p.model_vocab_size or 0),
+        token_ids=token_ids,
+        rope_theta=rope_theta,
+    )
     model_cls = Qwen2VLForConditionalGeneration if arch == "qwen2-vl" else Qwen2_5_VLForConditionalGeneration
     # Initialise under a private RNG so that the caller's global torch RNG is left untouched.
     with torch.random.fork_rng(devices=[]):
@@ -424,13 +455,17 @@ def build_model(arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0, tok
 
 
 def build_tiny_model(
-    out_dir: str | Path, arch: str = "qwen2-vl", preset: str = "tiny", seed: int = 0,
+    out_dir: str | Path,
+    arch: str = "qwen2-vl",
+    preset: str = "tiny",
+    seed: int = 0,
     dtype: torch.dtype | None = None,
+    rope_theta: float | None = None,
 ) -> Path:
     """Build a random ``arch`` model at ``preset`` size; save model + processor to ``out_dir``.
 
     ``dtype``: the dtype of the saved weights (default float32; e.g. torch.bfloat16 halves a 2B model's
-    8.8 GB on disk).
+    8.8 GB on disk). ``rope_theta``: the text model's rotary base (default: the preset's, see ``PRESETS``).
 
     Offline and deterministic. The folder loads with ``QwenVLPolicy.from_pretrained(out_dir)`` or with
     ``AutoModelForImageTextToText.from_pretrained(out_dir)`` like any released checkpoint.
@@ -438,12 +473,18 @@ def build_tiny_model(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, processor = build_model(arch=arch, preset=preset, seed=seed)
+    model, processor = build_model(arch=arch, preset=preset, seed=seed, rope_theta=rope_theta)
     if dtype is not None:
         model.to(dtype)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    info = {"arch": arch, "preset": preset, "seed": seed, "parameters": _parameter_breakdown(model)}
+    info = {
+        "arch": arch,
+        "preset": preset,
+        "seed": seed,
+        "rope_theta": model.config.text_config.rope_parameters["rope_theta"],
+        "parameters": _parameter_breakdown(model),
+    }
     (out / "tiny_model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -205,3 +206,59 @@ def test_processor_loads_without_torchvision_and_saves_standard_names(arch, tiny
         h * w * 14 * 14 <= 50_000 and (out["input_ids"] == processor.image_token_id).sum() == t * h * w // 4
     )
     assert out["mm_token_type_ids"].sum() == t * h * w // 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rotary angles: the small presets must let the language model tell image positions apart
+
+
+def _position_frequencies(arch: str, preset: str, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns): radians per position of M-RoPE's height and width sections, from the config."""
+    ids = {t: 1024 + i for i, t in enumerate(SPECIAL_TOKENS)}
+    text = make_config(
+        arch, preset, vocab_size=1024 + len(SPECIAL_TOKENS), token_ids=ids, **kwargs
+    ).text_config
+    rope = text.rope_parameters
+    half = text.hidden_size // text.num_attention_heads // 2
+    inv_freq = rope["rope_theta"] ** (-torch.arange(half, dtype=torch.float64) / half)  # [head_dim / 2]
+    t, h, _ = rope["mrope_section"]
+    return inv_freq[t : t + h], inv_freq[t + h :]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_small_presets_rotary_angles_separate_image_rows_and_columns(arch, preset):
+    # Neighbouring image tokens must differ by a tenth of a radian or more in some frequency of their
+    # row (column) section. At the released rope_theta 1e6 a 16- or 64-dim head gets ~0.03 rad between
+    # rows and ~2e-4 between columns: the tiny model never learnt where an object is (issue 13).
+    rows, columns = _position_frequencies(arch, preset)
+    assert rows.max() > 0.3 and columns.max() > 0.1
+    # ... and the slowest column frequency does not wrap around within 30 columns (an 868-px image)
+    assert columns.min() * 30 < 2 * math.pi
+
+
+def test_released_size_presets_keep_the_released_rope_theta(arch):
+    ids = {t: 1024 + i for i, t in enumerate(SPECIAL_TOKENS)}
+    for preset in ("2b", "3b"):
+        config = make_config(arch, preset, vocab_size=1024 + len(SPECIAL_TOKENS), token_ids=ids)
+        assert config.text_config.rope_parameters["rope_theta"] == 1_000_000.0
+
+
+def test_rope_theta_can_be_set_and_survives_a_reload(tmp_path):
+    folder = build_tiny_model(tmp_path / "m", preset="tiny", seed=0, rope_theta=100.0)
+    reloaded = QwenVLPolicy.from_pretrained(str(folder)).model
+    assert reloaded.config.text_config.rope_parameters["rope_theta"] == 100.0
+    assert json.loads((folder / "tiny_model.json").read_text())["rope_theta"] == 100.0
+    rows, columns = _position_frequencies("qwen2-vl", "tiny", rope_theta=100.0)
+    assert torch.allclose(columns, torch.tensor([100.0 ** (-k / 8) for k in (5, 6, 7)], dtype=torch.float64))
+    # the helper's frequencies are the ones the model rotates by
+    model_freq = reloaded.model.language_model.rotary_emb.inv_freq.double()
+    assert torch.allclose(model_freq, torch.cat([model_freq[:2], rows, columns]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("theta", [1.0, 0.5, -10.0, float("nan")])
+def test_rope_theta_out_of_range_is_refused_by_name(theta):
+    ids = {t: 1024 + i for i, t in enumerate(SPECIAL_TOKENS)}
+    with pytest.raises(ValueError, match="rope_theta"):
+        make_config(
+            "qwen2-vl", "tiny", vocab_size=1024 + len(SPECIAL_TOKENS), token_ids=ids, rope_theta=theta
+        )
