@@ -300,7 +300,12 @@ def _run(argv: list[str]) -> None:
     p = sub.add_parser("demo", help="offline GRPO demo on a tiny model (the README's main command)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", default="counting", choices=["counting", "grounding"])
+    p.add_argument(
+        "--task",
+        default="counting",
+        choices=["counting", "grounding", "detection"],  # agents/demo.py RECIPES (OCR: no recipe learns yet)
+        help="the demo's task: counting (default), grounding (Acc@0.5) or detection (COCO AP)",
+    )
     p.add_argument(
         "--grpo-steps",
         type=bounded(int, minimum=1),

@@ -1,52 +1,130 @@
-"""Does GRPO teach the tiny model? Held-out accuracy vs GRPO step, per task and seed.
+"""Does GRPO teach the tiny model, and does it beat more supervised training at equal compute?
 
-    .venv/bin/python benchmarks/learning.py --tasks counting grounding --seeds 0 1 2 --eval-every 50
+    .venv/bin/python benchmarks/learning.py --tasks counting grounding detection ocr --seeds 0 1 2
+    .venv/bin/python benchmarks/learning.py --plot-only          # tables and PNGs from the saved runs
 
-Each run is the demo's recipe (agents/demo.py): tiny Qwen2-VL -> short warm
-start -> GRPO, with greedy held-out accuracy every ``--eval-every`` steps.
-Prints the curves and the before -> after gain per seed.
+Each run is the demo's recipe (agents/demo.py): tiny Qwen2-VL -> warm start stopped in a validation band
+-> GRPO, with the greedy held-out paper metric every ``--eval-every`` GRPO steps. The control restores
+the same warm start and takes ``control_sft_steps`` more supervised steps (about GRPO's CPU time; both
+times are printed), evaluated every ``--control-eval-every`` steps. One JSON per task and seed is kept
+in ``--out``; the table and the learning curves (benchmarks/figures/learning-TASK.png: held-out metric
+vs training CPU seconds, evaluation excluded) are made from all of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+from benchmarks.plots import PALETTE, Series, line_chart  # noqa: E402
 
-from agents.demo import run_demo
+FIGURES = Path(__file__).resolve().parent / "figures"
+
+
+def run(task: str, seed: int, out: Path, eval_every: int, control_eval_every: int) -> dict:
+    """One demo run with its SFT control; saves ``out/TASK-seedN.json`` (without the per-step history)."""
+    from agents.demo import run_demo
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = run_demo(
+        out / f"{task}-seed{seed}",
+        seed=seed,
+        task=task,
+        progress=False,
+        eval_every=eval_every,
+        control=True,
+        control_eval_every=control_eval_every,
+    )
+    result.pop("history")
+    result.update(total_wall_s=time.perf_counter() - t0, total_cpu_s=time.process_time() - c0)
+    (out / f"{task}-seed{seed}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def load_runs(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*-seed*.json"))]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:5.1f}"
+
+
+def table(runs: list[dict]) -> str:
+    """The Markdown table of every run: warm start, GRPO and the SFT control, figures and CPU seconds."""
+    lines = [
+        "| task | metric | seed | warm-start steps | before | GRPO after | GRPO CPU s | SFT control after "
+        "| control steps | control CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        c = r.get("control") or {}
+        control_gain = c.get("gain", float("nan"))
+        lines.append(
+            f"| {r['task']} | {r['metric_label']} | {r['seed']} | {r['sft_steps']} | {_pct(r['before'])} "
+            f"| {_pct(r['after'])} ({r['gain']:+.1f}) | {r['grpo_cpu_s']:.0f} "
+            f"| {_pct(c['after']) if c else '-'} ({control_gain:+.1f}) | {c.get('steps', '-')} "
+            f"| {c.get('cpu_s', float('nan')):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict], task: str, folder: Path = FIGURES) -> Path:
+    """Held-out metric (%) vs training CPU seconds: GRPO solid, the SFT control dashed, a colour per seed."""
+    mine = [r for r in runs if r["task"] == task]
+    series = []
+    for r in mine:
+        color = PALETTE[r["seed"] % len(PALETTE)]
+        series.append(
+            Series(f"GRPO, seed {r['seed']}", [(cpu, 100 * m) for _, cpu, _, m in r["curve"]], color)
+        )
+        control = r.get("control")
+        if control:
+            points = [(cpu, 100 * (r["before"] if m is None else m)) for _, cpu, _, m in control["curve"]]
+            series.append(Series(f"more SFT (control), seed {r['seed']}", points, color, dashed=True))
+    label = mine[0]["metric_label"]
+    return line_chart(
+        series,
+        folder / f"learning-{task}.png",
+        y_range=(0, 100),
+        title=f"{task}: held-out {label} (200 test images, greedy) from the same warm start",
+        x_label="training time, CPU seconds of one thread (evaluation excluded)",
+        y_label=f"{label} (%)",
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["counting", "grounding"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=["counting", "grounding", "detection", "ocr"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--grpo-steps", type=int, default=None, help="override the recipe's GRPO steps")
+    parser.add_argument("--eval-every", type=int, default=25, help="GRPO steps between held-out evaluations")
+    parser.add_argument("--control-eval-every", type=int, default=100, help="SFT steps between evaluations")
     parser.add_argument("--out", default="runs/learning")
+    parser.add_argument("--plot-only", action="store_true", help="only the table and PNGs from saved runs")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    results = {}
-    for task in args.tasks:
-        for seed in args.seeds:
-            t0 = time.perf_counter()
-            r = run_demo(Path(args.out) / f"{task}-seed{seed}", seed=seed, grpo_steps=args.grpo_steps, task=task,
-                         progress=False, eval_every=args.eval_every)
-            results[f"{task}/seed{seed}"] = {"before": r["before"], "after": r["after"], "curve": r["curve"],
-                                             "reward_curve": r["reward_curve"],
-                                             "seconds": time.perf_counter() - t0}
-    print("\nheld-out greedy accuracy (success rate) by GRPO step")
-    for name, r in results.items():
-        curve = "  ".join(f"{step}:{acc:.0%}" for step, acc in r["curve"])
-        print(f"  {name:18s} {r['before']:5.1%} -> {r['after']:5.1%} ({100 * (r['after'] - r['before']):+5.1f} pts,"
-              f" {r['seconds']:.0f} s)   {curve}")
-    print("\nheld-out mean reward by GRPO step")
-    for name, r in results.items():
-        print(f"  {name:18s} " + "  ".join(f"{step}:{reward:.3f}" for step, reward in r["reward_curve"]))
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "learning.json").write_text(json.dumps(results, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.plot_only:
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        torch.set_num_threads(1)  # a model this small: threads only wait on each other
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        for task in args.tasks:
+            for seed in args.seeds:
+                run(task, seed, out, args.eval_every, args.control_eval_every)
+    runs = load_runs(out)
+    if not runs:
+        raise SystemExit(f"no runs in {out} (TASK-seedN.json): run without --plot-only first")
+    print(table(runs))
+    for task in sorted({r["task"] for r in runs}):
+        print(f"wrote {plot(runs, task)}")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def unique_expressions(objects: list[ShapeObject], target: int) -> list[Expressi
     if referents(plain, objects) == [target]:
         return [plain]
     found = [Expression(obj.color, obj.shape, extreme=w) for w in EXTREMES]
-    for a, anchor in enumerate(objects):
+    for anchor in objects:
         key = (anchor.color, anchor.shape)
         if key == (obj.color, obj.shape) or len(_group(objects, *key)) != 1:
             continue  # the anchor itself must be unique and distinct from the target's kind
