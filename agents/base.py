@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from agents.config import TrainConfig
+from agents.config import SetupError, TrainConfig
 from agents.distributed import LogProbModule, Parallel
 from agents.losses import masked_mean, zero_std_fraction
 from agents.policies.sampling import derive_seed
-from agents.rollout import EpisodeGroup, Policy, Rollout, RolloutBatch
+from agents.rollout import EpisodeGroup, Policy, Rollout, RolloutBatch, RolloutEngine, Sampling
 
 __all__ = ["Agent", "EpisodeGroup", "RolloutBatch", "derive_seed"]
 
@@ -45,6 +45,7 @@ class Agent:
         self.trainable: torch.nn.Module = LogProbModule(policy, policy.model, config.temperature)
         self.optimizer, self.scheduler = self._build_optimizer()
         self.reference = self.make_reference(getattr(config, "beta", 0.0), reference_model)
+        self.engine: RolloutEngine = self.make_engine()
         self._spec: str | None = None  # set by agents.registry.make_agent
 
     @property
@@ -73,10 +74,26 @@ class Agent:
         The training forward then runs through DDP or FSDP2; under FSDP2 the parameters become shards,
         so the optimiser is rebuilt over them.
         """
+        if parallel.shards_parameters and not self.engine.shares_weights:
+            raise SetupError(
+                f"--rollout-engine {self.engine.name} keeps its own copy of the weights, which --parallel fsdp "
+                "does not send it: use --parallel ddp, or --rollout-engine fast"
+            )
         self.parallel = parallel
         self.trainable = parallel.wrap(self.policy, temperature=self.config.temperature)
         if parallel.shards_parameters:
             self.optimizer, self.scheduler = self._build_optimizer()
+
+    def make_engine(self) -> RolloutEngine:
+        """What samples the rollouts: ``config.rollout_engine`` over the policy (``agents/engines/``)."""
+        from agents.engines import make_engine
+
+        return make_engine(getattr(self.config, "rollout_engine", "transformers"), self.policy)
+
+    def sync_engine_weights(self) -> None:
+        """After an update: an engine with its own copy of the weights (vLLM) gets the policy's new ones."""
+        if not self.engine.shares_weights:
+            self.engine.load_weights(self.policy.model.state_dict())
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
@@ -128,27 +145,21 @@ class Agent:
         micro-batches, draws the same answers."""
         c = self.config
         positions = range(len(observations)) if positions is None else positions
+        sampling = Sampling(
+            temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, max_new_tokens=c.max_new_tokens
+        )
         return self.parallel.generate(
-            self.policy,
+            self.engine,
             observations,
             num_samples=c.group_size,
-            temperature=c.temperature,
-            top_p=c.top_p,
-            top_k=c.top_k,
-            max_new_tokens=c.max_new_tokens,
-            do_sample=True,
+            sampling=sampling,
             observation_seeds=[derive_seed(c.seed, step, 1, p) for p in positions],
         )
 
     def act_greedy(self, observations: list[dict[str, Any]], max_new_tokens: int | None = None) -> list[str]:
         """One deterministic answer per observation (evaluation)."""
-        rollout = self.parallel.generate(
-            self.policy,
-            observations,
-            num_samples=1,
-            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-            do_sample=False,
-        )
+        sampling = Sampling(max_new_tokens=max_new_tokens or self.config.max_new_tokens, do_sample=False)
+        rollout = self.parallel.generate(self.engine, observations, num_samples=1, sampling=sampling)
         return list(rollout.texts)
 
     # ------------------------------------------------------------ learning
@@ -283,6 +294,7 @@ class Agent:
         self.optimizer.step()
         if advance_schedule:
             self.scheduler.step()
+            self.sync_engine_weights()  # the batch's last step: the next rollouts sample the new weights
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 

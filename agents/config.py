@@ -127,6 +127,13 @@ class TrainConfig:
     max_new_tokens: int = opt(
         768, "Longest answer sampled (tokens); the paper uses 768, 2048 for detection.", minimum=1
     )
+    rollout_engine: str = opt(
+        "auto",
+        "What samples the rollouts (docs/rollouts.md): fast (prefill once, static KV cache, CUDA graphs), "
+        "transformers (its generate; the same tokens), vllm (a colocated vLLM, when installed), auto (fast "
+        "where the model allows, else transformers).",
+        choices=("auto", "fast", "transformers", "vllm"),
+    )
 
     learning_rate: float = opt(
         1e-6, "AdamW learning rate (the paper: 1e-6 for 2B models).", exclusive_minimum=0

@@ -49,10 +49,13 @@ class LogProbModule(torch.nn.Module):
         self._policy = [policy]  # a list: the policy is not a Module and must not be registered as one
 
     def forward(self, rollout: Any = None, *, generate: dict[str, Any] | None = None) -> Any:
-        """Log-probs of ``rollout``; or, with ``generate=kwargs``, ``policy.generate(**kwargs)``: under FSDP2
-        sampling must also enter through the root module, which gathers the parameters it holds."""
+        """Log-probs of ``rollout``; or, with ``generate=kwargs``, ``sampler.generate(**kwargs)`` (``sampler``:
+        a rollout engine in the kwargs, else the policy): under FSDP2 sampling must also enter through the root
+        module, which gathers the parameters it holds."""
         if generate is not None:
-            return self._policy[0].generate(**generate)
+            kwargs = dict(generate)
+            sampler = kwargs.pop("sampler", None) or self._policy[0]
+            return sampler.generate(**kwargs)
         return self._policy[0].completion_logprobs(rollout, model=self.model, temperature=self.temperature)
 
 
@@ -208,11 +211,12 @@ class Parallel:
             self.wrapped = shard_fully(module)
         return self.wrapped
 
-    def generate(self, policy: Any, observations: Any, **kwargs: Any) -> Any:
-        """``policy.generate``; under FSDP2 through the sharded root, every rank stepping in lockstep."""
+    def generate(self, sampler: Any, observations: Any, **kwargs: Any) -> Any:
+        """``sampler.generate(observations, **kwargs)`` (a rollout engine, or a policy); under FSDP2 through
+        the sharded root, every rank stepping in lockstep."""
         if not self.shards_parameters:
-            return policy.generate(observations, **kwargs)
-        return self.wrapped(generate={"observations": observations, **kwargs})
+            return sampler.generate(observations, **kwargs)
+        return self.wrapped(generate={"sampler": sampler, "observations": observations, **kwargs})
 
     def no_gradient_sync(self, skip: bool):
         """Accumulate this micro-batch's gradients locally (``skip``) or reduce them (the last one)."""

@@ -8,11 +8,14 @@ their flattening ``[N]`` lines up with the completions.
 * :class:`Rollout`: what the policy sampled, with what is needed to recompute its log-probabilities;
 * :class:`EpisodeGroup`: one observation's G answers as the env scored them;
 * :class:`RolloutBatch`: one step's groups, rollout and rewards, which ``Agent.update`` learns from;
-* :class:`Policy`: what an agent needs of a policy (``agents.policies.qwen_vl.QwenVLPolicy`` is one).
+* :class:`Policy`: what an agent needs of a policy (``agents.policies.qwen_vl.QwenVLPolicy`` is one);
+* :class:`Sampling` and :class:`RolloutEngine`: how answers are drawn, and what draws them
+  (``agents/engines/``: transformers' ``generate``, the static-cache decoder, vLLM).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -175,4 +178,73 @@ class Policy(Protocol):
 
     def save_pretrained(self, out_dir: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """Weights and processor to ``out_dir`` (``state_dict``: weights to write instead of the model's)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a rollout's answers are drawn: the settings every engine takes.
+
+    ``do_sample=False`` or ``temperature == 0``: greedy (the G answers of an observation are then one answer
+    repeated). ``top_k = 0`` and ``top_p = 1`` switch those filters off. ``max_new_tokens``: the longest
+    answer, stop token included.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 64
+    do_sample: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            problems.append(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not (0 < self.top_p <= 1):
+            problems.append(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k!r}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens!r}")
+        if problems:
+            raise ValueError("Sampling: " + "; ".join(problems))
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature <= 0
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :meth:`Policy.generate` that say the same."""
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+        }
+
+
+class RolloutEngine(Protocol):
+    """What samples a step's answers for the agent (``agents/engines/``; ``docs/rollouts.md``).
+
+    An engine draws from the policy's current weights: one that shares the training model's tensors
+    (``shares_weights``) sees every optimiser step at once; one with its own copy (vLLM) is sent the
+    weights by :meth:`load_weights` after each update.
+    """
+
+    name: str  # the --rollout-engine value that makes it
+    shares_weights: bool  # True: load_weights is never needed (the training model's own tensors)
+
+    def generate(
+        self,
+        observations: Sequence[Mapping[str, Any]],
+        num_samples: int,
+        sampling: Sampling,
+        observation_seeds: Sequence[int] | None = None,
+    ) -> Rollout:
+        """``num_samples`` (G) answers per observation, observation-major, as :meth:`Policy.generate`."""
+        ...
+
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Take the policy's weights after an update (keys as ``policy.model.state_dict()``)."""
         ...

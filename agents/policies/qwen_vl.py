@@ -28,7 +28,7 @@ import torch
 
 from agents.config import MissingFileError, SetupError
 from agents.policies.processor import check_processor_files, load_processor
-from agents.policies.sampling import PerRowGumbelSampler, derive_seed, row_seeds
+from agents.policies.sampling import PerRowGumbelSampler, row_seeds, seeds_per_observation
 from agents.policies.shared_prefix import (
     checkpointed_layers,
     shared_prefix_hidden,
@@ -151,7 +151,8 @@ def _resolve_dtype(dtype: str | torch.dtype | None):
         ) from None
 
 
-def _to_pil(image: Any):
+def to_pil_image(image: Any):
+    """An observation's image (HxWx3 uint8 array or PIL image) as an RGB PIL image; ValueError otherwise."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -307,7 +308,7 @@ class QwenVLPolicy:
         if len(observations) == 0:
             raise ValueError("no observations")
         texts = [self.chat_text(str(obs["prompt"])) for obs in observations]
-        images = [_to_pil(obs["image"]) for obs in observations]
+        images = [to_pil_image(obs["image"]) for obs in observations]
         batch = self.processor(
             text=texts, images=images, padding=True, padding_side="left", return_tensors="pt"
         )
@@ -385,7 +386,7 @@ class QwenVLPolicy:
                 )
                 sequences = sequences.repeat_interleave(num_samples, dim=0)
             else:
-                seeds = self._observation_seeds(batch_size, observation_seeds, generator_seed)
+                seeds = seeds_per_observation(batch_size, observation_seeds, generator_seed)
                 sampler = PerRowGumbelSampler(
                     row_seeds(seeds, num_samples), temperature, top_k, top_p, device=self.device
                 )
@@ -411,37 +412,34 @@ class QwenVLPolicy:
             self.model.train(was_training)
 
         prompt_len = inputs["input_ids"].shape[1]
-        completion_ids, completion_mask = self._completion_from_sequences(sequences[:, prompt_len:])
+        return self.rollout_from_generated(inputs, sequences[:, prompt_len:], num_samples)
+
+    def rollout_from_generated(
+        self, inputs: Mapping[str, torch.Tensor], generated: torch.Tensor, num_samples: int
+    ) -> Rollout:
+        """The Rollout of the tokens ``generated`` ``[B*G, T']`` (observation-major) for ``encode_prompts``'
+        ``inputs``: each row cut after its first stop token (kept), padded, decoded."""
+        completion_ids, completion_mask = self._completion_from_sequences(generated)
         texts = self.decode_completions(completion_ids, completion_mask)
+        batch_size = inputs["input_ids"].shape[0]
         obs_index = torch.arange(batch_size, device=completion_ids.device).repeat_interleave(num_samples)
         return Rollout.from_prompt_inputs(
             inputs, completion_ids, completion_mask, obs_index, texts, num_samples
         )
 
-    @staticmethod
-    def _observation_seeds(batch_size: int, observation_seeds, generator_seed) -> list[int]:
-        if observation_seeds is not None:
-            if len(observation_seeds) != batch_size:
-                raise ValueError(f"{len(observation_seeds)} observation seeds for {batch_size} observations")
-            return [int(s) for s in observation_seeds]
-        if generator_seed is not None:
-            return [derive_seed(generator_seed, b) for b in range(batch_size)]
-        return torch.randint(0, 2**62, (batch_size,)).tolist()
+    def prefill(self, inputs: Mapping[str, torch.Tensor]):
+        """Encode each image and run each prompt but its last token through the model, once per observation.
 
-    def _generate_prefill_once(
-        self, inputs: Mapping[str, torch.Tensor], repeats: int, generation_config, logits_processor=None
-    ) -> torch.Tensor:
-        """``model.generate`` with the G-fold expansion moved after the prefill.
-
-        The image is encoded and the prompt (all but its last token) prefilled once per observation; the KV
-        cache and the M-RoPE deltas are then repeated G times and ``generate`` continues from the cache with
-        the last prompt token, computing the same logits as ``num_return_sequences=G`` (up to float
-        reordering) at 1/G of the prefill cost. Returns [B*G, P + new tokens], observation-major.
+        Returns the ``DynamicCache`` of the ``P - 1`` tokens (B rows) and the M-RoPE deltas ``[B, 1]``: with
+        ``p_b`` real (unpadded) prompt tokens, the last one (text) sits at position ``p_b - 1 + delta_b`` and
+        answer token ``k`` at ``p_b + k + delta_b``.
+        Leaves the model's ``rope_deltas`` as it found them.
         """
         from transformers import DynamicCache
 
         model = self.model
         cache = DynamicCache(config=model.config)
+        saved = model.model.rope_deltas
         model(
             input_ids=inputs["input_ids"][:, :-1],
             attention_mask=inputs["attention_mask"][:, :-1],
@@ -454,6 +452,21 @@ class QwenVLPolicy:
         )
         # the prompt ends with text, so the deltas of P-1 tokens are those of P tokens
         rope_deltas = model.model.rope_deltas
+        model.model.rope_deltas = saved
+        return cache, rope_deltas
+
+    def _generate_prefill_once(
+        self, inputs: Mapping[str, torch.Tensor], repeats: int, generation_config, logits_processor=None
+    ) -> torch.Tensor:
+        """``model.generate`` with the G-fold expansion moved after the prefill.
+
+        The image is encoded and the prompt (all but its last token) prefilled once per observation; the KV
+        cache and the M-RoPE deltas are then repeated G times and ``generate`` continues from the cache with
+        the last prompt token, computing the same logits as ``num_return_sequences=G`` (up to float
+        reordering) at 1/G of the prefill cost. Returns [B*G, P + new tokens], observation-major.
+        """
+        model = self.model
+        cache, rope_deltas = self.prefill(inputs)
         cache.batch_repeat_interleave(repeats)
         model.model.rope_deltas = rope_deltas.repeat_interleave(repeats, dim=0)
         config = copy.deepcopy(generation_config)

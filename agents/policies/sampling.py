@@ -60,10 +60,18 @@ class PerRowGumbelSampler(LogitsProcessor):
             self.generators.append(generator)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        chosen = self.choose(scores).unsqueeze(1)  # [N, 1]
+        return torch.full_like(scores, float("-inf")).scatter_(1, chosen, 0.0)
+
+    def choose(self, scores: torch.Tensor) -> torch.Tensor:
+        """Each row's next token ``[N]`` (long) from its scores ``[N, V]``: the warpers, then Gumbel-max.
+
+        Advances every row's generator by one draw of V uniforms, whatever was chosen (the ``k``-th call
+        draws each row's ``k``-th noise)."""
         if scores.shape[0] != len(self.generators):
             raise ValueError(f"{len(self.generators)} row seeds for {scores.shape[0]} rows")
         for warper in self.warpers:
-            scores = warper(input_ids, scores)
+            scores = warper(None, scores)  # transformers' temperature / top-k / top-p ignore input_ids
         vocab = scores.shape[1]
         uniform = torch.stack(
             [
@@ -73,8 +81,21 @@ class PerRowGumbelSampler(LogitsProcessor):
         )  # [N, V] in [0, 1)
         tiny = torch.finfo(torch.float32).tiny
         gumbel = -torch.log(-torch.log(uniform.clamp_(min=tiny, max=1.0 - 2**-24)))
-        chosen = (scores.float() + gumbel).argmax(dim=-1, keepdim=True)  # [N, 1]
-        return torch.full_like(scores, float("-inf")).scatter_(1, chosen, 0.0)
+        return (scores.float() + gumbel).argmax(dim=-1)  # [N]
+
+
+def seeds_per_observation(
+    batch_size: int, seeds: Sequence[int] | None = None, generator_seed: int | None = None
+) -> list[int]:
+    """One seed per observation: ``seeds`` as given (one per observation), else ``derive_seed(generator_seed,
+    b)``, else drawn from the global torch RNG (which advances)."""
+    if seeds is not None:
+        if len(seeds) != batch_size:
+            raise ValueError(f"{len(seeds)} observation seeds for {batch_size} observations")
+        return [int(s) for s in seeds]
+    if generator_seed is not None:
+        return [derive_seed(generator_seed, b) for b in range(batch_size)]
+    return torch.randint(0, 2**62, (batch_size,)).tolist()
 
 
 def row_seeds(observation_seeds: Sequence[int], num_samples: int) -> list[int]:

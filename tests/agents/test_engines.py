@@ -1,0 +1,316 @@
+"""Rollout engines (agents/engines/): the fast decoder draws today's tokens; the interface, with fake engines.
+
+The fast engine's contract: for the same seeds, the same tokens as ``QwenVLPolicy.generate`` (float32 on CPU),
+greedy identical, and no work after every answer has stopped. vLLM is not installed here: its adapter is driven
+by a fake ``vllm`` module that records what it is asked.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+
+from agents.config import SetupError
+from agents.engines import make_engine
+from agents.engines.fast import FastEngine
+from agents.engines.transformers_engine import TransformersEngine
+from agents.policies.sampling import derive_seed, row_seeds
+from agents.rollout import Rollout, Sampling
+
+SEEDS = [11, 12]
+SAMPLINGS = {
+    "plain": Sampling(max_new_tokens=12),
+    "warped": Sampling(max_new_tokens=12, temperature=0.7, top_k=5, top_p=0.9),
+    "greedy": Sampling(max_new_tokens=12, do_sample=False),
+}
+
+
+def _same_answers(a: Rollout, b: Rollout) -> None:
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    assert torch.equal(a.completion_mask, b.completion_mask)
+    assert a.texts == b.texts
+    assert torch.equal(a.obs_index, b.obs_index)
+
+
+@pytest.mark.parametrize("static_shapes", [False, True], ids=["filled-slots", "static-shapes"])
+@pytest.mark.parametrize("setting", list(SAMPLINGS))
+def test_fast_engine_draws_the_tokens_of_the_transformers_path(policy, observations, setting, static_shapes):
+    sampling = SAMPLINGS[setting]
+    today = TransformersEngine(policy).generate(observations, 3, sampling, observation_seeds=SEEDS)
+    fast = FastEngine(policy, static_shapes=static_shapes).generate(
+        observations, 3, sampling, observation_seeds=SEEDS
+    )
+    _same_answers(fast, today)
+    assert fast.num_samples == 3 and fast.num_completions == 6
+
+
+def test_fast_engine_with_eager_attention_draws_the_same_tokens(tiny_model_dir, observations):
+    from agents.policies.qwen_vl import QwenVLPolicy
+
+    eager = QwenVLPolicy.from_pretrained(tiny_model_dir, dtype="float32", attn_implementation="eager")
+    sampling = SAMPLINGS["warped"]
+    today = TransformersEngine(eager).generate(observations, 2, sampling, observation_seeds=SEEDS)
+    for static_shapes in (False, True):
+        fast = FastEngine(eager, static_shapes=static_shapes)
+        _same_answers(fast.generate(observations, 2, sampling, observation_seeds=SEEDS), today)
+
+
+def test_an_answer_does_not_depend_on_its_batch_mates(policy, observations):
+    engine = FastEngine(policy)
+    together = engine.generate(observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS)
+    alone = engine.generate(observations[1:], 2, SAMPLINGS["plain"], observation_seeds=SEEDS[1:])
+    assert together.texts[2:] == alone.texts
+
+
+def test_reused_static_buffers_leave_nothing_of_the_previous_call(policy, observations):
+    """The static-shape buffers (and, on CUDA, their graph) serve the next call of the same shapes."""
+    sampling = SAMPLINGS["plain"]
+    reused = FastEngine(policy, static_shapes=True)
+    reused.generate(observations[::-1], 2, sampling, observation_seeds=[5, 6])  # other prompts, other seeds
+    buffers = reused._buffers
+    second = reused.generate(observations, 2, sampling, observation_seeds=SEEDS)
+    assert reused._buffers is buffers  # the point of static shapes: nothing reallocated
+    fresh = FastEngine(policy, static_shapes=True).generate(
+        observations, 2, sampling, observation_seeds=SEEDS
+    )
+    _same_answers(second, fresh)
+
+
+def test_decoding_stops_when_every_answer_has_stopped(policy, observations, monkeypatch):
+    greedy = SAMPLINGS["greedy"]
+    first = TransformersEngine(policy).generate(observations, 1, Sampling(max_new_tokens=1, do_sample=False))
+    # every answer's first greedy token now ends it: one decode step must do
+    monkeypatch.setattr(policy, "stop_token_ids", sorted(set(first.completion_ids[:, 0].tolist())))
+    engine = FastEngine(policy)
+    steps = []
+    forward = engine._forward
+    monkeypatch.setattr(engine, "_forward", lambda buffers: steps.append(1) or forward(buffers))
+    rollout = engine.generate(observations, 2, greedy)
+    assert len(steps) == 1
+    assert rollout.completion_mask.sum(1).tolist() == [1, 1, 1, 1]
+    _same_answers(rollout, TransformersEngine(policy).generate(observations, 2, greedy))
+
+
+def test_fast_engine_samples_the_weights_the_model_has_now(policy, observations):
+    engine = FastEngine(policy, static_shapes=True)
+    sampling = SAMPLINGS["plain"]
+    before = engine.generate(observations, 2, sampling, observation_seeds=SEEDS)
+    saved = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    try:
+        with torch.no_grad():  # an optimiser step, in place: the engine shares the tensors
+            policy.model.lm_head.weight.mul_(-3.0)
+        engine.load_weights(policy.model.state_dict())  # a no-op for an engine that shares the weights
+        after = engine.generate(observations, 2, sampling, observation_seeds=SEEDS)
+        today = TransformersEngine(policy).generate(observations, 2, sampling, observation_seeds=SEEDS)
+    finally:
+        policy.model.load_state_dict(saved)
+    _same_answers(after, today)
+    assert after.texts != before.texts
+
+
+def test_fast_engine_leaves_the_models_mode_and_the_global_random_state(policy, observations):
+    policy.model.train()
+    state = torch.random.get_rng_state()
+    try:
+        FastEngine(policy).generate(observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS)
+        assert policy.model.training
+        assert torch.equal(torch.random.get_rng_state(), state)
+    finally:
+        policy.model.eval()
+
+
+# ------------------------------------------------------------------------------------------ choosing one
+
+
+class _NotQwen:
+    """A policy without the hooks the fast engine decodes through."""
+
+    model = torch.nn.Linear(1, 1)
+
+
+def test_make_engine_names_what_it_made_and_refuses_what_it_cannot(policy):
+    assert make_engine("auto", policy).name == "fast"
+    assert make_engine("transformers", policy).name == "transformers"
+    assert make_engine("auto", _NotQwen()).name == "transformers"  # auto falls back
+    with pytest.raises(SetupError, match="--rollout-engine fast: .*_NotQwen has no encode_prompts"):
+        make_engine("fast", _NotQwen())
+    with pytest.raises(SetupError, match="--rollout-engine must be one of auto, fast, transformers, vllm"):
+        make_engine("vLLM", policy)
+
+
+def test_fast_engine_refuses_an_attention_it_does_not_drive(policy, monkeypatch):
+    monkeypatch.setattr(policy.model.config.get_text_config(), "_attn_implementation", "flash_attention_2")
+    with pytest.raises(SetupError, match="sdpa or eager attention.*'flash_attention_2'"):
+        FastEngine(policy)
+    assert make_engine("auto", policy).name == "transformers"
+
+
+@pytest.mark.skipif("vllm" in sys.modules, reason="vllm is importable here")
+def test_vllm_engine_without_vllm_says_what_to_do(policy, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, installed or not
+    with pytest.raises(
+        SetupError, match="--rollout-engine vllm needs the vllm package.*--rollout-engine fast"
+    ):
+        make_engine("vllm", policy)
+
+
+@pytest.mark.parametrize(
+    "settings, problem",
+    [
+        ({"temperature": float("nan")}, "temperature must be a finite number >= 0"),
+        ({"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        ({"top_k": -1}, "top_k must be >= 0"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+    ],
+)
+def test_sampling_settings_out_of_range_are_named(settings, problem):
+    with pytest.raises(ValueError, match=problem):
+        Sampling(**settings)
+
+
+def test_rollout_engine_option_takes_only_known_engines(tiny_model_dir, tmp_path):
+    from tests.agents.support import make_config
+
+    assert make_config("grpo", tiny_model_dir, tmp_path).rollout_engine == "auto"
+    with pytest.raises(ValueError, match="rollout_engine"):
+        make_config("grpo", tiny_model_dir, tmp_path, rollout_engine="sglang")
+
+
+# ------------------------------------------------------------------------------ the agent and its engine
+
+
+class RecordingEngine:
+    """A fake engine with its own weights: records what the agent asks and sends; samples with the policy."""
+
+    name = "recording"
+    shares_weights = False
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.calls: list[dict] = []
+        self.loaded: list[dict[str, torch.Tensor]] = []
+
+    def generate(self, observations, num_samples, sampling, observation_seeds=None):
+        self.calls.append({"num_samples": num_samples, "sampling": sampling, "seeds": observation_seeds})
+        return TransformersEngine(self.policy).generate(
+            observations, num_samples, sampling, observation_seeds
+        )
+
+    def load_weights(self, state_dict):
+        self.loaded.append({k: v.detach().clone() for k, v in state_dict.items()})
+
+
+def test_the_agent_samples_through_its_engine_and_sends_it_each_update(tiny_model_dir, tmp_path):
+    from tests.agents.support import make_trainer
+
+    trainer = make_trainer("grpo", tiny_model_dir, tmp_path, total_steps=1, rollout_engine="transformers")
+    agent = trainer.agent
+    engine = agent.engine = RecordingEngine(agent.policy)
+    batch = trainer.collect(0)
+    c = agent.config
+    (call,) = engine.calls
+    assert call["num_samples"] == c.group_size == batch.rollout.num_samples
+    assert call["seeds"] == [derive_seed(c.seed, 0, 1, p) for p in range(c.prompts_per_step)]
+    assert call["sampling"] == Sampling(
+        temperature=c.temperature, top_p=c.top_p, top_k=c.top_k, max_new_tokens=c.max_new_tokens
+    )
+    assert engine.loaded == []
+    agent.update(batch)
+    (sent,) = engine.loaded  # once per update, after the optimiser step: the new weights
+    assert sent.keys() == agent.policy.model.state_dict().keys()
+    assert all(torch.equal(sent[k], v) for k, v in agent.policy.model.state_dict().items())
+    answers = agent.act_greedy([batch.groups[0].observation], max_new_tokens=2)
+    assert len(answers) == 1 and engine.calls[-1]["sampling"] == Sampling(max_new_tokens=2, do_sample=False)
+
+
+def test_an_engine_with_its_own_weights_is_refused_under_fsdp(tiny_model_dir, tmp_path):
+    from tests.agents.support import make_trainer
+
+    agent = make_trainer("grpo", tiny_model_dir, tmp_path, rollout_engine="transformers").agent
+    agent.engine = RecordingEngine(agent.policy)
+    with pytest.raises(SetupError, match="--rollout-engine recording keeps its own copy.*--parallel fsdp"):
+        agent.distribute(types.SimpleNamespace(shards_parameters=True))
+
+
+# ---------------------------------------------------------------------------------- vLLM, faked
+
+
+class FakeLLM:
+    """``vllm.LLM`` as the adapter uses it: answers each request with three fixed tokens, records the rest."""
+
+    def __init__(self, answer: list[int] = (), finish_reason: str = "stop", **settings):
+        self.answer, self.finish_reason, self.settings = answer, finish_reason, settings
+        self.requests: list = []
+        self.params: list = []
+        self.loaded: list[dict[str, torch.Tensor]] = []
+        self.prefix_cache_resets = 0
+        model = types.SimpleNamespace(load_weights=lambda pairs: self.loaded.append(dict(pairs)))
+        runner = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=model))
+        self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(driver_worker=runner))
+
+    def generate(self, requests, sampling_params, use_tqdm=True):
+        self.requests, self.params = list(requests), list(sampling_params)
+        completion = types.SimpleNamespace(
+            token_ids=list(self.answer), finish_reason=self.finish_reason, stop_reason=None
+        )
+        return [types.SimpleNamespace(outputs=[completion]) for _ in self.requests]
+
+    def reset_prefix_cache(self):
+        self.prefix_cache_resets += 1
+
+
+@pytest.fixture()
+def fake_vllm(monkeypatch):
+    module = types.ModuleType("vllm")
+    module.__version__ = "0.0-fake"
+    module.SamplingParams = lambda **settings: types.SimpleNamespace(**settings)
+    module.LLM = FakeLLM
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return module
+
+
+def test_vllm_engine_sends_one_seeded_request_per_answer(policy, observations, fake_vllm):
+    from PIL import Image
+
+    words = policy.tokenizer.encode("3 5", add_special_tokens=False)
+    llm = FakeLLM(answer=words)  # vLLM leaves the stop token out: the adapter puts it back
+    engine = make_engine("vllm", policy, llm=llm)
+    assert engine.name == "vllm" and not engine.shares_weights
+    assert len(llm.loaded) == 1 and llm.loaded[0].keys() == policy.model.state_dict().keys()
+    rollout = engine.generate(observations, 2, SAMPLINGS["warped"], observation_seeds=SEEDS)
+    assert len(llm.requests) == 4
+    for i, request in enumerate(llm.requests):
+        assert request["prompt"] == policy.chat_text(observations[i // 2]["prompt"])
+        assert isinstance(request["multi_modal_data"]["image"], Image.Image)
+    assert [p.seed for p in llm.params] == row_seeds(SEEDS, 2)
+    assert {(p.temperature, p.top_k, p.top_p, p.max_tokens) for p in llm.params} == {(0.7, 5, 0.9, 12)}
+    assert all(set(p.logit_bias) == set(policy.vision_token_ids) for p in llm.params)
+    stop = policy.stop_token_ids[0]
+    assert rollout.completion_ids.tolist() == [[*words, stop]] * 4
+    assert rollout.completion_mask.sum(1).tolist() == [len(words) + 1] * 4
+    assert rollout.texts == ["3 5"] * 4
+    assert torch.equal(rollout.prompt_ids, policy.encode_prompts(observations)["input_ids"])
+    engine.load_weights(policy.model.state_dict())
+    assert len(llm.loaded) == 2 and llm.prefix_cache_resets == 2
+
+
+def test_vllm_engine_greedy_asks_one_answer_per_observation(policy, observations, fake_vllm):
+    llm = FakeLLM(answer=policy.tokenizer.encode("7", add_special_tokens=False), finish_reason="length")
+    rollout = make_engine("vllm", policy, llm=llm).generate(observations, 3, SAMPLINGS["greedy"])
+    assert len(llm.requests) == 2
+    assert {(p.temperature, p.seed, p.top_k) for p in llm.params} == {(0.0, None, -1)}
+    assert rollout.num_completions == 6 and rollout.texts == ["7"] * 6  # cut at max_tokens: no stop token
+
+
+def test_vllm_engine_builds_its_llm_from_the_policys_folder(policy, fake_vllm, monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.setenv(name, "0")  # what torchrun sets; restored after (the adapter sets what is unset)
+    engine = make_engine("vllm", policy, gpu_memory_utilization=0.25, enforce_eager=True)
+    settings = engine.llm.settings
+    assert settings["model"] == policy.model.config._name_or_path
+    assert settings["gpu_memory_utilization"] == 0.25 and settings["enforce_eager"] is True
+    assert settings["mm_processor_kwargs"] == dict(zip(("min_pixels", "max_pixels"), policy.pixel_bounds))
+    assert "vllm 0.0-fake" in engine.describe() and "not measured" in engine.describe()
