@@ -200,6 +200,12 @@ class PerceptionEnv(gym.Env[Observation, str]):
             index, sample = self._index, self.sample
         else:
             index, sample = self._load(index)
+        return self.score_sample(answer, sample, index=index)
+
+    def score_sample(self, answer: str, sample: Sample, index: int | None = None) -> Scored:
+        """Score ``answer`` against any ``sample`` as this env scores its own (the same format, frame and
+        reward options): a sample rebuilt from an exported ground truth (:mod:`perception_env.integrations`).
+        ``index``: what ``info["index"]`` says. The env does not move."""
         result = self._score(answer, sample)
         info = {
             **self._reset_info(index, sample),

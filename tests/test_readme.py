@@ -30,6 +30,8 @@ NOT_RUN = {
     "bash scripts/test.sh": "it runs this very suite (CI runs it through .ci/run)",
     "torchrun ": "needs CUDA GPUs; tests/agents/test_distributed.py runs the same train command data-parallel "
     "on CPU with 2 gloo ranks (DDP and FSDP2)",
+    "python -m verl.trainer.main_ppo": "verl is not installed here (it needs GPUs); "
+    "tests/integrations/test_verl.py loads compute_score by path and calls it as verl's reward manager does",
 }
 
 
@@ -127,19 +129,66 @@ def test_training_walkthrough_then_evaluation(tmp_path):
     assert "accuracy" in table and row.count("|") > 5, table
 
 
-def test_the_python_snippet_prints_what_it_says(tmp_path):
-    (block,) = code_blocks(README, "python")
+PYTHON_BLOCKS = code_blocks(README, "python")
+
+
+def readme_snippet(marker: str) -> str:
+    """The README Python snippet holding ``marker`` (exactly one: a README edit must show up here)."""
+    found = [block.text for block in PYTHON_BLOCKS if marker in block.text]
+    assert len(found) == 1, f"{len(found)} README Python snippets hold {marker!r}"
+    return found[0]
+
+
+def check_snippet(source: str, cwd, timeout: int = 120, others_print: bool = False) -> None:
+    """Run ``source`` in a fresh interpreter in ``cwd``; each ``print(...)  # expected`` printed as it says
+    (the last lines printed, when a library the snippet calls prints its own lines before: ``others_print``)."""
     done = subprocess.run(
-        [str(VENV_BIN / "python"), "-c", block.text],
-        cwd=tmp_path,
+        [str(VENV_BIN / "python"), "-c", source],
+        cwd=cwd,
         env=user_environment(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     printed = done.stdout.splitlines()
-    expected = python_expectations(block.text)
-    assert len(printed) == len(expected) >= 1
+    expected = python_expectations(source)
+    printed = printed[-len(expected) :] if others_print else printed
+    assert len(printed) == len(expected) >= 1, done.stdout[-2000:]
     for line, pattern in zip(printed, expected):
         assert re.fullmatch(pattern, line), f"printed {line!r}, the README says {pattern!r}"
+
+
+SNIPPETS = ('env = gym.make("PerceptionR1/Counting-v0"', "GRPOTrainer(", "export_parquet(")
+
+
+def test_every_readme_snippet_is_run_here():
+    for block in PYTHON_BLOCKS:
+        assert any(marker in block.text for marker in SNIPPETS), f"README snippet not run: line {block.line}"
+
+
+def test_the_python_snippet_prints_what_it_says(tmp_path):
+    check_snippet(readme_snippet(SNIPPETS[0]), tmp_path)
+
+
+def test_the_verl_snippet_exports_and_scores(tmp_path):
+    check_snippet(readme_snippet("export_parquet("), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "counting-test.parquet",
+        "counting-train.parquet",
+    ]
+
+
+@pytest.mark.slow
+def test_the_trl_snippet_trains_with_the_env_reward(tmp_path):
+    """The TRL snippet after the Training section's first two commands (shortened), with fewer steps."""
+    cwd = user_folder(tmp_path)
+    run_shell(readme_command(".venv/bin/perception-r1 make-tiny-model").text, cwd)
+    sft = readme_command(".venv/bin/perception-r1 sft")
+    run_shell(set_flag(sft.text, "--steps", "4"), cwd)
+    source = readme_snippet("GRPOTrainer(")
+    assert "max_steps=100, logging_steps=10," in source
+    check_snippet(
+        source.replace("max_steps=100, logging_steps=10,", "max_steps=2, logging_steps=1,"), cwd, 300, True
+    )
+    assert (tmp_path / "runs" / "trl").is_dir()
