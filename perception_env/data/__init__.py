@@ -13,6 +13,7 @@ from perception_env.data.loaders import (
     CocoDetection,
     DatasetFormatError,
     DroppedEntriesWarning,
+    HfDataset,
     JsonlDataset,
     PageOcr,
     PixmoCount,
@@ -73,12 +74,17 @@ def jsonl_source(cls):
     return build
 
 
+ANY_TASK_SOURCES = ("jsonl", "hf")  # your own data, in a task's schema
+
+
 def make_dataset(task: str, source: str = "synthetic", split: str = "train", **kwargs) -> PerceptionDataset:
     """The dataset for ``task`` from ``source``; ``kwargs`` go to its class.
 
     * ``synthetic`` (every task): the task's built-in data, e.g. :class:`ShapesDetection` (``difficulty``,
       ``size``, ``seed``).
     * ``jsonl`` (any task): ``path`` (see :mod:`perception_env.data.loaders.jsonl`).
+    * ``hf`` (any task): ``path`` to a local Hugging Face dataset (``save_to_disk`` folder or parquet files),
+      ``columns`` mapping the JSONL schema's fields to its columns (see :mod:`perception_env.data.loaders.hf`).
     * the task's real sources: ``coco`` (detection): ``root`` or ``annotation_file`` + ``image_dir`` ->
       :class:`CocoDetection`; ``refcoco`` (grounding): ``root`` (+ ``dataset`` "refcoco"/"refcoco+"/"refcocog",
       ``split_by``, ``image_dir``) or ``refs_file`` + ``instances_file`` + ``image_dir``; ``pixmo-count``
@@ -88,7 +94,7 @@ def make_dataset(task: str, source: str = "synthetic", split: str = "train", **k
 
     definition = get_task(task)
     owners = {name: t.task for t in TASKS.values() for name in t.real_sources}
-    if source not in ("synthetic", *owners, "jsonl"):
+    if source not in ("synthetic", *owners, *ANY_TASK_SOURCES):
         raise ValueError(f"unknown source {source!r}; one of {sources()}")
     if source in owners and source not in definition.real_sources:
         raise ValueError(f"source {source!r} serves the {owners[source]!r} task, not {task!r}")
@@ -100,14 +106,20 @@ def make_dataset(task: str, source: str = "synthetic", split: str = "train", **k
         if "path" not in kwargs:
             raise ValueError("source 'jsonl' needs path= (a JSONL file)")
         return JsonlDataset(kwargs.pop("path"), task, **kwargs)
+    if source == "hf":
+        if "path" not in kwargs:
+            raise ValueError(
+                "source 'hf' needs path= (a save_to_disk folder, a parquet file or a folder of them)"
+            )
+        return HfDataset(kwargs.pop("path"), task, split=split, **kwargs)
     return definition.real_sources[source](split, **kwargs)
 
 
 def sources() -> tuple[str, ...]:
-    """Every data source: ``synthetic``, the tasks' real sources, ``jsonl``."""
+    """Every data source: ``synthetic``, the tasks' real sources, ``jsonl``, ``hf``."""
     from perception_env.tasks import TASKS
 
-    return ("synthetic", *(name for t in TASKS.values() for name in t.real_sources), "jsonl")
+    return ("synthetic", *(name for t in TASKS.values() for name in t.real_sources), *ANY_TASK_SOURCES)
 
 
 def __getattr__(name: str):
@@ -132,6 +144,7 @@ __all__ = [
     "DatasetFormatError",
     "Difficulty",
     "DroppedEntriesWarning",
+    "HfDataset",
     "JsonlDataset",
     "PageOcr",
     "PerceptionDataset",

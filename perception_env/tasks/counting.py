@@ -56,7 +56,7 @@ class CountingEnv(PerceptionEnv):
     After one step (``terminated=True``).
 
     ## Arguments
-    ``source`` ("synthetic", "pixmo-count", "jsonl"), ``difficulty``, ``split``,
+    ``source`` ("synthetic", "pixmo-count", "jsonl", "hf"), ``difficulty``, ``split``,
     ``data_kwargs``, ``answer_format``, ``prompt_template`` (``{object}``),
     ``reward_config`` (``CountingRewardConfig`` or dict), ``image_size``, ``min_pixels``/``max_pixels``, ``render_mode="rgb_array"``.
 

@@ -53,7 +53,7 @@ class DetectionEnv(PerceptionEnv):
     After one step (``terminated=True``).
 
     ## Arguments
-    ``source`` ("synthetic", "coco", "jsonl"), ``difficulty`` ("easy"/"medium"/"hard"),
+    ``source`` ("synthetic", "coco", "jsonl", "hf"), ``difficulty`` ("easy"/"medium"/"hard"),
     ``split``, ``data_kwargs`` (loader arguments: annotation file, image folder...),
     ``answer_format``, ``prompt_template`` (``{categories}``), ``reward_config``,
     ``image_size``, ``min_pixels``/``max_pixels``, ``render_mode="rgb_array"``.

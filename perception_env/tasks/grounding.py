@@ -49,7 +49,7 @@ class GroundingEnv(PerceptionEnv):
     After one step (``terminated=True``).
 
     ## Arguments
-    ``source`` ("synthetic", "refcoco", "jsonl"), ``difficulty``, ``split``,
+    ``source`` ("synthetic", "refcoco", "jsonl", "hf"), ``difficulty``, ``split``,
     ``data_kwargs``, ``answer_format``, ``prompt_template`` (``{expression}``),
     ``reward_config``, ``image_size``, ``min_pixels``/``max_pixels``,
     ``render_mode="rgb_array"``.

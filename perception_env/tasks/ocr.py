@@ -36,7 +36,7 @@ class OCREnv(PerceptionEnv):
     After one step (``terminated=True``).
 
     ## Arguments
-    ``source`` ("synthetic", "page-ocr", "jsonl"), ``difficulty``, ``split``,
+    ``source`` ("synthetic", "page-ocr", "jsonl", "hf"), ``difficulty``, ``split``,
     ``data_kwargs``, ``prompt_template``, ``image_size``, ``render_mode="rgb_array"``.
 
     ## Version History

@@ -1,7 +1,8 @@
-"""Loaders for real datasets in local files: COCO, RefCOCO/+/g, PixMo-Count, PageOCR, JSONL."""
+"""Loaders for real datasets in local files: COCO, RefCOCO/+/g, PixMo-Count, PageOCR, JSONL, Hugging Face datasets."""
 
 from perception_env.data.loaders.coco import CocoDetection
 from perception_env.data.loaders.errors import DatasetFormatError, DroppedEntriesWarning
+from perception_env.data.loaders.hf import HfDataset
 from perception_env.data.loaders.jsonl import JsonlDataset
 from perception_env.data.loaders.page_ocr import PageOcr
 from perception_env.data.loaders.pixmo_count import PixmoCount
@@ -11,6 +12,7 @@ __all__ = [
     "CocoDetection",
     "DatasetFormatError",
     "DroppedEntriesWarning",
+    "HfDataset",
     "JsonlDataset",
     "PageOcr",
     "PixmoCount",
