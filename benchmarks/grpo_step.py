@@ -8,7 +8,12 @@ Printed, in one run on one freshly built model (``agents.policies.tiny_model``, 
 
 (a) this project's GRPO step (GRPOAgent's maths, beta = 0, one iteration, no micro-batching) split into
     generate / score / log-prob forward / backward / optimizer, with generation both ways
-    (``prefill_once`` on and off);
+    (``prefill_once`` on and off); then per rollout engine (``--engines``, docs/rollouts.md): generation
+    time and sampled tokens/s, the whole step, whether the engines drew the same tokens (each engine starts
+    from the same weights and seeds), and on CUDA the fraction of the memory-bandwidth limit its decode
+    reached: bytes of the language model's weights read per decode step x decode steps / generation time,
+    against the GPU's bandwidth (``GPU_BANDWIDTH_GBS`` by device name, or ``--bandwidth-gbs``). Generation
+    time includes the prefill, so the fraction is a lower bound;
 (b) the training forward+backward, shared-prefix vs per-sequence: time, and peak memory. Memory method:
     each variant runs in a fresh subprocess that loads the model and the saved rollout, frees what it can
     (``gc.collect()``, glibc ``malloc_trim(0)``), resets the kernel's peak-RSS mark
@@ -100,6 +105,48 @@ def timed(fn, device):
     return out, time.perf_counter() - start
 
 
+# peak memory bandwidth (GB/s, 1e9 bytes) by a substring of torch.cuda.get_device_name(); first match wins
+GPU_BANDWIDTH_GBS = (
+    ("H200", 4800.0),
+    ("H100 NVL", 3900.0),
+    ("H100 PCIe", 2000.0),
+    ("H100", 3350.0),  # SXM (HBM3)
+    ("A100-SXM4-80GB", 2039.0),
+    ("A100 80GB PCIe", 1935.0),
+    ("A100", 1555.0),  # 40 GB
+    ("L40S", 864.0),
+    ("RTX 4090", 1008.0),
+    ("A10G", 600.0),
+    ("L4", 300.0),
+)
+
+
+def gpu_bandwidth_gbs(device_name: str) -> float | None:
+    """The GPU's peak memory bandwidth in GB/s from its name (``GPU_BANDWIDTH_GBS``), None if unknown."""
+    for fragment, bandwidth in GPU_BANDWIDTH_GBS:
+        if fragment.lower() in device_name.lower():
+            return bandwidth
+    return None
+
+
+def decode_bytes_per_step(model: torch.nn.Module) -> int:
+    """Bytes of weights one decode step reads: the language model's layers and norm, and the LM head.
+
+    The input embedding is only gathered (a few rows), so it is not counted, unless tied to the LM head,
+    which reads it whole. The vision tower runs in the prefill only."""
+    language_model = model.model.language_model
+    counted = {
+        id(p): p for name, p in language_model.named_parameters() if not name.startswith("embed_tokens")
+    }
+    counted[id(model.lm_head.weight)] = model.lm_head.weight
+    return sum(p.numel() * p.element_size() for p in counted.values())
+
+
+def bandwidth_fraction(bytes_per_step: int, steps: int, seconds: float, bandwidth_gbs: float) -> float:
+    """Fraction of the bandwidth limit reached: ``bytes_per_step * steps / seconds`` over the bandwidth."""
+    return bytes_per_step * steps / seconds / (bandwidth_gbs * 1e9)
+
+
 # ---------------------------------------------------------------------------------------------------- (a)
 
 
@@ -125,6 +172,8 @@ def our_step(policy, agent, observations, step: int) -> dict[str, float]:
     out["total"] = sum(out.values())
     out["mean_completion_tokens"] = float(rollout.completion_mask.sum(1).float().mean())
     out["prompt_tokens"] = float(rollout.prompt_mask.sum(1).float().mean())
+    out["decode_steps"] = float(rollout.completion_ids.shape[1])  # every row decodes until the longest stops
+    out["rollout"] = rollout
     return out
 
 
@@ -138,6 +187,78 @@ def make_agent(policy, model_dir: str, args):
         learning_rate=1e-6, num_iterations=1, loss_type="grpo",
     )  # fmt: skip
     return GRPOAgent(policy, config)
+
+
+def engine_steps(policy, agent, observations, args) -> dict[str, dict]:
+    """Per engine of ``--engines`` (made in turn ``agent.engine``): a warm-up step (captures graphs, fills
+    caches), then ``--repeats`` timed steps, the engines taking turns (a loaded machine slows them alike);
+    each phase's median. One agent, so one optimiser state in memory.
+
+    Every timed step starts from the same weights (restored) and seeds, so ``same_tokens`` says whether an
+    engine drew the first engine's tokens."""
+    from agents.engines import make_engine
+
+    start = {k: v.detach().clone() for k, v in policy.model.state_dict().items()}
+    own_engine = agent.engine
+    results: dict[str, dict] = {}
+    engines = {}
+    for name in args.engines:
+        try:
+            engines[name] = make_engine(name, policy)
+        except Exception as error:  # e.g. vllm not installed: say why, time the others
+            results[name] = {"failed": f"{type(error).__name__}: {error}"[:300]}
+            continue
+        agent.engine = engines[name]
+        our_step(policy, agent, observations, step=0)
+    timed_steps: dict[str, list[dict]] = {name: [] for name in engines}
+    for _ in range(args.repeats):
+        for name, engine in engines.items():
+            policy.model.load_state_dict(start)
+            agent.engine = engine
+            timed_steps[name].append(our_step(policy, agent, observations, step=1))
+    policy.model.load_state_dict(start)
+    agent.engine = own_engine
+    first_ids = None
+    for name, steps in timed_steps.items():
+        ids = steps[0]["rollout"].completion_ids
+        first_ids = ids if first_ids is None else first_ids
+        results[name] = {
+            **{key: float(np.median([s[key] for s in steps])) for key in steps[0] if key != "rollout"},
+            "same_tokens": torch.equal(ids, first_ids),
+            "engine": engines[name].describe(),
+        }
+    return results
+
+
+def print_engine_table(results: dict[str, dict], policy, args, trl_seconds: float | None = None) -> None:
+    """One line per engine: generation, tokens/s, the whole step, TRL / step, bandwidth fraction (CUDA)."""
+    device = policy.device
+    bandwidth = args.bandwidth_gbs
+    if bandwidth is None and device.type == "cuda":
+        bandwidth = gpu_bandwidth_gbs(torch.cuda.get_device_name(device))
+    per_step = decode_bytes_per_step(policy.model)
+    n = args.batch * args.group_size
+    print(
+        f"    per engine, medians of {args.repeats} step(s) ({per_step / 1e6:.1f} MB of weights read per decode "
+        "step; bandwidth "
+        f"{f'{bandwidth:.0f} GB/s' if bandwidth else 'unknown: give --bandwidth-gbs'}):"
+    )
+    for name, r in results.items():
+        if "failed" in r:
+            print(f"      {name:12s} failed: {r['failed']}")
+            continue
+        sampled = n * r["mean_completion_tokens"]
+        line = (
+            f"      {name:12s} generate {r['generate']:.3f} s  {sampled / r['generate']:8.0f} sampled tokens/s  "
+            f"step {r['total']:.3f} s"
+        )
+        if trl_seconds is not None:
+            line += f"  TRL / step x{trl_seconds / r['total']:.2f}"
+        if bandwidth:
+            fraction = bandwidth_fraction(per_step, int(r["decode_steps"]), r["generate"], bandwidth)
+            line += f"  bandwidth {100 * fraction:.1f}% of the limit"
+        line += f"  same tokens: {'yes' if r['same_tokens'] else 'NO'}  [{r['engine']}]"
+        print(line)
 
 
 # ---------------------------------------------------------------------------------------------------- (b)
@@ -382,6 +503,8 @@ def run_preset(preset: str, args) -> None:
 
         our_step(policy, agent, observations, step=0)  # warm-up (allocator, lazy inits)
         ours = our_step(policy, agent, observations, step=1)
+        ours.pop("rollout")
+        print(f"rollout engine: {agent.engine.describe()}")
         print(
             f"prompt tokens {ours['prompt_tokens']:.0f}, "
             f"mean completion tokens {ours['mean_completion_tokens']:.1f}"
@@ -412,12 +535,18 @@ def run_preset(preset: str, args) -> None:
                                          max_new_tokens=args.max_new_tokens, generator_seed=2), device
             )  # fmt: skip
         print("    generate only [s]: " + "  ".join(f"{k} {v:.3f}" for k, v in gen.items()))
+        del plain, pol  # the engines below need the memory
+        _release_device_memory(device)
+        engines = engine_steps(policy, agent, observations, args)
+        print_engine_table(engines, policy, args)
+        if device.type != "cuda":
+            print("    GPU figures: not yet measured here (run with --device cuda)")
 
         rollout = policy.generate(
             observations, num_samples=args.group_size, max_new_tokens=args.max_new_tokens, generator_seed=3
         )
         rollout = rollout.to("cpu")
-        del policy, plain, pol, agent  # the subprocesses below measure memory on the same device
+        del policy, agent  # the subprocesses below measure memory on the same device
         _release_device_memory(device)
         variants = forward_backward_variants(model_dir, rollout, args)
         mem_name = "peak CUDA alloc" if device.type == "cuda" else "peak RSS delta"
@@ -446,6 +575,10 @@ def run_preset(preset: str, args) -> None:
         print(
             f"(c) TRL GRPOTrainer step [s]: {trl['step']:.3f} (first step {trl['first_step']:.3f}); "
             f"ours {ours['total']:.3f}; TRL / ours = x{time_ratio:.2f}"
+        )
+        print(
+            "    TRL / our step per engine: "
+            + "  ".join(f"{k} x{trl['step'] / r['total']:.2f}" for k, r in engines.items() if "total" in r)
         )
 
         labels = {
@@ -501,6 +634,18 @@ def run_preset(preset: str, args) -> None:
         )
 
 
+def engine_list(text: str) -> list[str]:
+    """``--engines``: comma-separated names of rollout engines (``auto`` excluded: it is one of the others)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ("transformers", "fast", "vllm")]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"--engines takes names among transformers, fast, vllm; got {text!r}"
+            + (f" ({', '.join(unknown)} unknown)" if unknown else "")
+        )
+    return names
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -533,11 +678,28 @@ def main(argv=None) -> None:
         action="store_true",
         help="do not measure TRL without activation checkpointing (slow, large on CPU)",
     )
+    parser.add_argument(
+        "--engines",
+        type=engine_list,
+        default=["transformers", "fast"],
+        help="comma-separated rollout engines to time side by side (docs/rollouts.md): transformers, fast, vllm",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed steps per engine (the median is printed)"
+    )
+    parser.add_argument(
+        "--bandwidth-gbs",
+        type=float,
+        default=None,
+        help="the GPU's memory bandwidth in GB/s, for the bandwidth fraction (default: by the GPU's name)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny preset, ~200 prompt tokens, 16 new tokens")
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rollout-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     global DTYPE
     DTYPE = args.dtype
     from transformers.utils import logging as hf_logging
