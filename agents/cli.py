@@ -5,21 +5,20 @@ perception-r1 make-tiny-model DIR      # an offline, randomly initialised Qwen2-
 perception-r1 sft   --env ID --model DIR --output DIR
 perception-r1 train --env ID --model DIR [--config file.yaml] [--resume RUN_DIR] [--learning-rate ...]
 perception-r1 tour                     # every env, oracle and random answers, renders saved
+
+Every command takes --quiet / --verbose (log level), --threads N|auto (torch CPU threads) and --debug (the
+traceback of an error, which is otherwise one line).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import sys
 import time
 from pathlib import Path
 
-
-def _torch_threads() -> None:
-    import torch
-
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
+log = logging.getLogger("agents.cli")
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> None:
@@ -31,30 +30,23 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> None:
     print(f"saved a randomly initialised {args.arch} ({args.preset}) with its processor to {path}")
 
 
-def _make_env(env_id: str, env_kwargs: dict, **extra):
-    import gymnasium as gym
-
-    import perception_env  # noqa: F401  (registers the envs)
-
-    return gym.make(env_id, **{**env_kwargs, **extra})
-
-
 def cmd_sft(args: argparse.Namespace) -> None:
     from agents.config import check_output_folder
+    from agents.console import check_model, make_env, set_threads, show_progress
 
     check_output_folder(args.output, "--output")  # before the work whose result it would receive (and torch)
-    from agents.policies.qwen_vl import QwenVLPolicy, check_model_source
+    check_model(args.model)
+    env = make_env(args.env, args.env_kwargs)  # a wrong env id or data folder before the model loads
+    from agents.policies.qwen_vl import QwenVLPolicy
     from agents.sft import supervised_warm_start
     from agents.trainer import non_finite_weights
 
-    check_model_source(args.model)
-    _torch_threads()
-    env = _make_env(args.env, args.env_kwargs)
     # the processor resizes images as the env does: answers in resized pixels mean the same to both
     u = env.unwrapped
     policy = QwenVLPolicy.from_pretrained(
         args.model, device=args.device, min_pixels=u.min_pixels, max_pixels=u.max_pixels
     )
+    set_threads(args.threads, policy.model)
     losses = supervised_warm_start(
         policy,
         env,
@@ -63,6 +55,7 @@ def cmd_sft(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate,
         seed=args.seed,
         log_every=max(1, args.steps // 10),
+        progress=show_progress(),
     )
     bad = non_finite_weights(policy.model)
     if bad:
@@ -85,12 +78,14 @@ def build_train_parser(sub, agent: str | None = "grpo") -> None:
         sub.add_parser("train", help=help_text, add_help=False)
         return
     from agents.config import add_arguments
+    from agents.console import common_options
     from agents.registry import AGENTS, resolve_agent
 
     p = sub.add_parser(
         "train",
         help=help_text,
         description="Train a Qwen2-VL / Qwen2.5-VL policy with an RL agent. Flags override --config.",
+        parents=[common_options()],
     )
     p.add_argument(
         "--agent",
@@ -114,17 +109,45 @@ def build_train_parser(sub, agent: str | None = "grpo") -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from agents.config import config_from_args
+    from agents.console import show_progress
     from agents.registry import resolve_agent
 
     if args.env_id_alias and not args.env_id:
         args.env_id = args.env_id_alias
     saved = saved_run(args.resume)[1] if args.resume else None  # flags given now override it
     config = config_from_args(resolve_agent(args.agent).config_class, args, args.config, base=saved)
-    run_dir = train(config, resume=args.resume, agent=args.agent)
+    history: list[dict[str, float]] = []
+    run_dir = train(
+        config,
+        resume=args.resume,
+        agent=args.agent,
+        threads=args.threads,
+        progress=show_progress(),
+        history=history,
+    )
     from agents.distributed import env_world
 
     if env_world()[0] == 0:
+        for line in training_summary(history):
+            print(line)
         print(f"done. TensorBoard: tensorboard --logdir {run_dir}")
+
+
+def training_summary(history: list[dict[str, float]], window: int = 10) -> list[str]:
+    """What a run did, first -> last: the mean reward of its first and last ``window`` steps, and the
+    held-out success of its first and last evaluations (``--eval-every``)."""
+    if not history:
+        return []
+    n = min(window, len(history))
+    first, last = (sum(row["reward/mean"] for row in rows) / n for rows in (history[:n], history[-n:]))
+    lines = [f"reward (mean of {n} steps): {first:.3f} at the start -> {last:.3f} at the end"]
+    evaluated = [(i, row["eval/success"]) for i, row in enumerate(history) if "eval/success" in row]
+    if len(evaluated) >= 2:
+        (i, before), (j, after) = evaluated[0], evaluated[-1]
+        lines.append(f"held-out success: {before:.1%} (its step {i + 1}) -> {after:.1%} (its step {j + 1})")
+    elif evaluated:
+        lines.append(f"held-out success: {evaluated[0][1]:.1%}")
+    return lines
 
 
 def run_directory(config, agent: str) -> Path:
@@ -150,23 +173,26 @@ def train(
     eval_env=None,
     stop_at: int | None = None,
     agent: str | None = None,
+    threads: int | str = "auto",
+    history: list | None = None,
 ):
     """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder.
 
     Everything that can be checked without loading a model is checked first: the options (when the config
     was built), the checkpoint's files, the model folder, the run folder, the env and its data.
     ``agent``: a registered name or ``module:Class`` / ``file.py:Class`` (default: the registered agent whose
-    options ``config`` holds).
+    options ``config`` holds). ``threads``: torch's CPU threads (``auto``: :func:`agents.console.set_threads`).
+    ``history``: a list that receives the steps' logged rows.
     Local paths in the config (``model``, data folders) are stored absolute, so that ``--resume`` works
     from any folder."""
     from agents.config import check_output_folder
+    from agents.console import check_model, make_env, set_threads
     from agents.distributed import Parallel
     from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference
-    from agents.policies.qwen_vl import QwenVLPolicy, check_model_source
+    from agents.policies.qwen_vl import QwenVLPolicy
     from agents.registry import make_agent, spec_for_config
     from agents.trainer import Trainer, latest_checkpoint, verify_checkpoint
 
-    _torch_threads()
     agent = agent or spec_for_config(config)
     config = config.with_absolute_paths()
     checkpoint = None
@@ -180,7 +206,7 @@ def train(
     lora_checkpoint = checkpoint is not None and (checkpoint / "policy" / "adapter_config.json").is_file()
     if checkpoint is None or lora_checkpoint or getattr(config, "beta", 0) != 0:
         # the starting model: the policy, the LoRA base or the reference of the KL term
-        check_model_source(config.model)
+        check_model(config.model)
     parallel = Parallel.from_environment(config.device, config.parallel)
     if checkpoint is not None:
         run_dir = checkpoint.parent.parent
@@ -207,7 +233,7 @@ def train(
         activation_checkpointing=checkpointing,
     )
     # the env (and its data) before the model: a wrong env id or data folder fails in seconds
-    env = env if env is not None else _make_env(config.env_id, config.env_make_kwargs())
+    env = env if env is not None else make_env(config.env_id, config.env_make_kwargs())
     if lora_checkpoint:
         policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
     else:
@@ -222,6 +248,7 @@ def train(
                 dropout=config.lora_dropout,
                 freeze_vision=not config.lora_train_vision,
             )
+    set_threads(threads, policy.model)
     reference = None
     if getattr(config, "beta", 0) != 0:
         if is_lora(policy.model):
@@ -232,28 +259,32 @@ def train(
     learner = make_agent(policy, config, reference_model=reference, spec=agent)
     learner.distribute(parallel)
     if parallel.enabled and parallel.is_main:
-        print(f"data-parallel: {parallel.describe(policy.model)}", flush=True)
+        log.info("data-parallel: %s", parallel.describe(policy.model))
     trainer = Trainer(learner, config, run_dir, env=env, eval_env=eval_env, progress=progress)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
         if parallel.is_main:
             print(f"resumed from {checkpoint} at step {trainer.step}")
     try:
-        trainer.train(stop_at=stop_at)
+        rows = trainer.train(stop_at=stop_at)
     finally:
         parallel.close()
+    if history is not None:
+        history.extend(rows)
     return run_dir
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    import torch
     from transformers.utils import logging as hf_logging
 
     from agents.config import check_output_folder
+    from agents.console import set_threads
     from agents.demo import run_demo
 
     check_output_folder(args.out, "--out")
-    torch.set_num_threads(1)  # a 0.26M-parameter model: threads only wait on each other
+    set_threads(
+        1 if args.threads == "auto" else args.threads
+    )  # a tiny model: threads only wait on each other
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     run_demo(out_dir=args.out, seed=args.seed, grpo_steps=args.grpo_steps, task=args.task)
@@ -274,7 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _run(argv)
     except SetupError as error:  # a wrong option or file: its message says which and what, no traceback
-        raise SystemExit(f"perception-r1 {argv[0] if argv else ''}: {error}") from error
+        if "--debug" in argv:
+            raise
+        raise SystemExit(
+            f"perception-r1 {argv[0] if argv else ''}: {error} (--debug: the traceback)"
+        ) from error
     except ModuleNotFoundError as error:
         if error.name not in _TRAIN_EXTRA:
             raise
@@ -290,14 +325,18 @@ _TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "tensorboard", "tqdm", "p
 
 
 def _run(argv: list[str]) -> None:
-    from agents.config import bounded
+    from agents.config import bounded, json_object
+    from agents.console import Parser, common_options, configure_logging
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="perception-r1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    common = [common_options()]
 
-    p = sub.add_parser("demo", help="offline GRPO demo on a tiny model (the README's main command)")
+    p = sub.add_parser(
+        "demo", help="offline GRPO demo on a tiny model (the README's main command)", parents=common
+    )
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -314,7 +353,9 @@ def _run(argv: list[str]) -> None:
     )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("make-tiny-model", help="build a randomly initialised tiny Qwen2-VL offline")
+    p = sub.add_parser(
+        "make-tiny-model", help="build a randomly initialised tiny Qwen2-VL offline", parents=common
+    )
     p.add_argument("out_dir")
     p.add_argument("--arch", default="qwen2-vl", choices=["qwen2-vl", "qwen2.5-vl"])
     p.add_argument(
@@ -326,9 +367,9 @@ def _run(argv: list[str]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_tiny_model)
 
-    p = sub.add_parser("sft", help="supervised warm start on an env's oracle answers")
+    p = sub.add_parser("sft", help="supervised warm start on an env's oracle answers", parents=common)
     p.add_argument("--env", required=True)
-    p.add_argument("--env-kwargs", type=json.loads, default={}, metavar="JSON")
+    p.add_argument("--env-kwargs", type=json_object, default={}, metavar="JSON")
     p.add_argument("--model", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--steps", type=bounded(int, minimum=1), default=200)
@@ -342,9 +383,11 @@ def _run(argv: list[str]) -> None:
 
     from agents.evaluate import add_eval_parser
 
-    add_eval_parser(sub)
+    add_eval_parser(sub, parents=common)
 
-    p = sub.add_parser("tour", help="every env with an oracle and a random agent; renders saved")
+    p = sub.add_parser(
+        "tour", help="every env with an oracle and a random agent; renders saved", parents=common
+    )
     p.add_argument("--out", default="runs/tour")
     p.add_argument("--episodes", type=bounded(int, minimum=1), default=3)
     p.add_argument("--seed", type=int, default=0)
@@ -352,6 +395,7 @@ def _run(argv: list[str]) -> None:
     p.set_defaults(func=cmd_tour)
 
     args = parser.parse_args(argv)
+    configure_logging(quiet=args.quiet, verbose=args.verbose)
     args.func(args)
 
 

@@ -310,7 +310,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_cls: type) -> None:
         elif kind is dict:
             parser.add_argument(
                 _flag(f.name),
-                type=json.loads,
+                type=json_object,
                 default=None,
                 metavar="JSON",
                 help=f"{help_text} (default: {json.dumps(default)})",
@@ -399,3 +399,19 @@ def bounded(kind: type, **bounds: float) -> Any:
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def json_object(text: str) -> dict:
+    """An argparse ``type``: a JSON object, e.g. ``'{"difficulty": "easy"}'``; anything else says what it got."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(
+            f"not JSON ({error.msg} at character {error.pos}): {text!r:.80}; "
+            """write an object in single quotes, e.g. '{"difficulty": "easy"}'"""
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"a JSON object {{...}} is needed, got {type(value).__name__}: {text:.80}"
+        )
+    return value

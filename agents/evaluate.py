@@ -17,11 +17,15 @@ reward, success, the parse in ORIGINAL-image pixels), ``metrics.json`` and
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import logging
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("agents.evaluate")
 
 AGENTS = ("model", "oracle", "empty", "random")
 # model_type -> the coordinate frame it was trained to answer in
@@ -36,14 +40,17 @@ def model_answerer(
     min_pixels: int,
     max_pixels: int,
     max_new_tokens: int,
+    threads: int | str = "auto",
 ):
     """Greedy decoding with a Qwen2-VL / Qwen2.5-VL checkpoint (a local folder or a hub id).
 
     The processor resizes images with the env's ``min_pixels``/``max_pixels``,
     so that a Qwen2.5-VL answer's resized-pixel frame is the one the env reads.
+    ``threads``: torch's CPU threads (:func:`agents.console.set_threads`).
     """
     import torch
 
+    from agents.console import set_threads
     from agents.policies.qwen_vl import QwenVLPolicy
 
     if dtype == "auto":
@@ -52,6 +59,7 @@ def model_answerer(
         model, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels
     )
     model_type = getattr(policy.model.config, "model_type", "")
+    set_threads(threads, policy.model)
 
     def answer(env, indices, observations) -> list[str]:
         with torch.inference_mode():
@@ -73,16 +81,8 @@ def benchmark_label(dataset_name: str, split: str) -> str:
     return f"{dataset_name} {split}"
 
 
-def _torch_threads() -> None:
-    import torch
-
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
-
-
 def build_env(args: argparse.Namespace):
-    import gymnasium as gym
-
-    import perception_env  # noqa: F401  (registers the envs)
+    from agents.console import make_env
 
     kwargs: dict[str, Any] = dict(args.env_kwargs or {})
     if args.data is not None:
@@ -98,7 +98,7 @@ def build_env(args: argparse.Namespace):
         kwargs["min_pixels"] = args.min_pixels
     if args.max_pixels is not None:
         kwargs["max_pixels"] = args.max_pixels
-    return gym.make(args.env, **kwargs), kwargs
+    return make_env(args.env, kwargs), kwargs
 
 
 def run_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -124,15 +124,14 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     )
     check_output_folder(out_dir, "--output")
     if agent == "model":
-        from agents.policies.qwen_vl import check_model_source
+        from agents.console import check_model
 
-        check_model_source(args.model)
-    env, env_kwargs = build_env(args)
+        check_model(args.model)
+    env, env_kwargs = build_env(args)  # a wrong env id or data folder before the model loads
     u = env.unwrapped
     notes: list[str] = []
     max_new_tokens = args.max_new_tokens or u.max_answer_tokens  # the task's (the paper's) longest answer
     if agent == "model":
-        _torch_threads()
         answerer = model_answerer(
             args.model,
             device=args.device,
@@ -140,6 +139,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
             min_pixels=u.min_pixels,
             max_pixels=u.max_pixels,
             max_new_tokens=max_new_tokens,
+            threads=getattr(args, "threads", "auto"),
         )
         expected = MODEL_FRAMES.get(answerer.model_type)
         frame = u.answer_format.frame_name
@@ -148,25 +148,16 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
                 f"the model is {answerer.model_type} (answers in {expected}) but the env reads "
                 f"{u.answer_format.name!r} answers in {frame}: set answer_format in --env-kwargs"
             )
-            print(f"warning: {note}", file=sys.stderr)
+            log.warning("warning: %s", note)
             notes.append(note)
     else:
         answerer = REFERENCE_AGENTS[agent](args.seed)
 
     total = len(u.dataset) if args.limit is None else min(args.limit, len(u.dataset))
-    t0 = time.perf_counter()
-
-    def progress(done: int, n: int) -> None:
-        if not args.quiet:
-            rate = done / max(time.perf_counter() - t0, 1e-9)
-            print(
-                f"\r{done}/{n} samples ({rate:.1f}/s)",
-                end="" if done < n else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    result = run_evaluation(env, answerer, limit=args.limit, batch_size=args.batch_size, progress=progress)
+    with progress_bar(total, f"eval {args.env}", enabled=not args.quiet) as progress:
+        result = run_evaluation(
+            env, answerer, limit=args.limit, batch_size=args.batch_size, progress=progress
+        )
     split = env_kwargs.get("split", "")
     run = {
         "task": result.task,
@@ -195,21 +186,57 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     return run
 
 
-def add_eval_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``eval`` sub-command to ``perception-r1``'s sub-parsers."""
-    from agents.config import bounded
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Any]:
+    """A ``progress(done, n)`` callback drawing a tqdm bar on stderr (nothing when not ``enabled``; a line
+    of counts in the base install, which has no tqdm)."""
+    if not enabled:
+        yield None
+        return
+    try:
+        from tqdm.auto import tqdm
+    except ModuleNotFoundError:
+        yield _count_line(description)
+        return
+
+    with tqdm(total=total, desc=description, unit="sample", dynamic_ncols=True, mininterval=1.0) as bar:
+
+        def progress(done: int, n: int) -> None:
+            bar.total = n
+            bar.update(done - bar.n)
+
+        yield progress
+
+
+def _count_line(description: str):
+    t0 = time.perf_counter()
+
+    def progress(done: int, n: int) -> None:
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        end = "" if done < n else "\n"
+        print(f"\r{description}: {done}/{n} samples ({rate:.1f}/s)", end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
+def add_eval_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """Add the ``eval`` sub-command to ``perception-r1``'s sub-parsers (``parents``: the options every
+    command takes, :func:`agents.console.common_options`, whose ``--quiet`` hides the progress bar)."""
+    from agents.config import bounded, json_object
+    from agents.console import common_options
 
     p = subparsers.add_parser(
         "eval",
         help="evaluate a model (or oracle/empty/random) with the paper's metrics",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=list(parents) or [common_options()],
     )
     p.add_argument("--env", required=True, help="env id, e.g. PerceptionR1/Detection-v0")
     p.add_argument("--model", default=None, help="checkpoint folder or hub id (for --agent model)")
     p.add_argument("--agent", choices=AGENTS, default=None, help="default: model when --model is given")
     p.add_argument(
-        "--env-kwargs", type=json.loads, default={}, metavar="JSON", help="keyword arguments for gym.make"
+        "--env-kwargs", type=json_object, default={}, metavar="JSON", help="keyword arguments for gym.make"
     )
     p.add_argument(
         "--data",
@@ -220,7 +247,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-root", default=None, metavar="PATH", help="the source's root folder (data_kwargs root)"
     )
-    p.add_argument("--data-kwargs", type=json.loads, default={}, metavar="JSON", help="more loader arguments")
+    p.add_argument(
+        "--data-kwargs", type=json_object, default={}, metavar="JSON", help="more loader arguments"
+    )
     p.add_argument(
         "--split", default="test", help="split to evaluate (default test; COCO maps test to val2017)"
     )
@@ -260,21 +289,15 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--benchmark", default=None, help="benchmark label in the table (default: dataset name and split)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run_eval)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    from agents.config import SetupError
+    """``perception-r1 eval ...`` (``argv`` starts with ``eval``), as the console script runs it."""
+    from agents.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="perception-r1")
-    add_eval_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except SetupError as error:  # a wrong option or file: its message says which and what, no traceback
-        raise SystemExit(f"perception-r1 eval: {error}") from error
+    cli_main(argv)
 
 
 if __name__ == "__main__":

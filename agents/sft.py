@@ -7,6 +7,7 @@ perfect answers gives GRPO a starting point whose groups disagree.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from typing import Any
 
@@ -17,6 +18,8 @@ from agents.base import derive_seed
 from agents.config import SetupError, bound_problem
 from agents.losses import masked_mean
 from agents.trainer import DataOrder
+
+log = logging.getLogger("agents.sft")
 
 
 def oracle_batch(env: gym.Env, indices: list[int]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -58,11 +61,13 @@ def supervised_warm_start(
     exclude_answers: Collection[str] = (),
     optimizer: torch.optim.Optimizer | None = None,
     start_step: int = 0,
+    progress: bool = False,
 ) -> list[float]:
     """``steps`` AdamW steps of next-token cross-entropy on oracle answers; returns the losses.
 
     ``exclude_answers``: leave out samples whose perfect answer is one of these.
     ``optimizer`` / ``start_step``: continue an earlier call (same Adam moments, next data).
+    ``progress``: a progress bar with the loss (the ``log_every`` lines then go to the debug level).
     A non-finite loss or gradient norm raises :class:`FloatingPointError` naming the step, before the
     optimiser steps: the weights stay finite.
     """
@@ -84,6 +89,7 @@ def supervised_warm_start(
         )
     policy.model.train()
     losses = []
+    bar = _bar(start_step, start_step + steps) if progress else None
     for step in range(start_step, start_step + steps):
         observations, answers = oracle_batch(env, [pool[i] for i in order.indices(step, batch_size)])
         rollout = policy.teacher_forcing(observations, answers)
@@ -100,6 +106,18 @@ def supervised_warm_start(
             )
         optimizer.step()
         losses.append(loss.item())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         if log_every and (step + 1) % log_every == 0:
-            print(f"  sft step {step + 1}/{start_step + steps}: loss {loss.item():.4f}", flush=True)
+            level = logging.DEBUG if bar is not None else logging.INFO
+            log.log(level, "sft step %d/%d: loss %.4f", step + 1, start_step + steps, loss.item())
+    if bar is not None:
+        bar.close()
     return losses
+
+
+def _bar(first: int, last: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=last, initial=first, desc="sft", unit="step", dynamic_ncols=True, mininterval=2.0)

@@ -31,7 +31,7 @@ def nothing_loads(monkeypatch):
         raise AssertionError("a model or an env was loaded before the setting was checked")
 
     monkeypatch.setattr(QwenVLPolicy, "from_pretrained", refuse)
-    monkeypatch.setattr("agents.cli._make_env", refuse)
+    monkeypatch.setattr("agents.console.make_env", refuse)
     monkeypatch.setattr("agents.evaluate.build_env", refuse)
 
 
