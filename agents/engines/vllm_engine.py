@@ -2,7 +2,7 @@
 
 NOT MEASURED: vLLM cannot be installed on the CPU machines this project is tested on; this adapter is
 tested against a fake ``vllm`` module (``tests/agents/test_engines.py``) and has not yet run against a real
-one. It follows TRL's colocate mode (``trl/generation/vllm_generation.py``, TRL 1.16):
+one. It follows TRL's colocate mode (``vllm_mode="colocate"``):
 
 * one ``vllm.LLM`` in this process (``distributed_executor_backend="external_launcher"``) on the model folder
   the policy was loaded from, taking ``gpu_memory_utilization`` of the GPU next to the training model;
@@ -140,19 +140,26 @@ class VLLMEngine:
 
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Hand the weights (names as ``policy.model.state_dict()``) to vLLM's model; drop its prefix cache."""
-        try:
-            model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        except AttributeError as error:
-            raise SetupError(
-                "--rollout-engine vllm: this vLLM keeps its model out of reach of this process "
-                "(llm.llm_engine.model_executor.driver_worker.model_runner.model); set "
-                f"VLLM_ENABLE_V1_MULTIPROCESSING=0 ({error})"
-            ) from error
+        model = _in_process_model(self.llm)
         model.load_weights((name, tensor.detach()) for name, tensor in state_dict.items())
         self.llm.reset_prefix_cache()
 
     def describe(self) -> str:
         return f"vllm {getattr(self._vllm, '__version__', '?')} (colocated; not measured here)"
+
+
+def _in_process_model(llm) -> Any:
+    """The ``torch.nn.Module`` a colocated ``vllm.LLM`` runs (its worker's model runner's model)."""
+    worker = llm.llm_engine.model_executor.driver_worker
+    for holder in (getattr(worker, "worker", None), worker):  # WorkerWrapperBase.worker, or the worker itself
+        model = getattr(getattr(holder, "model_runner", None), "model", None)
+        if model is not None:
+            return model
+    raise SetupError(
+        "--rollout-engine vllm: this vLLM keeps its model out of reach of this process "
+        "(llm.llm_engine.model_executor.driver_worker[.worker].model_runner.model); set "
+        "VLLM_ENABLE_V1_MULTIPROCESSING=0"
+    )
 
 
 def _right_padded(rows: list[list[int]], pad_token_id: int, device: torch.device) -> torch.Tensor:

@@ -248,8 +248,9 @@ class FakeLLM:
         self.loaded: list[dict[str, torch.Tensor]] = []
         self.prefix_cache_resets = 0
         model = types.SimpleNamespace(load_weights=lambda pairs: self.loaded.append(dict(pairs)))
-        runner = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=model))
-        self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(driver_worker=runner))
+        worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=model))
+        wrapper = types.SimpleNamespace(worker=worker)  # vLLM's WorkerWrapperBase
+        self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(driver_worker=wrapper))
 
     def generate(self, requests, sampling_params, use_tqdm=True):
         self.requests, self.params = list(requests), list(sampling_params)
@@ -295,6 +296,15 @@ def test_vllm_engine_sends_one_seeded_request_per_answer(policy, observations, f
     assert torch.equal(rollout.prompt_ids, policy.encode_prompts(observations)["input_ids"])
     engine.load_weights(policy.model.state_dict())
     assert len(llm.loaded) == 2 and llm.prefix_cache_resets == 2
+
+
+def test_vllm_engine_says_when_it_cannot_reach_vllms_model(policy, fake_vllm):
+    llm = FakeLLM()
+    llm.llm_engine.model_executor.driver_worker = (
+        types.SimpleNamespace()
+    )  # a vLLM running its model elsewhere
+    with pytest.raises(SetupError, match="VLLM_ENABLE_V1_MULTIPROCESSING=0"):
+        make_engine("vllm", policy, llm=llm)
 
 
 def test_vllm_engine_greedy_asks_one_answer_per_observation(policy, observations, fake_vllm):
