@@ -279,7 +279,9 @@ class FastEngine:
         batch, prefilled = int(first.shape[0]), int(first.shape[2])
         static = self._static_shapes()
         prefix = -(-prefilled // PREFIX_BUCKET) * PREFIX_BUCKET if static else prefilled
-        key = (batch, group, prefix, steps, first.dtype, first.device, _weights_fingerprint(model))
+        # inference-mode tensors refuse in-place writes outside inference mode: such buffers serve only it
+        inference = torch.is_inference_mode_enabled()
+        key = (batch, group, prefix, steps, first.dtype, first.device, inference, _weights_fingerprint(model))
         buffers = self._buffers
         if buffers is None or buffers.key != key or not static:
             layers = len(prompt_cache.layers)

@@ -324,3 +324,12 @@ def test_vllm_engine_builds_its_llm_from_the_policys_folder(policy, fake_vllm, m
     assert settings["gpu_memory_utilization"] == 0.25 and settings["enforce_eager"] is True
     assert settings["mm_processor_kwargs"] == dict(zip(("min_pixels", "max_pixels"), policy.pixel_bounds))
     assert "vllm 0.0-fake" in engine.describe() and "not measured" in engine.describe()
+
+
+def test_buffers_made_under_inference_mode_are_not_reused_outside_it(policy, observations):
+    """torch refuses in-place writes to inference tensors outside inference mode: new buffers then."""
+    engine = FastEngine(policy, static_shapes=True)
+    with torch.inference_mode():
+        inside = engine.generate(observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS)
+    outside = engine.generate(observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS)
+    _same_answers(outside, inside)
