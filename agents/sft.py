@@ -108,7 +108,7 @@ def supervised_warm_start(
         losses.append(loss.item())
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)  # drawn at most every mininterval
         if log_every and (step + 1) % log_every == 0:
             level = logging.DEBUG if bar is not None else logging.INFO
             log.log(level, "sft step %d/%d: loss %.4f", step + 1, start_step + steps, loss.item())

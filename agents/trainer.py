@@ -259,7 +259,7 @@ class Trainer:
                     shown["kl"] = row["train/kl"]
                 if "eval/success" in row:
                     shown["eval"] = row["eval/success"]
-                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
             if self.step % c.save_every == 0 or self.step == c.total_steps:
                 self.save_checkpoint()
         if bar is not None:
@@ -295,8 +295,9 @@ class Trainer:
         (0, or a resumed run's step, where its overrides show)."""
         from torch.utils.tensorboard import SummaryWriter
 
-        # purge_step drops events written after the checkpoint we resumed from.
-        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step or None)
+        # purge_step drops the events written at or after it: those after the checkpoint we resumed from, or
+        # (a new run, step 0) all of an earlier run in this folder, which would interleave with ours
+        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step)
         rows = "\n".join(f"|{k}|{v}|" for k, v in self.config.to_dict().items())
         self._writer.add_text("hyperparameters", "|option|value|\n|-|-|\n" + rows, self.step)
         return self._writer

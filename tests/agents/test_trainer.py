@@ -120,6 +120,21 @@ def test_tensorboard_logs_are_written(tiny_model_dir, tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["group_size"] == 4
 
 
+def test_a_new_run_in_an_old_run_folder_shows_only_its_own_steps(tiny_model_dir, tmp_path):
+    """Running again into the same folder (the demo's runs/demo) starts TensorBoard's record over: the
+    steps read back are 1, 2 once, not 1, 2, 1, 2 out of order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from agents.trainer import CheckpointWarning
+
+    config = _config(tiny_model_dir, tmp_path, total_steps=2, log_samples_every=0)
+    run_dir = train(config, progress=False, env=_env())
+    with pytest.warns(CheckpointWarning, match="already holds checkpoints"):
+        assert train(config, progress=False, env=_env()) == run_dir
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
+    assert [event.step for event in events.Scalars("reward/mean")] == [1, 2]
+
+
 def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
     main(train_args(tiny_model_dir, tmp_path, "cli", "--total-steps", "1", "--scale-rewards", "none"))
     assert (tmp_path / "cli" / "checkpoints" / "step-000001" / "policy").is_dir()
