@@ -26,7 +26,9 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> None:
     from agents.policies.tiny_model import build_tiny_model
 
     check_output_folder(args.out_dir, "OUT_DIR")
-    path = build_tiny_model(args.out_dir, arch=args.arch, preset=args.preset, seed=args.seed)
+    path = build_tiny_model(
+        args.out_dir, arch=args.arch, preset=args.preset, seed=args.seed, rope_theta=args.rope_theta
+    )
     print(f"saved a randomly initialised {args.arch} ({args.preset}) with its processor to {path}")
 
 
@@ -365,6 +367,13 @@ def _run(argv: list[str]) -> None:
         help="tiny (0.26M, the demo), small (~70M), 2b / 3b (Qwen2-VL-2B / Qwen2.5-VL-3B sizes)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--rope-theta",
+        type=bounded(float, exclusive_minimum=0),
+        default=None,
+        help="the text model's rotary base (default: the preset's; 1e6, Qwen2-VL's, for counting every "
+        "object, where positions do not matter: the README's Training recipe)",
+    )
     p.set_defaults(func=cmd_make_tiny_model)
 
     p = sub.add_parser("sft", help="supervised warm start on an env's oracle answers", parents=common)

@@ -122,7 +122,7 @@ def test_training_walkthrough_then_evaluation(tmp_path):
 
     evaluate = readme_command(".venv/bin/perception-r1 eval --env PerceptionR1/Counting-v0")
     text = set_flag(evaluate.text, "--limit", "4").replace(
-        "step-000300", "step-000003"
+        "step-000600", "step-000003"
     )  # the run is 3 steps long
     table = run(evaluate, text)
     row = next(line for line in table.splitlines() if line.startswith("|") and "| policy |" in line)
