@@ -72,6 +72,10 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    if quiet:  # transformers' bars too (loading and writing weights): read at its import, or switched off
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def show_progress() -> bool:

@@ -242,7 +242,7 @@ def add_eval_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = ())
         "--data",
         default=None,
         metavar="SOURCE",
-        help="data source: synthetic (default), coco, refcoco, pixmo-count, page-ocr or jsonl",
+        help="data source: synthetic (default), coco, refcoco, pixmo-count, page-ocr, jsonl or hf",
     )
     p.add_argument(
         "--data-root", default=None, metavar="PATH", help="the source's root folder (data_kwargs root)"

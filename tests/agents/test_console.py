@@ -91,16 +91,28 @@ def test_debug_shows_the_traceback(tmp_path, no_model_loads):
         main(["eval", "--env", "PerceptionR1/Countin-v0", "--agent", "oracle", "--debug"])
 
 
-def test_log_levels_and_progress_bars(tiny_model_dir, tmp_path, capsys, one_torch_thread):
-    """sft and eval draw progress bars on stderr (--quiet: none); --verbose adds debug lines; results stay
-    on stdout."""
+@pytest.fixture
+def restores_progress_bars(monkeypatch):
+    """--quiet turns transformers' progress bars off in this process: on again afterwards."""
+    import transformers
+
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")
+    yield
+    transformers.utils.logging.enable_progress_bar()
+
+
+def test_log_levels_and_progress_bars(
+    tiny_model_dir, tmp_path, capsys, one_torch_thread, restores_progress_bars
+):
+    """sft and eval draw progress bars on stderr (--quiet: none, transformers' too); --verbose adds debug
+    lines; results stay on stdout."""
     sft = ["sft", *ENV, "--model", tiny_model_dir, "--steps", "2", "--batch-size", "2"]
     main([*sft, "--output", str(tmp_path / "a")])
     out, err = capsys.readouterr()
     assert "sft: 100%" in err and "loss=" in err and f"saved to {tmp_path / 'a'}" in out
     main([*sft, "--output", str(tmp_path / "b"), "--quiet"])
     out, err = capsys.readouterr()
-    assert "sft" not in err and f"saved to {tmp_path / 'b'}" in out
+    assert "sft" not in err and "Loading weights" not in err and f"saved to {tmp_path / 'b'}" in out
     main([*sft, "--output", str(tmp_path / "c"), "--verbose"])
     assert "torch CPU threads: 1" in capsys.readouterr().err
 
@@ -120,7 +132,7 @@ def test_threads(tiny_model_dir, tmp_path, one_torch_thread, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert set_threads("auto", big) == 8
     assert set_threads(2) == 2 and torch.get_num_threads() == 2
-    main(["sft", *ENV, "--model", tiny_model_dir, "--output", str(tmp_path / "w"), "--steps", "1", "--quiet"])
+    main(["sft", *ENV, "--model", tiny_model_dir, "--output", str(tmp_path / "w"), "--steps", "1"])
     assert torch.get_num_threads() == 1  # auto, for the tiny model
     with pytest.raises(SystemExit):
         main(["sft", *ENV, "--model", tiny_model_dir, "--output", str(tmp_path / "x"), "--threads", "0"])
