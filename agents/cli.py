@@ -293,10 +293,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_tour(args: argparse.Namespace) -> None:
-    from agents.config import check_output_folder
+    from agents.config import SetupError, check_output_folder
+    from perception_env.data import get_difficulty
     from perception_env.tour import tour
 
     check_output_folder(args.out, "--out")
+    try:
+        get_difficulty(args.difficulty)
+    except ValueError as error:
+        raise SetupError(f"--difficulty {args.difficulty}: {error}") from error
     tour(args.out, args.episodes, args.seed, args.difficulty)
 
 

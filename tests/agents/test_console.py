@@ -86,6 +86,11 @@ def test_invalid_json_is_one_line_without_the_usage_block(command, text, problem
     assert f"perception-r1 {command}: error: argument --env-kwargs: {problem}" in err
 
 
+def test_a_wrong_tour_difficulty_is_one_line(tmp_path):
+    message = one_line_exit(["tour", "--difficulty", "eazy", "--out", str(tmp_path / "tour")])
+    assert "perception-r1 tour: --difficulty eazy: unknown difficulty 'eazy'" in message
+
+
 def test_debug_shows_the_traceback(tmp_path, no_model_loads):
     with pytest.raises(SetupError, match="Environment `Countin` doesn't exist"):
         main(["eval", "--env", "PerceptionR1/Countin-v0", "--agent", "oracle", "--debug"])
