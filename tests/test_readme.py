@@ -187,8 +187,8 @@ def test_the_trl_snippet_trains_with_the_env_reward(tmp_path):
     sft = readme_command(".venv/bin/perception-r1 sft")
     run_shell(set_flag(sft.text, "--steps", "4"), cwd)
     source = readme_snippet("GRPOTrainer(")
-    assert "max_steps=100, logging_steps=10," in source
-    check_snippet(
-        source.replace("max_steps=100, logging_steps=10,", "max_steps=2, logging_steps=1,"), cwd, 300, True
-    )
+    written = "max_steps=200, logging_steps=20, per_device_train_batch_size=64,"
+    assert written in source
+    shorter = "max_steps=2, logging_steps=1, per_device_train_batch_size=16,"
+    check_snippet(source.replace(written, shorter), cwd, 300, True)
     assert (tmp_path / "runs" / "trl").is_dir()
