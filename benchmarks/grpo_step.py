@@ -211,7 +211,9 @@ def engine_steps(policy, agent, observations, args) -> dict[str, dict]:
         agent.engine = engines[name]
         our_step(policy, agent, observations, step=0)
     timed_steps: dict[str, list[dict]] = {name: [] for name in engines}
+    prefills = []  # the engines' common first part (tokenise, encode the images, prefill the prompts)
     for _ in range(args.repeats):
+        prefills.append(timed(lambda: time_prefill(policy, observations), policy.device)[1])
         for name, engine in engines.items():
             policy.model.load_state_dict(start)
             agent.engine = engine
@@ -226,8 +228,15 @@ def engine_steps(policy, agent, observations, args) -> dict[str, dict]:
             **{key: float(np.median([s[key] for s in steps])) for key in steps[0] if key != "rollout"},
             "same_tokens": torch.equal(ids, first_ids),
             "engine": engines[name].describe(),
+            "prefill": float(np.median(prefills)),
         }
     return results
+
+
+@torch.no_grad()
+def time_prefill(policy, observations) -> None:
+    """What every engine does before decoding: ``encode_prompts`` and ``prefill`` (images, prompts)."""
+    policy.prefill(policy.encode_prompts(observations))
 
 
 def print_engine_table(results: dict[str, dict], policy, args, trl_seconds: float | None = None) -> None:
@@ -238,6 +247,11 @@ def print_engine_table(results: dict[str, dict], policy, args, trl_seconds: floa
         bandwidth = gpu_bandwidth_gbs(torch.cuda.get_device_name(device))
     per_step = decode_bytes_per_step(policy.model)
     n = args.batch * args.group_size
+    prefill = next((r["prefill"] for r in results.values() if "prefill" in r), float("nan"))
+    print(
+        f"    encode + prefill (every engine's first part, median of {args.repeats}): {prefill:.3f} s; "
+        "decode ~ generate minus that"
+    )
     print(
         f"    per engine, medians of {args.repeats} step(s) ({per_step / 1e6:.1f} MB of weights read per decode "
         "step; bandwidth "
@@ -248,9 +262,10 @@ def print_engine_table(results: dict[str, dict], policy, args, trl_seconds: floa
             print(f"      {name:12s} failed: {r['failed']}")
             continue
         sampled = n * r["mean_completion_tokens"]
+        decode = r["generate"] - r["prefill"]
         line = (
             f"      {name:12s} generate {r['generate']:.3f} s  {sampled / r['generate']:8.0f} sampled tokens/s  "
-            f"step {r['total']:.3f} s"
+            f"(decode ~{decode:.3f} s)  step {r['total']:.3f} s"
         )
         if trl_seconds is not None:
             line += f"  TRL / step x{trl_seconds / r['total']:.2f}"

@@ -77,6 +77,7 @@ def test_every_engine_is_timed_from_the_same_weights_and_draws_the_same_tokens(p
     assert "vllm" in results["vllm"]["failed"]  # not installed here: said, not raised
     for name in ("transformers", "fast"):
         assert results[name]["generate"] > 0 and results[name]["total"] >= results[name]["generate"]
+        assert results[name]["prefill"] > 0  # the engines' common part, timed between their steps
         assert name in results[name]["engine"]
     after = policy.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the steps' updates were undone
