@@ -171,7 +171,9 @@ def test_the_python_snippet_prints_what_it_says(tmp_path):
     check_snippet(readme_snippet(SNIPPETS[0]), tmp_path)
 
 
+@pytest.mark.slow
 def test_the_verl_snippet_exports_and_scores(tmp_path):
+    """As written: both splits whole (1,200 images, ~5 s)."""
     check_snippet(readme_snippet("export_parquet("), tmp_path)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
         "counting-test.parquet",
