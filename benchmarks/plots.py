@@ -131,8 +131,10 @@ def line_chart(
                 _dashed_line(draw, a, b, color, 3)
             else:
                 draw.line([a, b], fill=color, width=3)
-        for x, y in pts:
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
+        for x, y in pts:  # hollow markers on dashed lines: two series of one colour stay apart
+            draw.ellipse(
+                [x - 4, y - 4, x + 4, y + 4], fill="white" if s.dashed else color, outline=color, width=2
+            )
     # legend, top left inside the axes
     for k, s in enumerate(series):
         color = s.color or PALETTE[k % len(PALETTE)]
