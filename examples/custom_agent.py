@@ -1,7 +1,7 @@
 """A new RL algorithm in under 100 lines: REINFORCE with a running-mean baseline, on the shared Trainer.
 
     python examples/custom_agent.py --steps 3
-    perception-r1 train --agent examples/custom_agent.py:ReinforceAgent --model runs/tiny --env-kwargs '{"answer_format": "number"}' --baseline-momentum 0.5  # the CLI; runs/tiny: perception-r1 make-tiny-model runs/tiny
+    perception-r1 train --agent examples/custom_agent.py:ReinforceAgent --model runs/tiny --env-kwargs '{"answer_format": "number"}' --baseline-momentum 0.5 --total-steps 20 --max-new-tokens 4  # the CLI, under a minute (the default 768-token answers of a random model: a minute a step); runs/tiny: perception-r1 make-tiny-model runs/tiny
 
 The Trainer collects B observations x G answers and scores them; the Agent base class runs the update
 (micro-batches, the optimiser step, the metrics), so an algorithm is its maths: ``advantages(rewards)``
