@@ -13,12 +13,9 @@ traceback of an error, which is otherwise one line).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
-
-log = logging.getLogger("agents.cli")
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> None:
@@ -261,7 +258,9 @@ def train(
     learner = make_agent(policy, config, reference_model=reference, spec=agent)
     learner.distribute(parallel)
     if parallel.enabled and parallel.is_main:
-        log.info("data-parallel: %s", parallel.describe(policy.model))
+        print(
+            f"data-parallel: {parallel.describe(policy.model)}", flush=True
+        )  # a result tests read on stdout
     trainer = Trainer(learner, config, run_dir, env=env, eval_env=eval_env, progress=progress)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
