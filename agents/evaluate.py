@@ -187,7 +187,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Any]:
+def progress_bar(total: int, description: str, enabled: bool = True, leave: bool = True) -> Iterator[Any]:
     """A ``progress(done, n)`` callback drawing a tqdm bar on stderr (nothing when not ``enabled``; a line
     of counts in the base install, which has no tqdm)."""
     if not enabled:
@@ -199,7 +199,9 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         yield _count_line(description)
         return
 
-    with tqdm(total=total, desc=description, unit="sample", dynamic_ncols=True, mininterval=1.0) as bar:
+    with tqdm(
+        total=total, desc=description, unit="sample", dynamic_ncols=True, mininterval=1.0, leave=leave
+    ) as bar:
 
         def progress(done: int, n: int) -> None:
             bar.total = n

@@ -130,7 +130,12 @@ def score_group(env: gym.Env, index: int, answers: list[str]) -> EpisodeGroup:
 
 
 def evaluate(
-    agent: Agent, env: gym.Env, num_samples: int, batch_size: int = 16, max_new_tokens: int | None = None
+    agent: Agent,
+    env: gym.Env,
+    num_samples: int,
+    batch_size: int = 16,
+    max_new_tokens: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Greedy answers on samples ``0 .. num_samples-1`` of ``env``, through the evaluation of
     ``perception-r1 eval`` (:mod:`perception_env.evaluation.runner`): mean reward, success rate, the step
@@ -138,7 +143,7 @@ def evaluate(
     computed from the full-precision parses.
 
     In a data-parallel run each rank answers an equal share (padded with repeats, which are dropped) and
-    every rank returns the figures of the whole set.
+    every rank returns the figures of the whole set. ``progress(done, total)``: after each batch (this rank's).
     """
     from perception_env.evaluation.runner import answer_and_score, summarise
 
@@ -155,7 +160,7 @@ def evaluate(
     was_training = agent.policy.model.training
     agent.policy.model.eval()
     try:
-        episodes, _ = answer_and_score(env, answer, padded, batch_size=batch_size)
+        episodes, _ = answer_and_score(env, answer, padded, batch_size=batch_size, progress=progress)
     finally:
         agent.policy.model.train(was_training)
     episodes = sorted(parallel.gather_objects(episodes[: len(mine)]), key=lambda e: e.index)
@@ -269,9 +274,17 @@ class Trainer:
         return self.history
 
     def _evaluate(self) -> dict[str, float]:
-        result = evaluate(
-            self.agent, self.eval_env, self.config.eval_samples, max_new_tokens=self.config.max_new_tokens
-        )
+        from agents.evaluate import progress_bar
+
+        shown = self.progress and self.parallel.is_main
+        with progress_bar(self.config.eval_samples, f"eval at step {self.step}", shown, leave=False) as bar:
+            result = evaluate(
+                self.agent,
+                self.eval_env,
+                self.config.eval_samples,
+                max_new_tokens=self.config.max_new_tokens,
+                progress=bar,
+            )
         out = {"eval/reward": result["reward"], "eval/success": result["success"]}
         out.update(
             {

@@ -135,6 +135,30 @@ def test_a_new_run_in_an_old_run_folder_shows_only_its_own_steps(tiny_model_dir,
     assert [event.step for event in events.Scalars("reward/mean")] == [1, 2]
 
 
+def test_periodic_evaluation_shows_its_progress(tiny_model_dir, tmp_path, monkeypatch):
+    """A bar per evaluation (``--eval-every``), counted to the samples it answers."""
+    import contextlib
+
+    shown = []
+
+    @contextlib.contextmanager
+    def recording_bar(total, description, enabled=True, leave=True):
+        calls = []
+        shown.append((description, total, enabled, calls))
+        yield lambda done, n: calls.append((done, n))
+
+    monkeypatch.setattr("agents.evaluate.progress_bar", recording_bar)
+    config = _config(
+        tiny_model_dir, tmp_path, total_steps=2, eval_every=1, eval_samples=4, log_samples_every=0
+    )
+    train(config, progress=True, env=_env(), history=(rows := []))
+    assert [(d, total, enabled, calls[-1]) for d, total, enabled, calls in shown] == [
+        ("eval at step 1", 4, True, (4, 4)),
+        ("eval at step 2", 4, True, (4, 4)),
+    ]
+    assert all("eval/success" in row for row in rows)
+
+
 def test_cli_train_and_resume_flags(tiny_model_dir, tmp_path, capsys):
     main(train_args(tiny_model_dir, tmp_path, "cli", "--total-steps", "1", "--scale-rewards", "none"))
     assert (tmp_path / "cli" / "checkpoints" / "step-000001" / "policy").is_dir()
