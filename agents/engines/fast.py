@@ -148,7 +148,7 @@ class FastEngine:
     """Rollouts of a :class:`~agents.policies.qwen_vl.QwenVLPolicy` by a static-cache decode loop.
 
     Shares the policy's model (``load_weights`` has nothing to do). ``cuda_graphs``: capture the decode step
-    on CUDA ("auto": on CUDA, outside FSDP2). ``static_shapes``: fixed-size buffers and full-length attention
+    (only ever on CUDA; "auto": outside FSDP2). ``static_shapes``: fixed-size buffers and full-length attention
     every step (what graphs need; default: as ``cuda_graphs``); False attends to the filled slots only.
     """
 
@@ -212,8 +212,11 @@ class FastEngine:
         return self.policy.device
 
     def uses_cuda_graphs(self) -> bool:
+        """Whether the decode step is replayed as a CUDA graph: only ever on CUDA (the model may move)."""
+        if self.device.type != "cuda":
+            return False
         if self.cuda_graphs == "auto":
-            return self.device.type == "cuda" and not getattr(self.policy, "synced_gpus", False)
+            return not getattr(self.policy, "synced_gpus", False)
         return bool(self.cuda_graphs)
 
     def describe(self) -> str:

@@ -58,6 +58,14 @@ def test_fast_engine_with_eager_attention_draws_the_same_tokens(tiny_model_dir, 
         _same_answers(fast.generate(observations, 2, sampling, observation_seeds=SEEDS), today)
 
 
+def test_cuda_graphs_asked_for_off_cuda_decode_eagerly(policy, observations):
+    engine = FastEngine(policy, cuda_graphs=True)
+    assert not engine.uses_cuda_graphs() and "eager" in engine.describe()
+    sampling = SAMPLINGS["plain"]
+    today = TransformersEngine(policy).generate(observations, 2, sampling, observation_seeds=SEEDS)
+    _same_answers(engine.generate(observations, 2, sampling, observation_seeds=SEEDS), today)
+
+
 def test_an_answer_does_not_depend_on_its_batch_mates(policy, observations):
     engine = FastEngine(policy)
     together = engine.generate(observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS)
