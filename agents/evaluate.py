@@ -51,7 +51,9 @@ def model_answerer(
     import torch
 
     from agents.console import set_threads
+    from agents.engines import make_engine
     from agents.policies.qwen_vl import QwenVLPolicy
+    from agents.rollout import Sampling
 
     if dtype == "auto":
         dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
@@ -61,11 +63,13 @@ def model_answerer(
     model_type = getattr(policy.model.config, "model_type", "")
     set_threads(threads, policy.model)
 
+    # The engine training samples with (docs/rollouts.md): the same greedy tokens as transformers' generate.
+    engine = make_engine("auto", policy)
+    greedy = Sampling(max_new_tokens=max_new_tokens, do_sample=False)
+
     def answer(env, indices, observations) -> list[str]:
         with torch.inference_mode():
-            rollout = policy.generate(
-                list(observations), num_samples=1, do_sample=False, max_new_tokens=max_new_tokens
-            )
+            rollout = engine.generate(list(observations), 1, greedy)
         return list(rollout.texts)
 
     answer.model_type = model_type  # type: ignore[attr-defined]
