@@ -135,13 +135,17 @@ def line_chart(
             draw.ellipse(
                 [x - 4, y - 4, x + 4, y + 4], fill="white" if s.dashed else color, outline=color, width=2
             )
-    # legend, top left inside the axes
+    # legend on a white box, bottom right inside the axes (learning curves rise to the top left)
+    text_width = max(draw.textlength(s.label, font=small) for s in series)
+    x0 = width - right - 10 - (66 + text_width)
+    y0 = height - bottom - 10 - 22 * len(series) - 8
+    draw.rectangle([x0, y0, width - right - 10, height - bottom - 10], fill="white", outline=GRID)
     for k, s in enumerate(series):
         color = s.color or PALETTE[k % len(PALETTE)]
-        y = top + 14 + 22 * k
-        a, b = (left + 12, y), (left + 48, y)
+        y = y0 + 15 + 22 * k
+        a, b = (x0 + 10, y), (x0 + 46, y)
         (_dashed_line(draw, a, b, color, 3, dash=6) if s.dashed else draw.line([a, b], fill=color, width=3))
-        draw.text((left + 56, y), s.label, fill=TEXT, font=small, anchor="lm")
+        draw.text((x0 + 56, y), s.label, fill=TEXT, font=small, anchor="lm")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
