@@ -61,13 +61,15 @@ def table(runs: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        c = r.get("control") or {}
-        control_gain = c.get("gain", float("nan"))
+        c = r.get("control")
+        control = (
+            f"{_pct(c['after'])} ({c['gain']:+.1f}) | {c['steps']} | {c['cpu_s']:.0f}"
+            if c
+            else "not measured | - | -"
+        )
         lines.append(
             f"| {r['task']} | {r['metric_label']} | {r['seed']} | {r['sft_steps']} | {_pct(r['before'])} "
-            f"| {_pct(r['after'])} ({r['gain']:+.1f}) | {r['grpo_cpu_s']:.0f} "
-            f"| {_pct(c['after']) if c else '-'} ({control_gain:+.1f}) | {c.get('steps', '-')} "
-            f"| {c.get('cpu_s', float('nan')):.0f} |"
+            f"| {_pct(r['after'])} ({r['gain']:+.1f}) | {r['grpo_cpu_s']:.0f} | {control} |"
         )
     return "\n".join(lines)
 
