@@ -367,13 +367,19 @@ def _run(argv: list[str]) -> None:
     p.add_argument(
         "--preset",
         default="tiny",
-        choices=["tiny", "small", "2b", "3b"],
-        help="tiny (0.26M, the demo), small (~70M), 2b / 3b (Qwen2-VL-2B / Qwen2.5-VL-3B sizes)",
+        choices=[
+            "tiny",
+            "mini",
+            "small",
+            "2b",
+            "3b",
+        ],  # agents/policies/tiny_model.PRESETS (a test keeps them equal)
+        help="tiny (0.26M, the demo), mini (1.6M), small (~70M), 2b / 3b (Qwen2-VL-2B / Qwen2.5-VL-3B sizes)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--rope-theta",
-        type=bounded(float, exclusive_minimum=0),
+        type=bounded(float, exclusive_minimum=1),  # a base of 1 or less gives every position one angle
         default=None,
         help="the text model's rotary base (default: the preset's; 1e6, Qwen2-VL's, for counting every "
         "object, where positions do not matter: the README's Training recipe)",

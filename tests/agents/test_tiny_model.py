@@ -262,3 +262,25 @@ def test_rope_theta_out_of_range_is_refused_by_name(theta):
         make_config(
             "qwen2-vl", "tiny", vocab_size=1024 + len(SPECIAL_TOKENS), token_ids=ids, rope_theta=theta
         )
+
+
+def test_make_tiny_model_offers_every_preset(tmp_path, capsys):
+    from agents.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["make-tiny-model", str(tmp_path / "m"), "--preset", "no-such-preset"])
+    assert exit_info.value.code == 2
+    offered = capsys.readouterr().err.split("choose from ")[1].split(")")[0].replace("'", "").split(", ")
+    assert set(offered) == set(PRESETS)
+
+
+@pytest.mark.parametrize("theta", ["1", "0.5", "-10"])
+def test_make_tiny_model_refuses_a_rope_theta_of_one_or_less_in_one_line(tmp_path, capsys, theta):
+    from agents.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["make-tiny-model", str(tmp_path / "m"), "--rope-theta", theta])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--rope-theta" in error and theta in error
+    assert not (tmp_path / "m").exists()
