@@ -155,11 +155,11 @@ RECIPES = {
     # DETR-style reward (format + F1@0.5 + label accuracy + IoU over Hungarian matches) and COCO AP
     # (pycocotools, every box scored 1.0, as the paper evaluates). With 1-2 objects of 3 shapes the tiny
     # model localises one object but not two and confuses shapes: GRPO then gains +7 to +17 AP
-    # (docs/learning-on-a-cpu.md). count_query "all": Difficulty refuses a one-shape set otherwise.
+    # (docs/learning-on-a-cpu.md).
     "detection": DemoRecipe(
         env_id="PerceptionR1/Detection-v0",
         env_kwargs={
-            "difficulty": {"base": "easy", "num_objects": [1, 1], "shapes": ["circle"], "count_query": "all"},
+            "difficulty": {"base": "easy", "num_objects": [1, 1], "shapes": ["circle"]},
             "answer_format": "qwen2-vl",
         },
         metric="AP",

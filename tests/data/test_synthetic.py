@@ -1,8 +1,10 @@
 import dataclasses
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+import perception_env  # noqa: F401  (registers the env ids)
 from perception_env.data import (
     EASY,
     PRESETS,
@@ -167,9 +169,24 @@ def test_difficulty_from_a_json_mapping():
         get_difficulty({"colour": ["red"]})
     with pytest.raises(ValueError, match="count_query"):
         get_difficulty({"count_query": "some"})
-    with pytest.raises(ValueError, match="two shape classes"):
-        get_difficulty({"shapes": ["circle"]})  # counting one class among others needs others
     assert get_difficulty({"shapes": ["circle"], "count_query": "all"}).shapes == ("circle",)
+
+
+def test_one_shape_class_is_refused_only_where_counting_needs_others():
+    one_class = {"base": "easy", "shapes": ["circle"]}
+    with pytest.raises(ValueError, match="two shape classes"):
+        ShapesCounting(split="train", size=4, difficulty=one_class)  # one class among others needs others
+    assert ShapesCounting(split="train", size=4, difficulty={**one_class, "count_query": "all"})[0].count >= 0
+    for env_id in ("PerceptionR1/Detection-v0", "PerceptionR1/Grounding-v0"):
+        env = gym.make(env_id, difficulty=one_class)
+        _, info = env.reset(seed=0)
+        sample = env.unwrapped.sample
+        assert set(sample.labels) == {"circle"}, env_id
+        assert env.unwrapped.score(env.unwrapped.oracle_answer()).info["reward_components"], env_id
+        assert (
+            env.unwrapped.score(env.unwrapped.oracle_answer()).reward
+            == env.unwrapped.score(env.unwrapped.oracle_answer(exact=True)).reward
+        ), env_id
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])

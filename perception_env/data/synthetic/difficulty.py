@@ -102,10 +102,6 @@ class Difficulty:
             raise ValueError(f"Difficulty.count_query must be 'shape' or 'all', got {self.count_query!r}")
         if not self.shapes or not self.colors:
             raise ValueError("need at least one shape class and one colour")
-        if len(self.shapes) < 2 and self.count_query == "shape":
-            raise ValueError(
-                "counting one shape class among others needs two shape classes (count_query='all' does not)"
-            )
         if not 0.0 <= self.max_overlap < 1.0:
             raise ValueError(f"Difficulty.max_overlap must be in [0, 1), got {self.max_overlap}")
 

@@ -81,6 +81,14 @@ class ShapesCounting(_ShapesDataset):
 
     task = "counting"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only counting needs this: detection and grounding are well posed with a single shape class.
+        if len(self.difficulty.shapes) < 2 and self.difficulty.count_query == "shape":
+            raise ValueError(
+                "counting one shape class among others needs two shape classes (count_query='all' does not)"
+            )
+
     def draw(self, rng):
         d = self.difficulty
         lo, hi = d.num_objects
