@@ -118,7 +118,7 @@ RECIPES = {
     # learns it in a minute of supervision (shape-specific counting takes it thousands of steps), so a
     # warm start stopped at ~40% leaves GRPO a policy that can perceive but answers badly. Counting every
     # object needs no position: with the released rope_theta the image tokens are a bag, and GRPO takes
-    # seed 0 from 41% to 100%; with the tiny preset's theta 10 it stalled (38.5% -> 40.5%, RESULTS.md).
+    # seed 0 from 41% to 100%; with the tiny preset's theta 10 it stalled (38.5% -> 40.5%, docs/learning-on-a-cpu.md).
     "counting": DemoRecipe(
         env_id="PerceptionR1/Counting-v0",
         env_kwargs={"difficulty": {"base": "easy", "count_query": "all"}, "answer_format": "number"},
