@@ -118,20 +118,13 @@ def make_env(env_id: str, env_kwargs: dict, **extra):
 def check_model(model: str, option: str = "--model") -> str:
     """``model`` as transformers should load it: a local model folder, or a hub id that can be had.
 
-    Beyond ``check_model_source``: ``runs/nope`` is a valid hub id, but where ``runs/`` is a local folder it
-    means a folder, which does not exist; and offline (``HF_HUB_OFFLINE=1``) a hub id must be in the cache.
-    Both fail at once, instead of after the hub's retries."""
+    Beyond ``check_model_source``: offline (``HF_HUB_OFFLINE=1``) a hub id must be in the cache; that fails at
+    once, naming the cure, instead of in transformers."""
     from agents.policies.qwen_vl import check_model_source
 
     source = check_model_source(model, option)
-    path = Path(source).expanduser()
-    if path.exists():
+    if Path(source).expanduser().exists():
         return source
-    first = Path(source.split("/")[0])
-    if first.is_dir():
-        raise MissingFileError(
-            f"no such folder: {source} ({option}; {first}/ is a local folder, so it is read as one, not as a hub id)"
-        )
     if _hub_offline() and not _in_hub_cache(source):
         raise MissingFileError(
             f"{source} ({option}) is neither a local folder nor in the hub cache, and the hub is off "

@@ -71,14 +71,22 @@ def check_model_source(name_or_path: str | os.PathLike, option: str = "--model")
     folder with its configuration, weights and processor files; else fail at once, naming what is missing.
 
     A path that does not exist and cannot be a hub id (absolute, ``./``, ``~``, two or more ``/``) is "no such
-    folder" without asking the hub; a hub id (``Qwen/Qwen2-VL-2B-Instruct``) is returned unchanged.
+    folder" without asking the hub, and so is a valid hub id whose first part is a local folder (``runs/nope``
+    beside a local ``runs/``); a hub id (``Qwen/Qwen2-VL-2B-Instruct``) is returned unchanged.
     ``option``: the flag or argument that named it, for the message."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if not path.exists():
-        if _is_hub_id(text):
-            return text  # transformers downloads it, or finds it in its cache
-        raise MissingFileError(f"no such folder: {text} ({option} names neither a local folder nor a hub id)")
+        if not _is_hub_id(text):
+            raise MissingFileError(
+                f"no such folder: {text} ({option} names neither a local folder nor a hub id)"
+            )
+        first = Path(text.split("/")[0])
+        if first.is_dir():
+            raise MissingFileError(
+                f"no such folder: {text} ({option}; {first}/ is a local folder, so it is read as one, not as a hub id)"
+            )
+        return text  # transformers downloads it, or finds it in its cache
     if not path.is_dir():
         raise SetupError(f"{text} ({option}): a file, not a model folder")
     # LoRA adapters (transformers loads the base model adapter_config.json names) or a whole model

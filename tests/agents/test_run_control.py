@@ -192,6 +192,10 @@ def test_a_local_model_path_that_does_not_exist_fails_at_once(tmp_path, monkeypa
     for path in (str(tmp_path / "absent"), "./absent", "runs/a/b"):
         with pytest.raises(FileNotFoundError, match=f"no such folder: {path}"):
             QwenVLPolicy.from_pretrained(path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()  # "runs/nope" is a valid hub id; beside a local runs/ it names a folder
+    with pytest.raises(FileNotFoundError, match="no such folder: runs/nope .*runs/ is a local folder"):
+        QwenVLPolicy.from_pretrained("runs/nope")
     message = _exit_message(["train", "--model", "./absent", "--output-dir", str(tmp_path)])
     assert message.startswith("perception-r1 train: no such folder: ./absent") and "\n" not in message
 
