@@ -143,6 +143,34 @@ def test_ocr_easy_is_one_short_word():
     assert all(" " not in ds[i].text and "\n" not in ds[i].text and len(ds[i].text) <= 4 for i in range(50))
 
 
+def test_ocr_letter_cells_put_one_character_in_each_cell():
+    """letter_cell 28: each character of the word sits inside its own 28x28 cell, in order, the word
+    starting at a cell boundary; empty cells are blank."""
+    d = {"base": "easy", "letter_cell": 28}
+    ds = RenderedTextOCR(difficulty=d, size=40)
+    for i in range(len(ds)):
+        s = ds[i]
+        x0, y0 = s.meta["origin"]
+        assert x0 % 28 == 0 and y0 % 28 == 0
+        ink = s.image.min(axis=2) < 128  # [56, 112]
+        columns = {(x0 + 28 * j) // 28 for j in range(len(s.text))}
+        for row in range(2):
+            for column in range(4):
+                cell = ink[28 * row : 28 * row + 28, 28 * column : 28 * column + 28]
+                inked = row == y0 // 28 and column in columns
+                assert cell.any() == inked, (s.text, s.meta, row, column)
+                if inked:  # the glyph is centred: no ink on the cell's left and right edges
+                    assert not (cell[:, 0].any() or cell[:, -1].any())
+    assert len({ds[i].meta["origin"][0] for i in range(len(ds))}) > 1  # the word moves
+
+
+def test_ocr_letter_cells_must_hold_the_font_and_fit_the_page():
+    with pytest.raises(ValueError, match="letter_cell"):
+        Difficulty(letter_cell=20)  # the 24-px font
+    with pytest.raises(ValueError, match="letter_cell"):
+        Difficulty(letter_cell=60, font_size=(24, 24))  # taller than the 56-px page
+
+
 def test_difficulty_by_name_or_instance():
     custom = dataclasses.replace(EASY, name="custom", num_objects=(2, 2))
     assert get_difficulty(custom) is custom and get_difficulty("hard").image_size == 448

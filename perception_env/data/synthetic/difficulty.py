@@ -52,6 +52,11 @@ class Difficulty:
     * ``words_per_line`` / ``lines_per_page``: inclusive ranges (a line ends
       early when the next word would not fit the page width).
     * ``max_word_length``: longest vocabulary word used, characters.
+    * ``letter_cell``: ``None`` for proportional text at any pixel offset; a side in pixels for a
+      monospaced layout on a grid of square cells, one character (or space) centred in each cell and
+      the block placed at a random cell. At 28 (the vision token's 28x28 pixels after Qwen's 2x2
+      merge) each character is one token, as ``grid`` puts one object in each token: the simplest
+      reading, the same question.
     """
 
     name: str = "custom"
@@ -72,6 +77,7 @@ class Difficulty:
     words_per_line: tuple[int, int] = (1, 1)
     lines_per_page: tuple[int, int] = (1, 1)
     max_word_length: int = 4
+    letter_cell: int | None = None
 
     def __post_init__(self) -> None:
         for key in (
@@ -102,6 +108,13 @@ class Difficulty:
             raise ValueError(f"Difficulty.count_query must be 'shape' or 'all', got {self.count_query!r}")
         if not self.shapes or not self.colors:
             raise ValueError("need at least one shape class and one colour")
+        if self.letter_cell is not None:
+            columns, rows = (side // max(self.letter_cell, 1) for side in self.page_size)
+            if self.letter_cell < self.font_size[1] or not columns or not rows:
+                raise ValueError(
+                    f"Difficulty.letter_cell {self.letter_cell} must hold the largest font "
+                    f"({self.font_size[1]} px) and fit the page {self.page_size}"
+                )
         if not 0.0 <= self.max_overlap < 1.0:
             raise ValueError(f"Difficulty.max_overlap must be in [0, 1), got {self.max_overlap}")
 

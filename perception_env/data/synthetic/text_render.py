@@ -50,7 +50,9 @@ class RenderedTextOCR(SyntheticDataset):
     Layout (pixels of the generated image): a margin of a third of the font
     size, lines ``1.3 * font_size`` apart, the block shifted by a random
     offset within the free space. A line ends early when its next word would
-    not fit the page width. ``meta`` has the font size and the text origin.
+    not fit the page width. With ``difficulty.letter_cell`` the text is monospaced instead: one
+    character centred in each square cell, the block starting at a random cell. ``meta`` has the font
+    size and the text origin (pixels).
     """
 
     task = "ocr"
@@ -64,6 +66,8 @@ class RenderedTextOCR(SyntheticDataset):
         d = self.difficulty
         width, height = d.page_size
         size = int(rng.integers(d.font_size[0], d.font_size[1] + 1))
+        if d.letter_cell:
+            return self._draw_in_cells(rng, size)
         f, margin, line_height = font(size), max(2, size // 3), round(1.3 * size)
         max_lines = max(1, (height - 2 * margin - size) // line_height + 1)
         n_lines = min(int(rng.integers(d.lines_per_page[0], d.lines_per_page[1] + 1)), max_lines)
@@ -86,6 +90,28 @@ class RenderedTextOCR(SyntheticDataset):
         y0 = margin + int(rng.integers(0, max(0, int(height - 2 * margin - text_h)) + 1))
         return lines, size, (x0, y0)
 
+    def _draw_in_cells(self, rng, size: int):
+        """Lines of words on the page's grid of ``letter_cell`` cells; the block at a random cell."""
+        d = self.difficulty
+        cell = d.letter_cell
+        columns, rows = d.page_size[0] // cell, d.page_size[1] // cell
+        n_lines = min(int(rng.integers(d.lines_per_page[0], d.lines_per_page[1] + 1)), rows)
+        lines = []
+        for _ in range(n_lines):
+            n_words = int(rng.integers(d.words_per_line[0], d.words_per_line[1] + 1))
+            words: list[str] = []
+            for _ in range(max(n_words, 1)):
+                word = self.vocabulary[int(rng.integers(len(self.vocabulary)))]
+                if len(" ".join(words + [word])) > columns:
+                    break
+                words.append(word)
+            if not words:
+                return None  # a word longer than the row: draw again
+            lines.append(" ".join(words))
+        column = int(rng.integers(0, columns - max(map(len, lines)) + 1))
+        row = int(rng.integers(0, rows - n_lines + 1))
+        return lines, size, (column * cell, row * cell)
+
     def signature(self, content):
         return content  # text, font size and position (not the noise)
 
@@ -96,8 +122,14 @@ class RenderedTextOCR(SyntheticDataset):
         image = Image.new("RGB", (width, height), background(rng, d))
         draw = ImageDraw.Draw(image)
         ink = (int(rng.integers(0, 60)),) * 3
+        cell = d.letter_cell
         for i, line in enumerate(lines):
-            draw.text((x0, y0 + i * round(1.3 * size)), line, font=font(size), fill=ink)
+            if cell:  # each character centred in its cell ("mm": the middle of its advance and of the line)
+                for j, char in enumerate(line):
+                    centre = (x0 + j * cell + cell / 2, y0 + i * cell + cell / 2)
+                    draw.text(centre, char, font=font(size), fill=ink, anchor="mm")
+            else:
+                draw.text((x0, y0 + i * round(1.3 * size)), line, font=font(size), fill=ink)
         array = add_noise(rng, np.asarray(image, dtype=np.uint8).copy(), d.noise_std)
         array.flags.writeable = False
         return Sample(
