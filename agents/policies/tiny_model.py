@@ -23,6 +23,7 @@ same tokenizer (the tokenizer does not depend on the seed).
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,9 +407,17 @@ def build_model(
     seed: int = 0,
     tokenizer=None,
     rope_theta: float | None = None,
+    image_mean: float | None = None,
+    image_std: float | None = None,
 ):
     """Build (model, processor) in memory. Weights depend only on (arch, preset, seed); ``rope_theta``
-    overrides the preset's rotary base (it changes no weight, only the angles)."""
+    overrides the preset's rotary base (it changes no weight, only the angles).
+
+    ``image_mean`` / ``image_std``: the processor's pixel normalisation, one value for the three
+    channels on the 0..1 scale (default: the released OpenAI-CLIP values, about 0.46 / 0.27). A page of
+    text is mostly light paper: with CLIP's values every patch of it is ~ +1.7, and a random ViT's
+    features of a few dark strokes drown in that common offset (docs/learning-on-a-cpu.md); normalising
+    by the page's own grey (0.92, 0.3) puts the paper at 0 and leaves the ink as the signal."""
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -448,6 +457,11 @@ def build_model(
         temporal_patch_size=2,
         merge_size=2,
     )
+    for name, value in (("image_mean", image_mean), ("image_std", image_std)):
+        if value is not None:
+            if not (math.isfinite(value) and (value > 0 or name == "image_mean")):
+                raise ValueError(f"{name} must be a finite number{' > 0' if name == 'image_std' else ''}")
+            setattr(image_processor, name, [float(value)] * 3)
     processor = processor_class_for(config.model_type)(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE
     )
@@ -461,11 +475,14 @@ def build_tiny_model(
     seed: int = 0,
     dtype: torch.dtype | None = None,
     rope_theta: float | None = None,
+    image_mean: float | None = None,
+    image_std: float | None = None,
 ) -> Path:
     """Build a random ``arch`` model at ``preset`` size; save model + processor to ``out_dir``.
 
     ``dtype``: the dtype of the saved weights (default float32; e.g. torch.bfloat16 halves a 2B model's
     8.8 GB on disk). ``rope_theta``: the text model's rotary base (default: the preset's, see ``PRESETS``).
+    ``image_mean`` / ``image_std``: the processor's pixel normalisation (see :func:`build_model`).
 
     Offline and deterministic. The folder loads with ``QwenVLPolicy.from_pretrained(out_dir)`` or with
     ``AutoModelForImageTextToText.from_pretrained(out_dir)`` like any released checkpoint.
@@ -473,7 +490,9 @@ def build_tiny_model(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, processor = build_model(arch=arch, preset=preset, seed=seed, rope_theta=rope_theta)
+    model, processor = build_model(
+        arch=arch, preset=preset, seed=seed, rope_theta=rope_theta, image_mean=image_mean, image_std=image_std
+    )
     if dtype is not None:
         model.to(dtype)
     model.save_pretrained(out)
@@ -483,6 +502,8 @@ def build_tiny_model(
         "preset": preset,
         "seed": seed,
         "rope_theta": model.config.text_config.rope_parameters["rope_theta"],
+        "image_mean": processor.image_processor.image_mean,
+        "image_std": processor.image_processor.image_std,
         "parameters": _parameter_breakdown(model),
     }
     (out / "tiny_model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

@@ -255,6 +255,25 @@ def test_rope_theta_can_be_set_and_survives_a_reload(tmp_path):
     assert torch.allclose(model_freq, torch.cat([model_freq[:2], rows, columns]), rtol=1e-6)
 
 
+def test_the_processor_normalisation_can_be_set_and_survives_a_reload(tmp_path, observations):
+    folder = build_tiny_model(tmp_path / "m", preset="tiny", seed=0, image_mean=0.92, image_std=0.3)
+    assert json.loads((folder / "tiny_model.json").read_text())["image_mean"] == [0.92] * 3
+    policy = QwenVLPolicy.from_pretrained(str(folder))
+    assert list(policy.processor.image_processor.image_std) == [0.3] * 3
+    # a pixel of grey 0.92 (234.6 / 255) becomes ~0; a black one (0 - 0.92) / 0.3
+    page = np.full((56, 56, 3), 255, dtype=np.uint8)
+    page[:28] = 0
+    pixels = policy.encode_prompts([{"image": page, "prompt": "OCR this image:"}])["pixel_values"]
+    assert pixels.max().item() == pytest.approx((1.0 - 0.92) / 0.3, abs=1e-4)
+    assert pixels.min().item() == pytest.approx(-0.92 / 0.3, abs=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [{"image_std": 0.0}, {"image_std": -1.0}, {"image_mean": float("nan")}])
+def test_a_processor_normalisation_that_divides_by_zero_or_nan_is_refused_by_name(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        build_model(preset="tiny", seed=0, **kwargs)
+
+
 @pytest.mark.parametrize("theta", [1.0, 0.5, -10.0, float("nan")])
 def test_rope_theta_out_of_range_is_refused_by_name(theta):
     ids = {t: 1024 + i for i, t in enumerate(SPECIAL_TOKENS)}
