@@ -85,11 +85,15 @@ def line_chart(
     y_label: str,
     y_range: tuple[float, float] | None = None,
     size: tuple[int, int] = (900, 540),
+    legend_at: str = "bottom right",
 ) -> Path:
     """Draw ``series`` on one pair of axes and save a PNG at ``path``; returns the path.
 
     ``y_range``: fixed y limits (e.g. (0, 100) for a percentage), else the data's, padded to round ticks.
+    ``legend_at``: "bottom right" (rising curves) or "top right" (falling ones, e.g. an error).
     """
+    if legend_at not in ("bottom right", "top right"):
+        raise ValueError(f"legend_at must be 'bottom right' or 'top right', not {legend_at!r}")
     points = [p for s in series for p in s.points]
     if not points:
         raise ValueError(f"{path}: nothing to plot (every series is empty)")
@@ -135,11 +139,12 @@ def line_chart(
             draw.ellipse(
                 [x - 4, y - 4, x + 4, y + 4], fill="white" if s.dashed else color, outline=color, width=2
             )
-    # legend on a white box, bottom right inside the axes (learning curves rise to the top left)
+    # legend on a white box inside the axes, in the corner the curves leave free
     text_width = max(draw.textlength(s.label, font=small) for s in series)
     x0 = width - right - 10 - (66 + text_width)
-    y0 = height - bottom - 10 - 22 * len(series) - 8
-    draw.rectangle([x0, y0, width - right - 10, height - bottom - 10], fill="white", outline=GRID)
+    box_height = 22 * len(series) + 8
+    y0 = height - bottom - 10 - box_height if legend_at == "bottom right" else top + 10
+    draw.rectangle([x0, y0, width - right - 10, y0 + box_height], fill="white", outline=GRID)
     for k, s in enumerate(series):
         color = s.color or PALETTE[k % len(PALETTE)]
         y = y0 + 15 + 22 * k

@@ -48,3 +48,23 @@ def test_line_chart_draws_every_series_in_its_colour(tmp_path):
 def test_line_chart_refuses_nothing_to_plot(tmp_path):
     with pytest.raises(ValueError, match="nothing to plot"):
         line_chart([Series("a", [])], tmp_path / "c.png", title="t", x_label="x", y_label="y")
+
+
+@pytest.mark.parametrize("legend_at, in_top_half", [("bottom right", False), ("top right", True)])
+def test_the_legend_goes_to_the_corner_asked_for(tmp_path, legend_at, in_top_half):
+    red = (230, 0, 0)
+    # the curve stays in the left tenth: every red pixel in the right half is the legend's sample line
+    series = [Series("a", [(0, 50), (10, 50)], red), Series("b", [(100, 50)], (0, 0, 230))]
+    path = line_chart(
+        series, tmp_path / "c.png", title="t", x_label="x", y_label="y", size=(400, 300), legend_at=legend_at
+    )
+    image = np.asarray(Image.open(path).convert("RGB"))
+    rows, _ = np.nonzero((image[:, 200:] == red).all(axis=-1))
+    assert rows.size > 10 and (rows.mean() < 150) == in_top_half
+
+
+def test_line_chart_refuses_an_unknown_legend_corner(tmp_path):
+    with pytest.raises(ValueError, match="legend_at"):
+        line_chart(
+            [Series("a", [(0, 1)])], tmp_path / "c.png", title="t", x_label="x", y_label="y", legend_at="left"
+        )
