@@ -348,8 +348,8 @@ def _run(argv: list[str]) -> None:
     p.add_argument(
         "--task",
         default="counting",
-        choices=["counting", "grounding", "detection"],  # agents/demo.py RECIPES (OCR: no recipe learns yet)
-        help="the demo's task: counting (default), grounding (Acc@0.5) or detection (COCO AP)",
+        choices=["counting", "grounding", "detection", "ocr"],  # agents/demo.py RECIPES
+        help="the demo's task: counting (default), grounding (Acc@0.5), detection (COCO AP) or ocr (edit distance)",
     )
     p.add_argument(
         "--grpo-steps",

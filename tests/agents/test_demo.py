@@ -17,6 +17,7 @@ from agents.demo import (
     stall_reason,
     warm_start_to_band,
 )
+from agents.policies.qwen_vl import QwenVLPolicy
 
 # an unreachable band: the warm start runs to sft_max_steps
 MINIATURE = dataclasses.replace(
@@ -46,6 +47,26 @@ def test_demo_runs_end_to_end_and_reports(tmp_path, capsys):
     control = result["control"]
     assert control["steps"] == 2 and [s for s, *_ in control["curve"]] == [0, 2]
     assert 0.0 <= control["after"] <= 1.0 and "SFT control" in out
+
+
+def test_the_ocr_demo_builds_its_model_with_the_recipes_normalisation(tmp_path, capsys):
+    """The OCR recipe's processor normalises by the page's grey; its metric is lower-is-better; its GRPO
+    keeps the paper's KL to the warm start (the other recipes run without a reference model)."""
+    ocr = dataclasses.replace(
+        RECIPES["ocr"],
+        **{k: getattr(MINIATURE, k) for k in ("sft_band", "sft_max_steps", "sft_chunk", "sft_check_samples")},
+        **{
+            k: getattr(MINIATURE, k) for k in ("grpo_steps", "prompts_per_step", "group_size", "eval_samples")
+        },
+    )
+    result = run_demo(tmp_path, seed=0, recipe=ocr, progress=False)
+    saved = QwenVLPolicy.from_pretrained(str(tmp_path / "warm-start-seed0")).processor.image_processor
+    assert list(saved.image_mean) == [0.92] * 3 and list(saved.image_std) == [0.3] * 3
+    assert result["higher_is_better"] is False and 0.0 <= result["after"] <= 1.0
+    out = capsys.readouterr().out
+    assert "held-out edit distance" in out and "KL to the warm start beta=0.04" in out
+    assert result["history"] and all(row["train/kl"] >= 0.0 for row in result["history"])  # k3 >= 0
+    assert RECIPES["grounding"].grpo_config("m", tmp_path, 0).beta == 0.0
 
 
 def test_a_stalled_run_shows_its_reward_table_and_what_it_means(tmp_path, capsys):
