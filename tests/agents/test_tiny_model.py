@@ -303,3 +303,26 @@ def test_make_tiny_model_refuses_a_rope_theta_of_one_or_less_in_one_line(tmp_pat
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--rope-theta" in error and theta in error
     assert not (tmp_path / "m").exists()
+
+
+def test_make_tiny_model_sets_the_processor_normalisation(tmp_path):
+    from agents.cli import main
+
+    main(["make-tiny-model", str(tmp_path / "m"), "--image-mean", "0.92", "--image-std", "0.3"])
+    from agents.policies.qwen_vl import QwenVLPolicy
+
+    saved = QwenVLPolicy.from_pretrained(str(tmp_path / "m")).processor.image_processor
+    assert list(saved.image_mean) == [0.92] * 3 and list(saved.image_std) == [0.3] * 3
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--image-std", "0"), ("--image-std", "-1"), ("--image-mean", "nan")]
+)
+def test_make_tiny_model_refuses_a_normalisation_that_divides_by_zero_or_nan(tmp_path, capsys, flag, value):
+    from agents.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["make-tiny-model", str(tmp_path / "m"), flag, value])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "m").exists()
