@@ -6,6 +6,10 @@
 Read it top to bottom: every number printed comes from the project's real code (the same env,
 policy, advantages and loss that train Qwen2-VL-2B), only the model is tiny and random so that it
 runs offline on a CPU. The paper behind it: Perception-R1 (Yu et al., 2025).
+
+Next: `perception-r1 demo --task counting | grounding | detection | ocr` runs each task's recipe (a warm
+start stopped on a validation band, then GRPO); benchmarks/RESULTS.md has their learning curves, GRPO
+against more supervised training for the same CPU time (benchmarks/figures/learning-TASK.png).
 """
 
 from __future__ import annotations
@@ -199,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         f"held-out greedy accuracy (200 test images): {before['success']:.0%} -> {after_eval['success']:.0%}"
     )
     print(f"TensorBoard: tensorboard --logdir {out / 'grpo'}")
+    print("next: perception-r1 demo --task grounding (or detection, ocr); curves in benchmarks/RESULTS.md")
 
 
 if __name__ == "__main__":
