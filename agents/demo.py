@@ -259,7 +259,10 @@ def reward_windows(
     return rows
 
 
-def stall_reason(gain: float, windows: list[dict], min_gain: float = 5.0) -> str | None:
+STALL_MIN_GAIN = 5.0  # held-out points below which a run counts as stalled
+
+
+def stall_reason(gain: float, windows: list[dict], min_gain: float = STALL_MIN_GAIN) -> str | None:
     """Why RL looks stalled (None when it is not): little held-out gain, or most groups without signal."""
     if not windows:
         return None
@@ -268,7 +271,8 @@ def stall_reason(gain: float, windows: list[dict], min_gain: float = 5.0) -> str
         return f"the held-out metric moved {gain:+.1f} points (< {min_gain:g})"
     if last["zero_std"] > 0.5 and last.get("at_max", 0.0) < 0.9:
         return (
-            f"{last['zero_std']:.0%} of the last groups had G equal rewards, yet most answers are not perfect"
+            f"{last['zero_std']:.0%} of the last groups had G equal rewards (no signal), yet "
+            f"{1.0 - last.get('at_max', 0.0):.0%} of the answers were short of the maximum reward"
         )
     return None
 
@@ -593,7 +597,12 @@ def _summarise(
         )
     stall = stall_reason(gain, windows)
     if stall:
-        print(f"  RL stalled: {stall}. GRPO's rewards, step by step:")
+        what = (
+            "RL stalled"
+            if gain < STALL_MIN_GAIN
+            else f"RL gained {gain:+.1f} points but is running out of signal"
+        )
+        print(f"  {what}: {stall}. GRPO's rewards, step by step:")
         print_reward_table(windows)
         print(STALL_HELP)
     curve = [(0, 0.0, 0.0, m_before)] + [

@@ -215,7 +215,9 @@ def test_stall_reason():
     assert "moved +2.0 points" in stall_reason(2.0, [row])
     assert stall_reason(30.0, [row]) is None
     assert stall_reason(30.0, [{"zero_std": 0.8, "at_max": 0.95}]) is None  # solved: equal rewards at the top
-    assert "80%" in stall_reason(30.0, [{"zero_std": 0.8, "at_max": 0.1}])
+    # a gain, then silence: the share of equal-reward groups and of imperfect answers, both right
+    assert "80% of the last groups" in stall_reason(30.0, [{"zero_std": 0.8, "at_max": 0.6}])
+    assert "40% of the answers were short" in stall_reason(30.0, [{"zero_std": 0.8, "at_max": 0.6}])
     assert stall_reason(0.0, []) is None
 
 
