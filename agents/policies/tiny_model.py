@@ -23,13 +23,13 @@ same tokenizer (the tokenizer does not depend on the seed).
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from agents.config import bound_problem
 from agents.policies.qwen_vl import count_parameters
 
 __all__ = [
@@ -457,10 +457,14 @@ def build_model(
         temporal_patch_size=2,
         merge_size=2,
     )
-    for name, value in (("image_mean", image_mean), ("image_std", image_std)):
+    for name, value, bounds in (
+        ("image_mean", image_mean, {}),
+        ("image_std", image_std, {"exclusive_minimum": 0}),
+    ):
         if value is not None:
-            if not (math.isfinite(value) and (value > 0 or name == "image_mean")):
-                raise ValueError(f"{name} must be a finite number{' > 0' if name == 'image_std' else ''}")
+            problem = bound_problem(float(value), **bounds)  # the CLI's --image-mean/--image-std rule
+            if problem:
+                raise ValueError(f"{name} {problem}, got {value!r}")
             setattr(image_processor, name, [float(value)] * 3)
     processor = processor_class_for(config.model_type)(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE
