@@ -9,6 +9,7 @@ spaces, the lines joined by ``"\\n"``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -71,18 +72,9 @@ class RenderedTextOCR(SyntheticDataset):
         f, margin, line_height = font(size), max(2, size // 3), round(1.3 * size)
         max_lines = max(1, (height - 2 * margin - size) // line_height + 1)
         n_lines = min(int(rng.integers(d.lines_per_page[0], d.lines_per_page[1] + 1)), max_lines)
-        lines = []
-        for _ in range(n_lines):
-            n_words = int(rng.integers(d.words_per_line[0], d.words_per_line[1] + 1))
-            words: list[str] = []
-            for _ in range(max(n_words, 1)):
-                word = self.vocabulary[int(rng.integers(len(self.vocabulary)))]
-                if f.getlength(" ".join(words + [word])) > width - 2 * margin:
-                    break
-                words.append(word)
-            if not words:
-                return None  # a single word wider than the page: draw again
-            lines.append(" ".join(words))
+        lines = self._fill_lines(rng, n_lines, fits=lambda text: f.getlength(text) <= width - 2 * margin)
+        if lines is None:
+            return None  # a single word wider than the page: draw again
         text_w = max(f.getlength(line) for line in lines)
         text_h = (n_lines - 1) * line_height + size
         # The whole block shifts, so position is not a constant the model could memorise.
@@ -90,24 +82,33 @@ class RenderedTextOCR(SyntheticDataset):
         y0 = margin + int(rng.integers(0, max(0, int(height - 2 * margin - text_h)) + 1))
         return lines, size, (x0, y0)
 
-    def _draw_in_cells(self, rng, size: int):
-        """Lines of words on the page's grid of ``letter_cell`` cells; the block at a random cell."""
+    def _fill_lines(self, rng, n_lines: int, fits: Callable[[str], bool]) -> list[str] | None:
+        """``n_lines`` lines of random vocabulary words, each ending before the word that would make it
+        not ``fits`` (a width test); None when a line's first word alone does not fit."""
         d = self.difficulty
-        cell = d.letter_cell
-        columns, rows = d.page_size[0] // cell, d.page_size[1] // cell
-        n_lines = min(int(rng.integers(d.lines_per_page[0], d.lines_per_page[1] + 1)), rows)
         lines = []
         for _ in range(n_lines):
             n_words = int(rng.integers(d.words_per_line[0], d.words_per_line[1] + 1))
             words: list[str] = []
             for _ in range(max(n_words, 1)):
                 word = self.vocabulary[int(rng.integers(len(self.vocabulary)))]
-                if len(" ".join(words + [word])) > columns:
+                if not fits(" ".join(words + [word])):
                     break
                 words.append(word)
             if not words:
-                return None  # a word longer than the row: draw again
+                return None
             lines.append(" ".join(words))
+        return lines
+
+    def _draw_in_cells(self, rng, size: int):
+        """Lines of words on the page's grid of ``letter_cell`` cells; the block at a random cell."""
+        d = self.difficulty
+        cell = d.letter_cell
+        columns, rows = d.page_size[0] // cell, d.page_size[1] // cell
+        n_lines = min(int(rng.integers(d.lines_per_page[0], d.lines_per_page[1] + 1)), rows)
+        lines = self._fill_lines(rng, n_lines, fits=lambda text: len(text) <= columns)
+        if lines is None:
+            return None  # a word longer than the row: draw again
         column = int(rng.integers(0, columns - max(map(len, lines)) + 1))
         row = int(rng.integers(0, rows - n_lines + 1))
         return lines, size, (column * cell, row * cell)
