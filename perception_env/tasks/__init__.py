@@ -8,12 +8,10 @@ class and one call, ``register_task(MyTaskEnv)``.
 
 from __future__ import annotations
 
-import functools
-
 import gymnasium as gym
 
 from perception_env.core import PerceptionEnv
-from perception_env.vector import make_vector_env
+from perception_env.vector import vector_entry_point
 
 TASKS: dict[str, type[PerceptionEnv]] = {}
 ENV_IDS: dict[str, str] = {}  # Gymnasium id -> entry point "module:Class"
@@ -33,7 +31,7 @@ def register_task(task_cls: type[PerceptionEnv]) -> type[PerceptionEnv]:
     gym.register(
         id=task_cls.env_id,
         entry_point=ENV_IDS[task_cls.env_id],
-        vector_entry_point=functools.partial(make_vector_env, task_cls.env_id),
+        vector_entry_point=vector_entry_point(task_cls.env_id),  # a string: the spec is JSON (Minari)
         disable_env_checker=False,
     )
     return task_cls

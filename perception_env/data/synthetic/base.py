@@ -45,6 +45,10 @@ class SyntheticDataset:
     name or a :class:`Difficulty`), ``size`` (number of samples; default
     1000 train / 200 val and test), ``seed``, ``cache_size`` (samples kept in
     an LRU cache; generation takes about a millisecond at the easy level).
+
+    A dataset pickles (spawned vector envs, Ray and verl workers ship envs to other processes) and copies
+    without its cache: the copy starts with an empty one of the same size and, samples being pure
+    functions of their index, yields the same samples.
     """
 
     task: str = ""
@@ -68,7 +72,21 @@ class SyntheticDataset:
             raise ValueError(f"size must be >= 0, got {size}")
         self.seed = int(seed)
         self.name = f"{self.family}-{self.task}-{self.difficulty.name}"
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._generate)
+        self.cache_size = cache_size
+        self._start_cache()
+
+    def _start_cache(self) -> None:
+        # per instance (samples depend on seed, split and difficulty); a bound lru_cache cannot be pickled
+        self._cached = functools.lru_cache(maxsize=self.cache_size)(self._generate)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_cached"]  # pickled and deep-copied without it: a copy never shares the original's cache
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._start_cache()
 
     def __len__(self) -> int:
         return self.size
@@ -103,6 +121,12 @@ class SyntheticDataset:
         raise RuntimeError(f"{self.name}: no sample for split {self.split!r} after {_MAX_DRAWS} draws")
 
     # -- for subclasses -------------------------------------------------------
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of every sample's image, or None where the sizes differ (what a render's
+        panel is fitted to)."""
+        return None
+
     def draw(self, rng: np.random.Generator) -> Any | None:
         """The sample's content (objects and question), or ``None`` to draw again."""
         raise NotImplementedError

@@ -26,6 +26,10 @@ class _ShapesDataset(SyntheticDataset):
         super().__init__(*args, **kwargs)
         self.categories = tuple(self.difficulty.shapes)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.difficulty.image_size, self.difficulty.image_size)  # every scene is this square
+
     def random_attributes(self, rng: np.random.Generator, n: int, shapes=None) -> list[tuple[str, str]]:
         shapes = self.difficulty.shapes if shapes is None else shapes
         colors = self.difficulty.colors

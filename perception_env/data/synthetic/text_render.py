@@ -63,6 +63,10 @@ class RenderedTextOCR(SyntheticDataset):
         super().__init__(*args, **kwargs)
         self.vocabulary = tuple(w for w in VOCABULARY if len(w) <= self.difficulty.max_word_length)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.difficulty.page_size  # every page is this size, whatever its text
+
     def draw(self, rng):
         d = self.difficulty
         width, height = d.page_size
