@@ -217,7 +217,8 @@ class PerceptionEnv(gym.Env[Observation, str]):
         return Scored(float(result.reward), info, result, sample)
 
     def render(self) -> np.ndarray | None:
-        """``rgb_array``: the image with targets and the last answer's predictions drawn."""
+        """``rgb_array``: the image with targets and the last answer's predictions drawn, every frame of the
+        env one size (:attr:`render_panel` and the text band under it), as video recorders need."""
         if self.render_mode is None:
             gym.logger.warn("render() called without render_mode; pass render_mode='rgb_array' to gym.make")
             return None
@@ -232,7 +233,16 @@ class PerceptionEnv(gym.Env[Observation, str]):
             points=self.render_points,
             text=self.render_text,
             answer=None if self._last is None else self._last_answer,
+            panel=self.render_panel,
         )
+
+    @property
+    def render_panel(self) -> tuple[int, int]:
+        """``(width, height)`` of the image in every frame :meth:`render` draws: the env's images all have one
+        size (``image_size=``, or the built-in data's), upscaled if small; else each is fitted into 640 x 640."""
+        from perception_env.render import panel_size
+
+        return panel_size(self.image_size or getattr(self.dataset, "image_size", None))
 
     # ----------------------------------------------------------------- helpers
     @property

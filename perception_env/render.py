@@ -4,6 +4,10 @@ Colours: targets green; predictions matched to a target blue (solid) with a
 thin line to their target; unmatched predictions red; target points as green
 dots, predicted points as blue/red crosses. Small images are upscaled so
 labels stay legible.
+
+An env's frames (``env.render()``) are all of one size, which video recorders (Gymnasium's ``RecordVideo``)
+need: each image is fitted into the env's panel (:func:`panel_size`) and centred on grey, and the text band
+under it always has room for the most lines the task can write (:func:`band_lines`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,29 @@ from perception_env.data.sample import Sample
 TARGET = (40, 200, 60)
 MATCHED = (40, 110, 255)
 UNMATCHED = (230, 40, 40)
+PADDING = (128, 128, 128)  # around an image that does not fill its panel
 MIN_RENDER_SIDE = 448  # px; tiny synthetic images (112 px) are drawn 4x larger
+# px (width, height): the panel of data whose images differ in size (real data); COCO's longest side
+VARIED_SIZES_PANEL = (640, 640)
+TEXT_LINES = 6  # lines of the text read and of the truth written under an OCR image, each
+LINE_HEIGHT = 18  # px, of the text band
+
+
+def panel_size(image_size: tuple[int, int] | None) -> tuple[int, int]:
+    """``(width, height)`` in pixels of the image in every frame of an env whose images are all
+    ``image_size`` (``(width, height)``, upscaled as :func:`render_sample` upscales), or whose sizes differ
+    (``None``: :data:`VARIED_SIZES_PANEL`). Both sides even: video encoders (H.264, 4:2:0) need that."""
+    if image_size is None:
+        return VARIED_SIZES_PANEL
+    width, height = image_size
+    scale = max(1.0, MIN_RENDER_SIDE / max(width, height))
+    return tuple(2 * -(-round(side * scale) // 2) for side in (width, height))  # rounded up to even
+
+
+def band_lines(text: bool) -> int:
+    """The most lines written under the image: the query, the answer, the reward and why, and with ``text``
+    up to :data:`TEXT_LINES` of the text read and of the truth."""
+    return 4 + (2 * TEXT_LINES if text else 0)
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -26,11 +52,13 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _text_band(width: int, lines: list[str], font) -> Image.Image:
-    band = Image.new("RGB", (width, 6 + 18 * max(1, len(lines))), (255, 255, 255))
+def _text_band(width: int, lines: list[str], font, height_in_lines: int | None = None) -> Image.Image:
+    band = Image.new(
+        "RGB", (width, 6 + LINE_HEIGHT * (height_in_lines or max(1, len(lines)))), (255, 255, 255)
+    )
     draw = ImageDraw.Draw(band)
     for i, line in enumerate(lines):
-        draw.text((4, 3 + 18 * i), line, fill=(0, 0, 0), font=font)
+        draw.text((4, 3 + LINE_HEIGHT * i), line, fill=(0, 0, 0), font=font)
     return band
 
 
@@ -42,19 +70,26 @@ def render_sample(
     points: bool = False,
     text: bool = False,
     answer: str | None = None,
+    panel: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """``[H', W', 3]`` uint8: the image, its targets and (if given) a RewardResult's predictions.
 
     ``labels``: write the class of each box (detection); ``points``: draw target points and predicted points,
     matched point to point (counting); ``text``: the text read and the truth under the image (OCR);
     ``answer``: the answer as written (a number, a transcription: what the boxes alone do not show).
+    ``panel``: ``(width, height)``: a frame of fixed size, ``[height + band, width, 3]`` (the image fitted and
+    centred in the panel, a band of :func:`band_lines` lines whatever is written); None: the image's own
+    shape, upscaled to :data:`MIN_RENDER_SIDE`, and as many lines as are written.
     """
     image = Image.fromarray(sample.load_image())
-    scale = max(1.0, MIN_RENDER_SIDE / max(sample.width, sample.height))
-    if scale > 1:
-        image = image.resize(
-            (round(sample.width * scale), round(sample.height * scale)), Image.Resampling.NEAREST
-        )
+    if panel is None:
+        scale = max(1.0, MIN_RENDER_SIDE / max(sample.width, sample.height))
+    else:
+        scale = min(panel[0] / sample.width, panel[1] / sample.height)
+    if scale != 1:
+        size = (max(1, round(sample.width * scale)), max(1, round(sample.height * scale)))  # <= panel
+        # upscaled pixel for pixel (tiny synthetic images stay sharp); large photos averaged down
+        image = image.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(image)
     font = _font(max(10, int(11 * min(scale, 2))))
     width = max(1, round(scale))
@@ -123,11 +158,15 @@ def render_sample(
         if result.reason:
             lines.append(f"why: {result.reason}"[:120])
         if text and parsed.text is not None:
-            lines += [f"read: {line}"[:120] for line in parsed.text.splitlines()[:6]]
+            lines += [f"read: {line}"[:120] for line in parsed.text.splitlines()[:TEXT_LINES]]
     if text:
-        lines += [f"truth: {line}"[:120] for line in sample.text.splitlines()[:6]]
-    if lines:
-        band = _text_band(image.width, lines, _font(12))
+        lines += [f"truth: {line}"[:120] for line in sample.text.splitlines()[:TEXT_LINES]]
+    if panel is not None:
+        framed = Image.new("RGB", panel, PADDING)
+        framed.paste(image, ((panel[0] - image.width) // 2, (panel[1] - image.height) // 2))
+        image = framed
+    if lines or panel is not None:
+        band = _text_band(image.width, lines, _font(12), band_lines(text) if panel is not None else None)
         canvas = Image.new("RGB", (image.width, image.height + band.height), (255, 255, 255))
         canvas.paste(image, (0, 0))
         canvas.paste(band, (0, image.height))
