@@ -24,6 +24,15 @@ from perception_env.data import make_dataset
 from perception_env.data.sample import PerceptionDataset, Sample
 from perception_env.formats import AnswerFormat, get_format
 from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, CoordinateFrame
+from perception_env.reasoning import (
+    DEFAULT_THINK_FORMAT_WEIGHT,
+    R1V_SYSTEM_PROMPT,
+    check_reasoning,
+    reasoning_info,
+    score_thinking,
+    think_prompt,
+    wrap_answer,
+)
 from perception_env.resize import resize_sample
 from perception_env.rewards import RewardResult
 from perception_env.spaces import UnicodeText, observation_space
@@ -66,6 +75,8 @@ class PerceptionEnv(gym.Env[Observation, str]):
     default_format: ClassVar[str] = ""
     formats: ClassVar[tuple[str, ...]] = ()  # the answer formats it reads
     default_prompts: ClassVar[Mapping[str, str]] = {}  # format name -> prompt template
+    # format name -> what the answer is, in reasoning="think"'s instruction ("final answer (number) in ...")
+    answer_descriptions: ClassVar[Mapping[str, str]] = {}
     # (answer, sample, fmt, frame, config) -> RewardResult; never raises for any answer
     scorer: ClassVar[Callable[..., RewardResult]]
     reward_config_class: ClassVar[type | None] = None  # the scorer's options (reward_config=), if any
@@ -96,8 +107,14 @@ class PerceptionEnv(gym.Env[Observation, str]):
         min_pixels: int = DEFAULT_MIN_PIXELS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         render_mode: str | None = None,
+        reasoning: str = "none",
+        think_format_weight: float = DEFAULT_THINK_FORMAT_WEIGHT,
     ):
         self.reward_config = self.make_reward_config(reward_config)
+        # "think": <think>...</think><answer>...</answer> asked for and scored (perception_env.reasoning)
+        self.reasoning, self.think_format_weight = check_reasoning(reasoning, think_format_weight)
+        # R1-V's system prompt for a chat that wants one; the observation's prompt carries the instruction
+        self.system_prompt: str | None = R1V_SYSTEM_PROMPT if self.reasoning == "think" else None
         if dataset is None:
             kwargs = dict(data_kwargs or {})
             if source == "synthetic":
@@ -206,13 +223,21 @@ class PerceptionEnv(gym.Env[Observation, str]):
         """Score ``answer`` against any ``sample`` as this env scores its own (the same format, frame and
         reward options): a sample rebuilt from an exported ground truth (:mod:`perception_env.integrations`).
         ``index``: what ``info["index"]`` says. The env does not move."""
-        result = self._score(answer, sample)
+        split = None
+        if self.reasoning == "think":  # the task's reward on the <answer> part, plus the tag-format term
+            result, split = score_thinking(
+                answer, lambda part: self._score(part, sample), self.think_format_weight
+            )
+        else:
+            result = self._score(answer, sample)
+        answered = split is None or split.answer is not None
         info = {
             **self._reset_info(index, sample),
             **result.to_info(),
-            "is_success": bool(self._is_success(result, sample)),
+            "is_success": answered and bool(self._is_success(result, sample)),
             "answer": answer if isinstance(answer, str) else repr(answer),
             "target": self._target_info(sample),
+            "reasoning": reasoning_info(self.reasoning, answer, split),
         }
         return Scored(float(result.reward), info, result, sample)
 
@@ -264,8 +289,12 @@ class PerceptionEnv(gym.Env[Observation, str]):
         )
 
     def prompt(self) -> str:
-        """The current question, from the template and the sample."""
-        return self.prompt_template.format(**self._prompt_fields(self.sample))
+        """The current question, from the template and the sample (``reasoning="think"``: then R1-V's
+        instruction to think in ``<think>`` and answer in ``<answer>`` tags)."""
+        question = self.prompt_template.format(**self._prompt_fields(self.sample))
+        if self.reasoning == "think":
+            return think_prompt(question, self.answer_descriptions.get(self.answer_format.name, "answer"))
+        return question
 
     def oracle_answer(self, exact: bool = False) -> str:
         """A perfect answer for the current sample, in this env's answer format.
@@ -274,11 +303,14 @@ class PerceptionEnv(gym.Env[Observation, str]):
         little IoU to rounding. ``exact=True`` writes unrounded coordinates (4 decimals) where the
         format allows them (Qwen2.5-VL JSON), for evaluations that must reach AP 100 exactly;
         the Qwen2-VL formats are integers in ``[0, 1000)`` by definition and ignore it.
+        With ``reasoning="think"`` the answer follows an empty think block: ``<think></think><answer>…</answer>``.
         """
         targets = self._oracle_targets(self.sample)
         if exact and self.answer_format.fractional_coordinates:
-            return self.answer_format.write(frame=self.frame, decimals=4, **targets)
-        return self.answer_format.write(frame=self.frame, **targets)
+            answer = self.answer_format.write(frame=self.frame, decimals=4, **targets)
+        else:
+            answer = self.answer_format.write(frame=self.frame, **targets)
+        return wrap_answer(answer) if self.reasoning == "think" else answer
 
     def _load(self, index: Any) -> tuple[int, Sample]:
         """Sample ``index`` (negative counts from the end) as the env shows it: resized to ``image_size``."""

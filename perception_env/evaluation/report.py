@@ -17,6 +17,12 @@ from typing import Any
 
 # the columns every table ends with: (metrics key, column header, kind); kind: "pct", "num", "int"
 COMMON_COLUMNS = [("n", "n", "int"), ("reward", "reward", "num"), ("success", "success", "pct")]
+# mean lengths (evaluation.tasks.length_metrics), after those, where a run has them; thinking's tag share
+LENGTH_COLUMNS = [
+    ("answer_chars", "answer chars", "num"),
+    ("thinking_chars", "thinking chars", "num"),
+    ("tags_ok", "think tags ok", "pct"),
+]
 
 
 def task_columns() -> dict[str, list[tuple[str, str, str]]]:
@@ -48,9 +54,11 @@ def format_value(value: Any, kind: str) -> str:
 
 
 def columns_for(task: str, metrics_list: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
-    """The task's columns that at least one run has (so only one METEOR variant shows)."""
+    """The task's columns that at least one run has (so only one METEOR variant shows), the common ones,
+    and the length columns that at least one run has."""
     cols = [c for c in task_columns()[task] if any(c[0] in m for m in metrics_list)]
-    return cols + COMMON_COLUMNS
+    lengths = [c for c in LENGTH_COLUMNS if any(c[0] in m for m in metrics_list)]
+    return cols + COMMON_COLUMNS + lengths
 
 
 def markdown_table(runs: Sequence[Mapping[str, Any]]) -> str:

@@ -111,6 +111,7 @@ def _record(index: int, prompt: str, answer: str, scored: Scored) -> dict:
             "target": info["target"],
             "reward_components": info["reward_components"],
             "reason": info["reason"],
+            "reasoning": info["reasoning"],  # the answer's and thinking's lengths; with thinking, its parts
         }
     )
 

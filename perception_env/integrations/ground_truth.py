@@ -2,8 +2,9 @@
 
 Trainers that carry their data in files (verl, EasyR1) hand a reward function the ground truth stored beside
 each prompt. :func:`ground_truth` writes everything the env's reward needs: the task, the answer format, the
-image frame (``min_pixels`` / ``max_pixels``), the reward options and the sample's targets in pixels of the
-image as the env shows it. :func:`score_ground_truth` rebuilds the sample and scores with the task's own
+image frame (``min_pixels`` / ``max_pixels``), the reward options, the reasoning mode (``reasoning``,
+``think_format_weight``: a thinking answer is scored on its ``<answer>`` part) and the sample's targets in
+pixels of the image as the env shows it. :func:`score_ground_truth` rebuilds the sample and scores with the task's own
 env (:meth:`~perception_env.core.PerceptionEnv.score_sample`): the same reward and info as ``env.step``.
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from perception_env.core import PerceptionEnv, Scored
 from perception_env.data.sample import Sample
+from perception_env.reasoning import DEFAULT_THINK_FORMAT_WEIGHT, check_reasoning
 
 VERSION = 1  # of the JSON layout below
 
@@ -33,6 +35,8 @@ def ground_truth(env: PerceptionEnv, sample: Sample) -> str:
             "min_pixels": env.min_pixels,
             "max_pixels": env.max_pixels,
             "reward_config": None if config is None else dataclasses.asdict(config),
+            "reasoning": env.reasoning,
+            "think_format_weight": env.think_format_weight,
             "sample": {
                 "sample_id": sample.sample_id,
                 "width": sample.width,
@@ -56,6 +60,10 @@ def score_ground_truth(answer: str, truth: str | dict) -> Scored:
     record = _parsed(truth)
     settings = {key: record[key] for key in ("task", "answer_format", "min_pixels", "max_pixels")}
     settings["reward_config"] = json.dumps(record["reward_config"], sort_keys=True)
+    # absent from ground truths written before the option: answers without thinking, as then
+    settings["reasoning"], settings["think_format_weight"] = check_reasoning(
+        record.get("reasoning", "none"), record.get("think_format_weight", DEFAULT_THINK_FORMAT_WEIGHT)
+    )
     sample = _sample(record["sample"])
     return _env(**settings).score_sample(answer, sample)
 
@@ -107,7 +115,13 @@ class _OneSample:
 
 @functools.lru_cache(maxsize=64)
 def _env(
-    task: str, answer_format: str, min_pixels: int, max_pixels: int, reward_config: str
+    task: str,
+    answer_format: str,
+    min_pixels: int,
+    max_pixels: int,
+    reward_config: str,
+    reasoning: str,
+    think_format_weight: float,
 ) -> PerceptionEnv:
     """One env per way of scoring (a trainer scores thousands of answers the same way)."""
     from perception_env.tasks import get_task
@@ -118,4 +132,6 @@ def _env(
         min_pixels=min_pixels,
         max_pixels=max_pixels,
         reward_config=json.loads(reward_config),
+        reasoning=reasoning,
+        think_format_weight=think_format_weight,
     )

@@ -81,6 +81,12 @@ class CountingEnv(PerceptionEnv):
         "qwen2.5-vl": "Point to all the {object} in the image and output the coordinates in JSON format.",
         "number": "How many {object} are in the image? Answer with a number.",
     }
+    answer_descriptions = {  # "number" is R1-V's own wording (a counting recipe)
+        "qwen2-vl": "bounding boxes",
+        "qwen2-vl-points": "points",
+        "qwen2.5-vl": "points in JSON format",
+        "number": "number",
+    }
     scorer = staticmethod(score_counting)
     reward_config_class = CountingRewardConfig
     synthetic_data = ShapesCounting

@@ -77,6 +77,10 @@ class DetectionEnv(PerceptionEnv):
         "qwen2.5-vl": "Please output bbox coordinates and names of {categories}.",
         "qwen2-vl": "Please output bbox coordinates and names of {categories}.",
     }
+    answer_descriptions = {
+        "qwen2.5-vl": "bbox coordinates and names in JSON format",
+        "qwen2-vl": "bbox coordinates and names",
+    }
     scorer = staticmethod(score_detection)
     reward_config_class = DetectionRewardConfig
     synthetic_data = ShapesDetection

@@ -73,6 +73,7 @@ class GroundingEnv(PerceptionEnv):
         "qwen2-vl": "Output the bounding box of the {expression} in the image.",
         "qwen2.5-vl": "Locate the {expression} in the image and output its bbox coordinates in JSON format.",
     }
+    answer_descriptions = {"qwen2-vl": "bounding box", "qwen2.5-vl": "bbox coordinates in JSON format"}
     scorer = staticmethod(score_grounding)
     reward_config_class = GroundingRewardConfig
     synthetic_data = ShapesGrounding

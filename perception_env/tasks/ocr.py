@@ -54,6 +54,7 @@ class OCREnv(PerceptionEnv):
     default_format = "text"
     formats = ("text",)
     default_prompts = {"text": "OCR this image:"}
+    answer_descriptions = {"text": "the text in the image"}
     scorer = staticmethod(score_ocr)
     synthetic_data = RenderedTextOCR
     real_sources = {"page-ocr": jsonl_source(PageOcr)}
