@@ -6,6 +6,10 @@ must stay under ``MAX_RATIO`` unless the 4n time is under ``NOISE_FLOOR_S`` (too
 parse may take longer than ``CAP_S``; a family that misses is timed again, best of ``RETIME_REPEATS``, as
 a preempted run can take 100 ms more. Parses run in a forked child that is killed past the cap, so a
 catastrophic backtracker fails the test instead of hanging it (``"```" + 2,000 spaces`` took 55 s).
+
+Thinking answers (``reasoning="think"``) are timed the same way through the env's whole reading of them:
+:func:`~perception_env.reasoning.split_thinking` (the tags, R1-V's format rule) and the format's parse of
+the ``<answer>`` part, with every family as the whole answer, inside the think block and inside the answer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perception_env.formats import _COUNT_RE, FORMATS, _find_fence, _is_just_a_number
+from perception_env.reasoning import split_thinking, wrap_answer
 from tests.worst_case_answers import WORST_CASES
 
 MAX_RATIO = 10.0
@@ -27,28 +32,60 @@ CAP_S = 4.0
 RETIME_REPEATS = 3
 
 
-def _time_families(fmt_name: str, families: list[str], sizes: tuple[int, ...], repeats: int, conn) -> None:
-    """Child: sends ``(family, n, None)`` before a parse, ``(family, n, seconds)`` after (best of repeats)."""
+# Where a family's text goes in a thinking answer: all of it, the think block, the answer part.
+THINKING_PLACES = {
+    "whole": lambda text: text,
+    "in think": lambda text: wrap_answer("", thinking=text),
+    "in answer": lambda text: wrap_answer(text),
+}
+
+
+def _answers(family: str, n: int, thinking: bool) -> list[str]:
+    text = WORST_CASES[family](n)
+    return [place(text) for place in THINKING_PLACES.values()] if thinking else [text]
+
+
+def _read_thinking(fmt, answer: str, frame) -> None:
+    """What the env reads of a thinking answer: its parts, then the format's parse of the answer part."""
+    split = split_thinking(answer)
+    if split.answer is not None:
+        fmt.parse(split.answer, frame)
+
+
+def _time_families(
+    fmt_name: str, families: list[str], sizes: tuple[int, ...], repeats: int, conn, thinking: bool = False
+) -> None:
+    """Child: sends ``(family, n, None)`` before a parse, ``(family, n, seconds)`` after (best of repeats;
+    ``thinking``: the sum over the family's places in a thinking answer)."""
     fmt = FORMATS[fmt_name]
     frame = fmt.make_frame(640, 480)
     for family in families:
         for n in sizes:
-            answer = WORST_CASES[family](n)
+            answers = _answers(family, n, thinking)
             conn.send((family, n, None))
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fmt.parse(answer, frame)
-                best = min(best, time.perf_counter() - t0)
-            conn.send((family, n, best))
+            total = 0.0
+            for answer in answers:
+                best = float("inf")
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    if thinking:
+                        _read_thinking(fmt, answer, frame)
+                    else:
+                        fmt.parse(answer, frame)
+                    best = min(best, time.perf_counter() - t0)
+                total += best
+            conn.send((family, n, total))
     conn.send(None)
 
 
-def family_times(fmt_name: str, families: list[str], sizes: tuple[int, ...], repeats: int) -> dict:
+def family_times(
+    fmt_name: str, families: list[str], sizes: tuple[int, ...], repeats: int, thinking: bool = False
+) -> dict:
     """``{(family, n): seconds}`` for ``fmt_name``; fails naming the family whose parse runs past CAP_S."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_time_families, args=(fmt_name, families, sizes, repeats, child), daemon=True)
+    args = (fmt_name, families, sizes, repeats, child, thinking)
+    proc = ctx.Process(target=_time_families, args=args, daemon=True)
     proc.start()
     times: dict[tuple[str, int], float] = {}
     current = None
@@ -78,17 +115,18 @@ def _super_linear(times: dict, families: list[str], n: int) -> list[str]:
     return bad
 
 
-def assert_linear(fmt_name: str, n: int, repeats: int) -> None:
+def assert_linear(fmt_name: str, n: int, repeats: int, thinking: bool = False) -> None:
     families = list(WORST_CASES)
-    times = family_times(fmt_name, families, (n, 4 * n), repeats)
+    times = family_times(fmt_name, families, (n, 4 * n), repeats, thinking)
     suspects = _super_linear(times, families, n)
     if suspects:
-        times.update(family_times(fmt_name, suspects, (n, 4 * n), RETIME_REPEATS))
+        times.update(family_times(fmt_name, suspects, (n, 4 * n), RETIME_REPEATS, thinking))
     bad = [
         f"{f!r}: {times[(f, n)] * 1e3:.1f} ms at n={n:,}, {times[(f, 4 * n)] * 1e3:.1f} ms at 4n"
         for f in _super_linear(times, suspects, n)
     ]
-    assert not bad, f"{fmt_name} parses super-linearly:\n" + "\n".join(bad)
+    what = "thinking answers" if thinking else "answers"
+    assert not bad, f"{fmt_name} parses {what} super-linearly:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("fmt_name", sorted(FORMATS))
@@ -103,6 +141,18 @@ def test_every_format_is_linear_on_worst_cases_at_64k(fmt_name):
 def test_every_format_is_linear_on_worst_cases_at_1mb(fmt_name):
     """256 k vs 1 M characters: the scorers take any string, and a model's runaway answer can be long."""
     assert_linear(fmt_name, 1 << 18, repeats=1)  # ~0.1 s per parse: long enough to time once
+
+
+@pytest.mark.parametrize("fmt_name", sorted(FORMATS))
+def test_every_format_reads_thinking_answers_linearly_at_64k(fmt_name):
+    """Every family as a whole thinking answer, in its think block and in its answer part, 16 k vs 64 k."""
+    assert_linear(fmt_name, 1 << 14, repeats=2, thinking=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt_name", sorted(FORMATS))
+def test_every_format_reads_thinking_answers_linearly_at_1mb(fmt_name):
+    assert_linear(fmt_name, 1 << 18, repeats=1, thinking=True)
 
 
 # ------------------------------------------------------------------ the scanners read what the regexes read

@@ -77,4 +77,24 @@ WORST_CASES: dict[str, Callable[[int], str]] = {
     "token prefixes": lambda n: repeat("<|", n),
     "stop tokens": lambda n: repeat("<|im_end|>", n),
     "stop tokens, then text": lambda n: repeat("<|im_end|> ", n) + "x",
+    # reasoning tags (reasoning="think": perception_env.reasoning scans them with str.find)
+    "think opens": lambda n: repeat("<think>", n),
+    "think closes": lambda n: repeat("</think>", n),
+    "think opens, then closes": lambda n: "<think>" * (n // 16) + "</think>" * (n // 16),
+    "think closes, spaces each, no answer": lambda n: (
+        "<think>" + repeat("</think>" + " " * 24, n) + "</answer>"
+    ),
+    "think closes, answer prefixes": lambda n: "<think>" + repeat("</think> <answe", n) + "</answer>",
+    "huge think block": lambda n: "<think>" + "a" * n + "</think><answer>7</answer>",
+    "huge think block, no close": lambda n: "<think>" + "a " * (n // 2),
+    "think, close, spaces, no answer": lambda n: "<think></think>" + " " * n + "</answer>",
+    "answer opens, no close": lambda n: "<think></think>" + repeat("<answer>", n),
+    "answer open, long, no close": lambda n: "<think></think><answer>" + "a" * n,
+    "nested answer and think tags": lambda n: repeat("<answer><think>", n) + repeat("</think></answer>", n),
+    "think/answer pairs": lambda n: repeat("<think>x</think><answer>7</answer>", n),
+    # R1-V's format regex (a lazy .*? per tag) is quadratic here: each <answer> scans on for a close
+    "think, close-and-answer pairs, no answer close": lambda n: (
+        "<think>" + repeat("</think><answer>", n) + "."
+    ),
+    "tag prefixes": lambda n: repeat("<thin</answe<answ</thi", n),
 }
