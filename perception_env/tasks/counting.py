@@ -58,7 +58,8 @@ class CountingEnv(PerceptionEnv):
     ## Arguments
     ``source`` ("synthetic", "pixmo-count", "jsonl", "hf"), ``difficulty``, ``split``,
     ``data_kwargs``, ``answer_format``, ``prompt_template`` (``{object}``),
-    ``reward_config`` (``CountingRewardConfig`` or dict), ``image_size``, ``min_pixels``/``max_pixels``, ``render_mode="rgb_array"``.
+    ``reward_config`` (``CountingRewardConfig`` or dict), ``image_size``, ``min_pixels``/``max_pixels``, ``render_mode="rgb_array"``,
+    ``reasoning`` (``"none"``, or ``"think"``: R1's think-then-answer, :mod:`perception_env.reasoning`), ``think_format_weight``.
 
     ## Version History
     * v0: initial version.

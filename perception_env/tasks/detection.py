@@ -56,7 +56,8 @@ class DetectionEnv(PerceptionEnv):
     ``source`` ("synthetic", "coco", "jsonl", "hf"), ``difficulty`` ("easy"/"medium"/"hard"),
     ``split``, ``data_kwargs`` (loader arguments: annotation file, image folder...),
     ``answer_format``, ``prompt_template`` (``{categories}``), ``reward_config``,
-    ``image_size``, ``min_pixels``/``max_pixels``, ``render_mode="rgb_array"``.
+    ``image_size``, ``min_pixels``/``max_pixels``, ``render_mode="rgb_array"``,
+    ``reasoning`` (``"none"``, or ``"think"``: R1's think-then-answer, :mod:`perception_env.reasoning`), ``think_format_weight``.
 
     ## Version History
     * v0: initial version.

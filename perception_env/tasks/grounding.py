@@ -52,7 +52,8 @@ class GroundingEnv(PerceptionEnv):
     ``source`` ("synthetic", "refcoco", "jsonl", "hf"), ``difficulty``, ``split``,
     ``data_kwargs``, ``answer_format``, ``prompt_template`` (``{expression}``),
     ``reward_config``, ``image_size``, ``min_pixels``/``max_pixels``,
-    ``render_mode="rgb_array"``.
+    ``render_mode="rgb_array"``, ``reasoning`` (``"none"``, or ``"think"``: R1's think-then-answer,
+    :mod:`perception_env.reasoning`), ``think_format_weight``.
 
     ## Version History
     * v0: initial version.

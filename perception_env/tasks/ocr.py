@@ -37,7 +37,8 @@ class OCREnv(PerceptionEnv):
 
     ## Arguments
     ``source`` ("synthetic", "page-ocr", "jsonl", "hf"), ``difficulty``, ``split``,
-    ``data_kwargs``, ``prompt_template``, ``image_size``, ``render_mode="rgb_array"``.
+    ``data_kwargs``, ``prompt_template``, ``image_size``, ``render_mode="rgb_array"``,
+    ``reasoning`` (``"none"``, or ``"think"``: R1's think-then-answer, :mod:`perception_env.reasoning`), ``think_format_weight``.
 
     ## Version History
     * v0: initial version.
