@@ -88,7 +88,8 @@ class Agent:
         """What samples the rollouts: ``config.rollout_engine`` over the policy (``agents/engines/``)."""
         from agents.engines import make_engine
 
-        return make_engine(getattr(self.config, "rollout_engine", "transformers"), self.policy)
+        name = getattr(self.config, "rollout_engine", "transformers")
+        return make_engine(name, self.policy, config=self.config)  # vLLM sizes itself from the run's options
 
     def sync_engine_weights(self) -> None:
         """After an update: an engine with its own copy of the weights (vLLM) gets the policy's new ones."""

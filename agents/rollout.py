@@ -42,6 +42,10 @@ class Rollout:
     obs_index: torch.Tensor  # [N] long, observation of each completion (observation-major)
     texts: list[str]  # N answers, special tokens kept except stop/pad tokens
     num_samples: int  # G
+    # [N, T] float32: each completion token's log-prob as the engine that sampled it computed it, of
+    # softmax(logits / temperature) before top-k/top-p (the trainer's completion_logprobs(temperature=...)),
+    # 0 where the mask is 0; None where the engine does not give them (agents/engines/, docs/rollouts.md)
+    sampling_logprobs: torch.Tensor | None = None
 
     @classmethod
     def from_prompt_inputs(
@@ -114,6 +118,7 @@ class Rollout:
             obs_index=remap[obs_of_kept],
             texts=[self.texts[int(k)] for k in keep.tolist()],
             num_samples=self.num_samples,
+            sampling_logprobs=None if self.sampling_logprobs is None else self.sampling_logprobs[keep],
         )
 
     def select_observations(self, obs: Sequence[int]) -> Rollout:

@@ -5,33 +5,66 @@
   weights. The same tokens as ``transformers`` for the same seeds.
 - ``vllm``: a colocated ``vllm.LLM`` (when vllm is installed); its own copy of the weights, sent after each
   update. Samples with vLLM's generator (seeded per answer), not the same tokens.
-- ``auto``: ``fast`` where it can decode the model, else ``transformers``.
+- ``auto``: the fastest engine that can decode the model *and* has passed on this kind of device
+  (:data:`VERIFIED_ON_CUDA`): on CPU ``fast`` where it can decode the model, else ``transformers``; on CUDA
+  only the paths ``scripts/gpu-check.sh`` has passed on a GPU.
 
 Every engine is a :class:`~agents.rollout.RolloutEngine`: ``generate(observations, G, Sampling, seeds) ->
-Rollout`` and ``load_weights(state_dict)``.
+Rollout`` and ``load_weights(state_dict)``. An engine that can, fills ``Rollout.sampling_logprobs``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agents.config import SetupError
-from agents.rollout import Policy, RolloutEngine
+import torch
 
-__all__ = ["ENGINE_NAMES", "make_engine"]
+from agents.config import SetupError
+from agents.rollout import Policy, Rollout, RolloutEngine
+
+__all__ = ["ENGINE_NAMES", "VERIFIED_ON_CUDA", "auto_engine", "make_engine", "with_sampling_logprobs"]
 
 ENGINE_NAMES = ("auto", "fast", "transformers", "vllm")
 
+# The engine paths that have passed on a GPU, and where: ``auto`` picks only these on CUDA (in this order of
+# preference). ``fast`` joins once scripts/gpu-check.sh's engine-parity tests (fp32 same tokens, bf16
+# agreement) and its CUDA-graph test pass on a GPU (docs/rollouts.md, "GPU check").
+VERIFIED_ON_CUDA: dict[str, str] = {
+    "transformers": "H100 80GB, Qwen2-VL-2B size, bf16: 2.47 s a GRPO step against TRL's 5.13 s (issue 14)",
+}
+# auto's order of preference among the engines that can decode the policy
+_PREFERENCE = ("fast", "transformers")
 
-def make_engine(name: str, policy: Policy, **options: Any) -> RolloutEngine:
+
+def auto_engine(policy: Policy) -> tuple[str, str]:
+    """``(engine, why)``: what ``--rollout-engine auto`` runs for ``policy``.
+
+    On CUDA only an engine of :data:`VERIFIED_ON_CUDA`; elsewhere ``fast`` where it can decode the model."""
+    from agents.engines.fast import unsupported_reason
+
+    problem = unsupported_reason(policy)
+    usable = [name for name in _PREFERENCE if name != "fast" or problem is None]
+    device = _device_type(policy)
+    if device == "cuda":
+        verified = [name for name in usable if name in VERIFIED_ON_CUDA]
+        name = verified[0] if verified else "transformers"
+        skipped = [n for n in usable[: usable.index(name)] if n not in VERIFIED_ON_CUDA]
+        why = f"verified on CUDA: {VERIFIED_ON_CUDA.get(name, 'none verified; the reference path')}"
+        if skipped:
+            why += f"; {', '.join(skipped)} not yet verified on a GPU (scripts/gpu-check.sh)"
+        return name, why
+    name = usable[0]
+    return name, "fast decodes this model" if name == "fast" else f"fast cannot: {problem}"
+
+
+def make_engine(name: str, policy: Policy, *, config: Any = None, **options: Any) -> RolloutEngine:
     """The engine called ``name`` (``--rollout-engine``) over ``policy``; ``options`` go to its constructor.
 
-    ``auto``: ``fast`` where it can decode the policy's model (a QwenVLPolicy with sdpa or eager attention),
-    else ``transformers``."""
+    ``config``: the run's training options (a ``TrainConfig``), from which an engine with its own copy of the
+    model (vLLM) sizes itself: ``max_new_tokens``, ``temperature``, ``prompts_per_step`` x ``group_size``.
+    ``auto``: :func:`auto_engine`."""
     if name == "auto":
-        from agents.engines.fast import unsupported_reason
-
-        name = "transformers" if unsupported_reason(policy) else "fast"
+        name, _ = auto_engine(policy)
     if name == "transformers":
         from agents.engines.transformers_engine import TransformersEngine
 
@@ -41,7 +74,30 @@ def make_engine(name: str, policy: Policy, **options: Any) -> RolloutEngine:
 
         return FastEngine(policy, **options)
     if name == "vllm":
-        from agents.engines.vllm_engine import VLLMEngine
+        from agents.engines.vllm_engine import VLLMEngine, options_from_config
 
-        return VLLMEngine(policy, **options)
+        return VLLMEngine(policy, **{**options_from_config(config), **options})
     raise SetupError(f"--rollout-engine must be one of {', '.join(ENGINE_NAMES)}, got {name!r}")
+
+
+def with_sampling_logprobs(rollout: Rollout, logprobs: torch.Tensor | None, repeats: int = 1) -> Rollout:
+    """``rollout`` with ``sampling_logprobs`` from ``logprobs`` ``[rows, >= T]`` (one row per decoded answer,
+    each repeated ``repeats`` times: greedy decodes one answer per observation): cut to the rollout's ``T``
+    completion tokens, 0 where its mask is 0."""
+    if logprobs is not None:
+        if repeats != 1:
+            logprobs = logprobs.repeat_interleave(repeats, dim=0)
+        mask = rollout.completion_mask
+        width = mask.shape[1]
+        cut = logprobs[:, :width].to(device=mask.device, dtype=torch.float32)
+        if cut.shape[1] < width:  # an answer cut at no token (T' = 0) is padded to one column
+            cut = torch.nn.functional.pad(cut, (0, width - cut.shape[1]))
+        rollout.sampling_logprobs = cut * mask.to(torch.float32)
+    return rollout
+
+
+def _device_type(policy: Policy) -> str:
+    try:
+        return torch.device(policy.device).type
+    except (AttributeError, StopIteration, TypeError):  # a policy without parameters or a device
+        return "cpu"

@@ -7,7 +7,6 @@ by a fake ``vllm`` module that records what it is asked.
 
 from __future__ import annotations
 
-import sys
 import types
 
 import pytest
@@ -17,7 +16,7 @@ from agents.config import SetupError
 from agents.engines import make_engine
 from agents.engines.fast import FastEngine
 from agents.engines.transformers_engine import TransformersEngine
-from agents.policies.sampling import derive_seed, row_seeds
+from agents.policies.sampling import derive_seed
 from agents.rollout import Rollout, Sampling
 
 SEEDS = [11, 12]
@@ -156,15 +155,6 @@ def test_fast_engine_refuses_an_attention_it_does_not_drive(policy, monkeypatch)
     assert make_engine("auto", policy).name == "transformers"
 
 
-@pytest.mark.skipif("vllm" in sys.modules, reason="vllm is importable here")
-def test_vllm_engine_without_vllm_says_what_to_do(policy, monkeypatch):
-    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, installed or not
-    with pytest.raises(
-        SetupError, match="--rollout-engine vllm needs the vllm package.*--rollout-engine fast"
-    ):
-        make_engine("vllm", policy)
-
-
 @pytest.mark.parametrize(
     "settings, problem",
     [
@@ -241,97 +231,6 @@ def test_an_engine_with_its_own_weights_is_refused_under_fsdp(tiny_model_dir, tm
     agent.engine = RecordingEngine(agent.policy)
     with pytest.raises(SetupError, match="--rollout-engine recording keeps its own copy.*--parallel fsdp"):
         agent.distribute(types.SimpleNamespace(shards_parameters=True))
-
-
-# ---------------------------------------------------------------------------------- vLLM, faked
-
-
-class FakeLLM:
-    """``vllm.LLM`` as the adapter uses it: answers each request with three fixed tokens, records the rest."""
-
-    def __init__(self, answer: list[int] = (), finish_reason: str = "stop", **settings):
-        self.answer, self.finish_reason, self.settings = answer, finish_reason, settings
-        self.requests: list = []
-        self.params: list = []
-        self.loaded: list[dict[str, torch.Tensor]] = []
-        self.prefix_cache_resets = 0
-        model = types.SimpleNamespace(load_weights=lambda pairs: self.loaded.append(dict(pairs)))
-        worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=model))
-        wrapper = types.SimpleNamespace(worker=worker)  # vLLM's WorkerWrapperBase
-        self.llm_engine = types.SimpleNamespace(model_executor=types.SimpleNamespace(driver_worker=wrapper))
-
-    def generate(self, requests, sampling_params, use_tqdm=True):
-        self.requests, self.params = list(requests), list(sampling_params)
-        completion = types.SimpleNamespace(
-            token_ids=list(self.answer), finish_reason=self.finish_reason, stop_reason=None
-        )
-        return [types.SimpleNamespace(outputs=[completion]) for _ in self.requests]
-
-    def reset_prefix_cache(self):
-        self.prefix_cache_resets += 1
-
-
-@pytest.fixture()
-def fake_vllm(monkeypatch):
-    module = types.ModuleType("vllm")
-    module.__version__ = "0.0-fake"
-    module.SamplingParams = lambda **settings: types.SimpleNamespace(**settings)
-    module.LLM = FakeLLM
-    monkeypatch.setitem(sys.modules, "vllm", module)
-    return module
-
-
-def test_vllm_engine_sends_one_seeded_request_per_answer(policy, observations, fake_vllm):
-    from PIL import Image
-
-    words = policy.tokenizer.encode("3 5", add_special_tokens=False)
-    llm = FakeLLM(answer=words)  # vLLM leaves the stop token out: the adapter puts it back
-    engine = make_engine("vllm", policy, llm=llm)
-    assert engine.name == "vllm" and not engine.shares_weights
-    assert len(llm.loaded) == 1 and llm.loaded[0].keys() == policy.model.state_dict().keys()
-    rollout = engine.generate(observations, 2, SAMPLINGS["warped"], observation_seeds=SEEDS)
-    assert len(llm.requests) == 4
-    for i, request in enumerate(llm.requests):
-        assert request["prompt"] == policy.chat_text(observations[i // 2]["prompt"])
-        assert isinstance(request["multi_modal_data"]["image"], Image.Image)
-    assert [p.seed for p in llm.params] == row_seeds(SEEDS, 2)
-    assert {(p.temperature, p.top_k, p.top_p, p.max_tokens) for p in llm.params} == {(0.7, 5, 0.9, 12)}
-    assert all(set(p.logit_bias) == set(policy.vision_token_ids) for p in llm.params)
-    stop = policy.stop_token_ids[0]
-    assert rollout.completion_ids.tolist() == [[*words, stop]] * 4
-    assert rollout.completion_mask.sum(1).tolist() == [len(words) + 1] * 4
-    assert rollout.texts == ["3 5"] * 4
-    assert torch.equal(rollout.prompt_ids, policy.encode_prompts(observations)["input_ids"])
-    engine.load_weights(policy.model.state_dict())
-    assert len(llm.loaded) == 2 and llm.prefix_cache_resets == 2
-
-
-def test_vllm_engine_says_when_it_cannot_reach_vllms_model(policy, fake_vllm):
-    llm = FakeLLM()
-    llm.llm_engine.model_executor.driver_worker = (
-        types.SimpleNamespace()
-    )  # a vLLM running its model elsewhere
-    with pytest.raises(SetupError, match="VLLM_ENABLE_V1_MULTIPROCESSING=0"):
-        make_engine("vllm", policy, llm=llm)
-
-
-def test_vllm_engine_greedy_asks_one_answer_per_observation(policy, observations, fake_vllm):
-    llm = FakeLLM(answer=policy.tokenizer.encode("7", add_special_tokens=False), finish_reason="length")
-    rollout = make_engine("vllm", policy, llm=llm).generate(observations, 3, SAMPLINGS["greedy"])
-    assert len(llm.requests) == 2
-    assert {(p.temperature, p.seed, p.top_k) for p in llm.params} == {(0.0, None, -1)}
-    assert rollout.num_completions == 6 and rollout.texts == ["7"] * 6  # cut at max_tokens: no stop token
-
-
-def test_vllm_engine_builds_its_llm_from_the_policys_folder(policy, fake_vllm, monkeypatch):
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.setenv(name, "0")  # what torchrun sets; restored after (the adapter sets what is unset)
-    engine = make_engine("vllm", policy, gpu_memory_utilization=0.25, enforce_eager=True)
-    settings = engine.llm.settings
-    assert settings["model"] == policy.model.config._name_or_path
-    assert settings["gpu_memory_utilization"] == 0.25 and settings["enforce_eager"] is True
-    assert settings["mm_processor_kwargs"] == dict(zip(("min_pixels", "max_pixels"), policy.pixel_bounds))
-    assert "vllm 0.0-fake" in engine.describe() and "not measured" in engine.describe()
 
 
 def test_buffers_made_under_inference_mode_are_not_reused_outside_it(policy, observations):

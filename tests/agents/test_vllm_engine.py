@@ -1,0 +1,229 @@
+"""The vLLM rollout engine (agents/engines/vllm_engine.py) against a fake of vLLM 0.33 (tests/agents/fake_vllm.py).
+
+vLLM is not installed here (it needs a GPU). The fake behaves as vLLM 0.33.0's source does where the adapter can
+go wrong: the stop token inside ``token_ids``, an encoder cache that serves stale vision features until it is
+reset, a KV cache that must fit in memory, temperature > 2 refused, a rendezvous port that may be taken, sleep
+mode. Each test below failed on the adapter before issue 23's fixes (commit message of that change).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.config import SetupError
+from agents.engines import make_engine
+from agents.policies.sampling import row_seeds
+from agents.rollout import Sampling
+from tests.agents.fake_vllm import RAW_LOGPROB, FakeLLM, fake_vllm_module
+
+SEEDS = [11, 12]
+WARPED = Sampling(max_new_tokens=12, temperature=0.7, top_k=5, top_p=0.9)
+PLAIN = Sampling(max_new_tokens=12)  # temperature 1: vLLM's raw log-probs are the trainer's
+GREEDY = Sampling(max_new_tokens=12, do_sample=False)
+# the training options the agent hands the engine (TrainConfig's names): B = 2, G = 3
+CONFIG = types.SimpleNamespace(max_new_tokens=12, temperature=1.0, prompts_per_step=2, group_size=3)
+
+
+@pytest.fixture()
+def vllm(monkeypatch, policy):
+    """The fake ``vllm`` module, importable; its ``LLM`` a subclass of this test's own (tests set its attributes)."""
+
+    def count_prompt_tokens(request) -> int:
+        image = request["multi_modal_data"]["image"]
+        return len(policy.processor(text=[request["prompt"]], images=[image])["input_ids"][0])
+
+    module = fake_vllm_module()
+    module.LLM = type("LLM", (FakeLLM,), {"count_prompt_tokens": staticmethod(count_prompt_tokens)})
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)  # restored after the test, whatever the adapter sets
+    return module
+
+
+def _words(policy, text: str) -> tuple[int, ...]:
+    return tuple(policy.tokenizer.encode(text, add_special_tokens=False))
+
+
+# ------------------------------------------------------------------------------------ what comes back
+
+
+def test_answers_keep_vllms_stop_token_once_with_the_samplers_logprobs(policy, observations, vllm):
+    """vLLM 0.33 puts the stop token inside ``token_ids`` (and reports its log-prob): nothing is appended."""
+    vllm.LLM.answer = words = _words(policy, "3 5")
+    engine = make_engine("vllm", policy, config=CONFIG)
+    rollout = engine.generate(observations, 2, PLAIN, observation_seeds=SEEDS)
+    stop = policy.stop_token_ids[0]
+    assert rollout.completion_ids.tolist() == [[*words, stop]] * 4
+    assert rollout.completion_mask.sum(1).tolist() == [len(words) + 1] * 4
+    assert rollout.texts == ["3 5"] * 4
+    # the sampler's log-prob of each answer token (stop token included), as vLLM reported them
+    expected = torch.tensor([RAW_LOGPROB(i) for i in range(len(words) + 1)])
+    assert rollout.sampling_logprobs is not None
+    assert torch.equal(rollout.sampling_logprobs, expected.expand(4, -1))
+    assert {p.logprobs for p in engine.llm.params} == {0}  # the sampled token's alone
+
+
+def test_no_logprobs_where_vllms_differ_from_the_trainers(policy, observations, vllm):
+    """vLLM's raw log-probs are those of temperature 1; at another temperature the trainer's differ: none."""
+    vllm.LLM.answer = _words(policy, "7")
+    rollout = make_engine("vllm", policy, config=CONFIG).generate(
+        observations, 2, WARPED, observation_seeds=SEEDS
+    )
+    assert rollout.sampling_logprobs is None
+
+
+def test_one_seeded_request_per_answer(policy, observations, vllm):
+    from PIL import Image
+
+    vllm.LLM.answer = _words(policy, "3 5")
+    engine = make_engine("vllm", policy, config=CONFIG)
+    assert engine.name == "vllm" and not engine.shares_weights
+    llm = engine.llm
+    assert len(llm.loaded) == 1 and llm.loaded[0].keys() == policy.model.state_dict().keys()
+    rollout = engine.generate(observations, 2, WARPED, observation_seeds=SEEDS)
+    assert len(llm.requests) == 4
+    for i, request in enumerate(llm.requests):
+        assert request["prompt"] == policy.chat_text(observations[i // 2]["prompt"])
+        assert isinstance(request["multi_modal_data"]["image"], Image.Image)
+    assert [p.seed for p in llm.params] == row_seeds(SEEDS, 2)
+    assert {(p.temperature, p.top_k, p.top_p, p.max_tokens) for p in llm.params} == {(0.7, 5, 0.9, 12)}
+    assert all(set(p.logit_bias) == set(policy.vision_token_ids) for p in llm.params)
+    assert torch.equal(rollout.prompt_ids, policy.encode_prompts(observations)["input_ids"])
+
+
+def test_greedy_asks_one_answer_per_observation(policy, observations, vllm):
+    vllm.LLM.answer, vllm.LLM.stops = _words(policy, "7"), False  # runs to max_tokens: no stop token
+    engine = make_engine("vllm", policy, config=CONFIG)
+    rollout = engine.generate(observations, 3, Sampling(max_new_tokens=1, do_sample=False))
+    assert len(engine.llm.requests) == 2
+    assert {(p.temperature, p.seed, p.top_k) for p in engine.llm.params} == {(0.0, None, 0)}
+    assert rollout.num_completions == 6 and rollout.texts == ["7"] * 6
+    assert rollout.completion_mask.sum(1).tolist() == [1] * 6
+
+
+# ------------------------------------------------------------------------------------- weights and caches
+
+
+def test_new_weights_are_not_answered_from_the_old_weights_image_features(policy, observations, vllm):
+    """vLLM caches vision features by image hash; after a weight load the same image must be encoded again."""
+    vllm.LLM.answer = _words(policy, "2")
+    engine = make_engine("vllm", policy, config=CONFIG)
+    llm = engine.llm
+    engine.generate(observations, 2, PLAIN, observation_seeds=SEEDS)
+    engine.load_weights(policy.model.state_dict())  # after an update
+    llm.served.clear()
+    engine.generate(observations, 2, PLAIN, observation_seeds=SEEDS)  # the same images (another step, eval)
+    assert len(llm.served) == 4
+    assert all(features == weights for features, weights in llm.served), llm.served
+    assert llm.prefix_cache_resets == 2  # the prefix cache too (its keys were computed with old weights)
+
+
+def test_sleeps_through_the_update_and_wakes_to_sample(policy, observations, vllm):
+    """With sleep mode vLLM's memory is released after sampling and taken back for the weights, then the cache."""
+    vllm.LLM.answer = _words(policy, "2")
+    engine = make_engine("vllm", policy, config=CONFIG, sleep_mode=True)
+    llm = engine.llm
+    assert llm.settings["enable_sleep_mode"] is True
+    llm.calls.clear()
+    engine.generate(observations, 2, PLAIN, observation_seeds=SEEDS)
+    assert llm.calls == ["generate", "sleep1"] and llm.sleeping  # asleep through backward
+    engine.load_weights(policy.model.state_dict())
+    assert llm.calls[2:] == ["wake_up(weights)", "load", "reset_encoder_cache", "reset_prefix_cache"]
+    engine.generate(observations, 1, GREEDY)
+    assert llm.calls[6:] == ["wake_up(kv_cache)", "generate", "sleep1"]
+
+
+def test_says_when_it_cannot_reach_vllms_model(policy, vllm):
+    llm = vllm.LLM(policy.model.config._name_or_path)
+    llm.llm_engine.model_executor.driver_worker = (
+        types.SimpleNamespace()
+    )  # a vLLM running its model elsewhere
+    with pytest.raises(SetupError, match="VLLM_ENABLE_V1_MULTIPROCESSING=0"):
+        make_engine("vllm", policy, llm=llm)
+
+
+# ---------------------------------------------------------------------------------------- starting vLLM
+
+
+def test_max_model_len_is_the_prompt_budget_plus_the_answer(policy, vllm):
+    """The model's own maximum (4,096 for the tiny model) does not fit this device; the run's budget does."""
+    text = policy.model.config.get_text_config()
+    head_dim = text.hidden_size // text.num_attention_heads
+    per_token = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * 4  # K and V, float32
+    weights = sum(f.stat().st_size for f in Path(policy.model.config._name_or_path).glob("*.safetensors"))
+    vllm.LLM.device_memory = int((weights + per_token * 3000) / 0.3)  # 3,000 tokens fit, 4,096 do not
+    engine = make_engine("vllm", policy, config=CONFIG, dtype="float32")
+    # 1,000,000 max pixels / (14 * 2)^2 pixels a vision token = 1,275 image tokens, + 512 of text, + 12 new
+    assert policy.pixel_bounds[1] == 1_000_000
+    assert engine.llm.settings["max_model_len"] == 1275 + 512 + 12
+
+
+def test_a_prompt_beyond_the_budget_is_refused_by_name(policy, observations, vllm):
+    engine = make_engine("vllm", policy, config=CONFIG, max_prompt_tokens=8)
+    with pytest.raises(
+        SetupError, match=r"prompt of \d+ tokens \+ 12 new tokens > max_model_len 20.*max_prompt_tokens"
+    ):
+        engine.generate(observations, 2, PLAIN, observation_seeds=SEEDS)
+
+
+def test_a_second_run_on_the_node_takes_a_free_port(policy, vllm):
+    with socket.socket() as other_run:  # another run's rendezvous on the port a fixed default would take
+        try:
+            other_run.bind(("127.0.0.1", 29517))
+            other_run.listen()
+        except OSError:  # taken already: the case in point
+            pass
+        engine = make_engine("vllm", policy, config=CONFIG)
+    assert int(os.environ["MASTER_PORT"]) != 29517 and engine.llm.device == "cuda:0"
+
+
+def test_on_cuda_bf16_the_policys_device_sleep_mode_and_trls_batch_limits(policy, vllm, monkeypatch):
+    from agents.policies.qwen_vl import QwenVLPolicy
+
+    monkeypatch.setattr(QwenVLPolicy, "device", property(lambda self: torch.device("cuda", 1)))
+    engine = make_engine("vllm", policy, config=CONFIG)
+    settings = engine.llm.settings
+    assert settings["dtype"] == "bfloat16"
+    assert engine.llm.device == "cuda:1"  # vLLM's external launcher puts itself on cuda:LOCAL_RANK
+    assert settings["enable_sleep_mode"] is True
+    assert settings["max_num_seqs"] == 2 * 3  # B x G answers a call, as TRL sizes it
+    assert (
+        settings["max_num_batched_tokens"] == 4096
+    )  # TRL's: the default inflates profiling and graph capture
+    assert settings["logprobs_mode"] == "raw_logprobs"
+    assert make_engine("vllm", policy, config=CONFIG, dtype="float16").llm.settings["dtype"] == "float16"
+
+
+@pytest.mark.parametrize("where", ["config", "sampling"])
+def test_temperature_above_two_is_refused_by_our_checks(policy, observations, vllm, where):
+    hot = types.SimpleNamespace(**{**vars(CONFIG), "temperature": 2.5})
+    message = r"--rollout-engine vllm samples at temperature <= 2 \(vLLM's limit\); got 2.5"
+    if where == "config":
+        with pytest.raises(SetupError, match=message):
+            make_engine("vllm", policy, config=hot)
+    else:
+        engine = make_engine("vllm", policy, config=CONFIG)
+        with pytest.raises(SetupError, match=message):
+            engine.generate(observations, 2, Sampling(max_new_tokens=4, temperature=2.5))
+
+
+def test_the_agent_hands_its_options_to_the_engine(tiny_model_dir, tmp_path, vllm):
+    from tests.agents.support import make_trainer
+
+    agent = make_trainer("grpo", tiny_model_dir, tmp_path, rollout_engine="vllm", max_new_tokens=5).agent
+    settings = agent.engine.llm.settings
+    assert settings["max_model_len"] == 1275 + 512 + 5 and settings["max_num_seqs"] == 2 * 3
+
+
+@pytest.mark.skipif("vllm" in sys.modules, reason="vllm is importable here")
+def test_without_vllm_it_says_what_to_do(policy, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, installed or not
+    with pytest.raises(SetupError, match="--rollout-engine vllm needs the vllm package.*pip install"):
+        make_engine("vllm", policy)
