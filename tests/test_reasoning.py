@@ -93,6 +93,30 @@ def test_check_env_passes_with_thinking(env_id):
     env.close()
 
 
+def test_a_vector_env_batches_thinking_infos():
+    """info["reasoning"] keeps one type per key whatever the answer, so a vector env batches it."""
+    envs = gym.make_vec(
+        "PerceptionR1/Counting-v0", num_envs=3, difficulty="easy", answer_format="number", reasoning="think"
+    )
+    envs.reset(seed=0)
+    answers = ("<think>a b</think><answer>1</answer>", "<answer>2", "no tags")
+    _, rewards, _, _, infos = envs.step(answers)
+    stepped = infos["final_info"]["reasoning"]  # the step's infos (the envs reset in the same step)
+    assert list(stepped["thinking_words"]) == [2, 0, 0]
+    assert list(stepped["answer_found"]) == [True, False, False]
+    assert list(stepped["answer_part"]) == ["1", "", ""]
+    assert rewards[1] == rewards[2] == 0.0
+    envs.close()
+
+
+def test_a_prompt_template_of_ones_own_gets_the_instruction_too():
+    env = make("PerceptionR1/OCR-v0", reasoning="think", prompt_template="Read the page.")
+    assert env.reset(options={"index": 0})[0]["prompt"] == (
+        "Read the page. Output the thinking process in <think> </think> and final answer (the text in the "
+        "image) in <answer> </answer> tags."
+    )
+
+
 # ---------------------------------------------------------------------------- Detection, by hand
 def test_detection_oracle_is_the_no_think_oracles_task_reward_plus_the_format_term():
     plain, thinking = pair("PerceptionR1/Detection-v0", "qwen2.5-vl")
