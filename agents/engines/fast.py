@@ -19,6 +19,8 @@ token it rebuilds masks and positions, runs the logits processors and stopping c
   capacity ``S`` rounded up so that prompts of similar length share them. Sampling runs outside the graph.
   Without CUDA (or with ``cuda_graphs=False``) the same loop runs eagerly, attending to the filled slots only.
 * **Early exit** once every answer has stopped (under FSDP2, ``synced_gpus``: once every rank's have).
+* **Log-probs**: each sampled token's ``log softmax(logits / temperature)`` (one ``logsumexp`` a step) comes
+  back as ``Rollout.sampling_logprobs``; under the same weights it equals the trainer's ``completion_logprobs``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 
 from agents.config import SetupError
+from agents.engines import with_sampling_logprobs
 from agents.policies.sampling import PerRowGumbelSampler, row_seeds, seeds_per_observation
 from agents.rollout import Rollout, Sampling
 
@@ -196,16 +199,22 @@ class FastEngine:
                 device=self.device,
             )
             choose = sampler.choose
+        # the answers' log-probs are scored as the trainer scores them: at the sampling temperature (greedy: 1)
+        temperature = 1.0 if sampling.greedy else sampling.temperature
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                generated = self._decode(inputs, group, sampling.max_new_tokens, choose)
+                generated, logprobs = self._decode(
+                    inputs, group, sampling.max_new_tokens, choose, temperature
+                )
         finally:
             model.train(was_training)
-        if group != num_samples:
-            generated = generated.repeat_interleave(num_samples, dim=0)
-        return policy.rollout_from_generated(inputs, generated, num_samples)
+        repeats = num_samples // group
+        rollout = policy.rollout_from_generated(
+            inputs, generated.repeat_interleave(repeats, dim=0), num_samples
+        )
+        return with_sampling_logprobs(rollout, logprobs, repeats=repeats)
 
     @property
     def device(self) -> torch.device:
@@ -232,9 +241,11 @@ class FastEngine:
         return self.uses_cuda_graphs() if self.static_shapes is None else bool(self.static_shapes)
 
     def _decode(
-        self, inputs: Mapping[str, torch.Tensor], group: int, steps: int, choose: Callable
-    ) -> torch.Tensor:
-        """``[B*G, T']`` sampled tokens, ``T' <= steps``, observation-major; pad after a row's stop token."""
+        self, inputs: Mapping[str, torch.Tensor], group: int, steps: int, choose: Callable, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B*G, T']`` sampled tokens, ``T' <= steps``, observation-major, pad after a row's stop token; and
+        ``[B*G, T']`` their log-probs under ``softmax(logits / temperature)`` (before the vision tokens are
+        suppressed and top-k/top-p filter: the distribution the trainer's ``completion_logprobs`` scores)."""
         policy = self.policy
         prompt_cache, rope_deltas = policy.prefill(inputs)
         # [B]: the last prompt token's position (the deltas count real tokens, not left padding)
@@ -248,6 +259,7 @@ class FastEngine:
         suppressed = torch.tensor(policy.vision_token_ids, device=device)
         stops = torch.tensor(policy.stop_token_ids, device=device)
         out = torch.full((rows, steps), policy.pad_token_id, dtype=torch.long, device=device)
+        logprobs = torch.zeros((rows, steps), dtype=torch.float32, device=device)
         unfinished = torch.ones(rows, dtype=torch.bool, device=device)
         tokens = inputs["input_ids"][:, -1:].expand(batch, group)
         check_every = STOP_CHECK_EVERY if graphs else 1
@@ -255,15 +267,18 @@ class FastEngine:
         for k in range(steps):
             self._begin_step(buffers, k, tokens, last_position)
             logits = step()  # [N, V] float32
+            normaliser = torch.logsumexp(logits / temperature, dim=-1)  # [N], before the suppression below
             logits.index_fill_(1, suppressed, float("-inf"))  # vision tokens are never sampled
             chosen = torch.where(unfinished, choose(logits), policy.pad_token_id)
             out[:, k] = chosen
+            # a chosen token is never a vision token, so its logit is the one the normaliser saw
+            logprobs[:, k] = logits.gather(1, chosen.view(-1, 1)).view(-1) / temperature - normaliser
             unfinished &= ~torch.isin(chosen, stops)
             if k + 1 < steps and (k + 1) % check_every == 0 and not self._any_unfinished(unfinished):
                 done = k + 1
                 break
             tokens = chosen.view(batch, group)
-        return out[:, :done]
+        return out[:, :done], logprobs[:, :done]
 
     def _any_unfinished(self, unfinished: torch.Tensor) -> bool:
         """Whether an answer (under FSDP2: of any rank) is still being written; every rank steps in lockstep."""

@@ -1,4 +1,8 @@
-"""Today's rollouts: the policy's own ``generate`` (transformers' ``generate``, prefill once per group)."""
+"""Today's rollouts: the policy's own ``generate`` (transformers' ``generate``, prefill once per group).
+
+``Rollout.sampling_logprobs`` stays None: ``QwenVLPolicy.generate`` does not hand transformers' scores back
+(the fast engine, the same tokens, gives them).
+"""
 
 from __future__ import annotations
 

@@ -65,6 +65,33 @@ def test_cuda_graphs_asked_for_off_cuda_decode_eagerly(policy, observations):
     _same_answers(engine.generate(observations, 2, sampling, observation_seeds=SEEDS), today)
 
 
+@pytest.mark.parametrize("setting", list(SAMPLINGS))
+def test_fast_engines_sampling_logprobs_are_the_trainers_on_policy(policy, observations, setting):
+    """The log-probs the fast engine computed while sampling equal ``completion_logprobs`` at the sampling
+    temperature (greedy: 1) under the same weights: what an importance-sampling correction compares."""
+    sampling = SAMPLINGS[setting]
+    rollout = FastEngine(policy).generate(observations, 3, sampling, observation_seeds=SEEDS)
+    temperature = 1.0 if sampling.greedy else sampling.temperature
+    with torch.no_grad():
+        trainer = policy.completion_logprobs(rollout, temperature=temperature)
+    sampled = rollout.sampling_logprobs
+    assert sampled is not None and sampled.shape == rollout.completion_mask.shape
+    assert torch.allclose(sampled, trainer, atol=1e-5, rtol=0), (sampled - trainer).abs().max()
+    assert (sampled[rollout.completion_mask.bool()] < 0).all() and (
+        sampled[~rollout.completion_mask.bool()] == 0
+    ).all()
+    # a micro-batch keeps its rows' log-probs
+    assert torch.equal(rollout.select([4, 1]).sampling_logprobs, sampled[[4, 1]])
+
+
+def test_the_transformers_engine_leaves_sampling_logprobs_out(policy, observations):
+    """transformers' generate does not hand its scores back through QwenVLPolicy.generate: None, not a guess."""
+    rollout = TransformersEngine(policy).generate(
+        observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS
+    )
+    assert rollout.sampling_logprobs is None
+
+
 def test_an_answer_does_not_depend_on_its_batch_mates(policy, observations):
     engine = FastEngine(policy)
     together = engine.generate(observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS)
@@ -146,6 +173,19 @@ def test_make_engine_names_what_it_made_and_refuses_what_it_cannot(policy):
         make_engine("fast", _NotQwen())
     with pytest.raises(SetupError, match="--rollout-engine must be one of auto, fast, transformers, vllm"):
         make_engine("vLLM", policy)
+
+
+def test_auto_picks_on_cuda_only_what_has_passed_on_a_gpu(policy, monkeypatch):
+    from agents import engines
+    from agents.policies.qwen_vl import QwenVLPolicy
+
+    assert engines.auto_engine(policy) == ("fast", "fast decodes this model")  # CPU: as before
+    monkeypatch.setattr(QwenVLPolicy, "device", property(lambda self: torch.device("cuda", 0)))
+    name, why = engines.auto_engine(policy)
+    assert name == "transformers" and "fast not yet verified on a GPU (scripts/gpu-check.sh)" in why
+    assert "fast" not in engines.VERIFIED_ON_CUDA  # until the GPU check's parity passes and says so here
+    monkeypatch.setitem(engines.VERIFIED_ON_CUDA, "fast", "the GPU check passed")
+    assert engines.auto_engine(policy) == ("fast", "verified on CUDA: the GPU check passed")
 
 
 def test_fast_engine_refuses_an_attention_it_does_not_drive(policy, monkeypatch):
