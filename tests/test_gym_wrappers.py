@@ -123,6 +123,20 @@ def test_envs_on_real_data_pickle_too(tmp_path):
         assert_plays_the_same(env, clone, episodes=2)
 
 
+def test_an_env_on_a_hugging_face_dataset_pickles(tmp_path):
+    """source="hf": the rows held in memory (an Arrow table) travel with the env."""
+    datasets = pytest.importorskip("datasets", reason="source='hf' needs the hf extra")
+    rows = {
+        "image": [Image.new("RGB", (32, 32), (0, 0, 200)), Image.new("RGB", (50, 20), (0, 200, 0))],
+        "transcript": ["hello", "two words"],
+    }
+    datasets.Dataset.from_dict(rows).to_parquet(str(tmp_path / "train.parquet"))
+    data = {"path": str(tmp_path / "train.parquet"), "columns": {"text": "transcript"}}
+    env = gym.make("PerceptionR1/OCR-v0", source="hf", data_kwargs=data, render_mode="rgb_array")
+    env.reset(seed=3)
+    assert_plays_the_same(env, pickle.loads(pickle.dumps(env)), episodes=2)
+
+
 def test_a_spawned_async_vector_env_steps_every_registered_env():
     """Each registered env pickled into a process started by "spawn" (as Ray, verl and Python 3.14's default,
     "forkserver", ship envs): the same samples and rewards as the env here."""
