@@ -21,6 +21,8 @@ from transformers import AutoProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.utils import is_torchvision_available
 
+from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
 __all__ = [
     "check_processor_files",
     "check_vision_chat_template",
@@ -173,8 +175,8 @@ def check_vision_chat_template(processor, name_or_path: str) -> None:
 def load_processor(
     name_or_path: str | os.PathLike,
     *,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
+    min_pixels: int | None = DEFAULT_MIN_PIXELS,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     model_type: str | None = None,
 ):
     """Load the processor of a Qwen2-VL / Qwen2.5-VL checkpoint (local folder or hub id).
@@ -183,7 +185,10 @@ def load_processor(
     back anything without an ``image_processor`` (what happens without torchvision), loads the image-only
     processor of the same checkpoint: the PIL image processor, the tokenizer and the processor's chat
     template. Either way the chat template must place images (checked here).
-    ``min_pixels`` / ``max_pixels`` bound the image area after the processor's smart resize.
+    ``min_pixels`` / ``max_pixels`` bound the image area after the processor's smart resize. Their defaults
+    are the envs' (``perception_env.frames``), so that images are shown to the model in the frame the envs score
+    answers in; ``None`` keeps the checkpoint's own bound (Qwen's released files: up to 12,845,056 pixels, where
+    a 2000x1500 image is seen at 1988x1512 but scored at 1148x840).
     """
     name_or_path = str(name_or_path)
     if Path(name_or_path).is_dir():

@@ -6,7 +6,8 @@
   :func:`verl.export_parquet` (the env's data as a parquet file in their layout).
 
 Both score with the env's own reward (``env.step`` on the same text gives the same number). ``datasets`` (the
-``hf`` extra) is needed for the data, not for the rewards.
+``hf`` extra) is needed for the data, not for the rewards. What the trainers' decoding loses (Qwen2-VL's box
+tokens) and the image frame their processors must share with the env: :mod:`perception_env.integrations.common`.
 """
 
 from perception_env.integrations.ground_truth import ground_truth, score_ground_truth

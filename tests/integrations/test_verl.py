@@ -4,13 +4,17 @@ reward managers call it (loaded from its file by path, keyword arguments; verl i
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from PIL import Image
 
 import perception_env
+from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from perception_env.integrations import verl as verl_module
 
 CASES = {
@@ -47,7 +51,10 @@ def test_verl_reward_manager_call_gives_env_step_rewards(env_id, tmp_path):
         observation, info = env.reset(options={"index": row["extra_info"]["index"]})
         assert row["data_source"] == env_id and row["extra_info"]["sample_id"] == info["sample_id"]
         assert row["prompt"] == [{"role": "user", "content": "<image>" + observation["prompt"]}]
-        np.testing.assert_array_equal(np.asarray(row["images"][0].convert("RGB")), observation["image"])
+        image = row["images"][0]  # the PNG, and the frame for qwen-vl-utils' fetch_image
+        assert (image["min_pixels"], image["max_pixels"]) == (DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS)
+        pixels = np.asarray(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))
+        np.testing.assert_array_equal(pixels, observation["image"])
         extra_info = dict(row["extra_info"], num_turns=None)  # verl's NaiveRewardManager adds num_turns
         for answer in answers(env):
             score = compute_score(
@@ -99,6 +106,30 @@ def test_the_ground_truth_carries_the_scoring_options():
         score_ground_truth("3", "42")  # e.g. a math data source's answer sent to this reward
     with pytest.raises(ValueError, match="ground truth is not JSON"):
         score_ground_truth("3", "{oops")
+
+
+def test_the_export_warns_when_verls_decoding_would_strip_the_answer_format(tmp_path):
+    """verl and EasyR1 decode with skip_special_tokens=True: a box-token format is warned about, the JSON one not."""
+    kwargs = {"difficulty": "easy", "answer_format": "qwen2-vl"}
+    with pytest.warns(
+        UserWarning, match="skip_special_tokens=True, so its 'qwen2-vl' answers lose Qwen2-VL's"
+    ):
+        verl_module.export_parquet("PerceptionR1/Grounding-v0", tmp_path / "a.parquet", limit=1, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for env_id, kwargs in CASES.items():
+            verl_module.export_parquet(env_id, tmp_path / "b.parquet", limit=1, **kwargs)
+
+
+def test_the_images_carry_the_envs_own_bounds(tmp_path):
+    from datasets import load_dataset
+
+    kwargs = {**CASES["PerceptionR1/Counting-v0"], "min_pixels": 6272, "max_pixels": 200_704}
+    path = verl_module.export_parquet("PerceptionR1/Counting-v0", tmp_path / "c.parquet", limit=2, **kwargs)
+    for row in load_dataset("parquet", data_files=str(path), split="train"):
+        assert [(i["min_pixels"], i["max_pixels"]) for i in row["images"]] == [(6272, 200_704)]
+        truth = json.loads(row["reward_model"]["ground_truth"])
+        assert (truth["min_pixels"], truth["max_pixels"]) == (6272, 200_704)
 
 
 def test_every_task_is_covered():
