@@ -5,6 +5,7 @@ perception-r1 make-tiny-model DIR      # an offline, randomly initialised Qwen2-
 perception-r1 sft   --env ID --model DIR --output DIR
 perception-r1 train --env ID --model DIR [--config file.yaml] [--resume RUN_DIR] [--learning-rate ...]
 perception-r1 tour                     # every env, oracle and random answers, renders saved
+perception-r1 report RUN_DIR [--compare RUN_B]   # an evaluation's report.html, written again or side by side
 
 Every command takes --quiet / --verbose (log level), --threads N|auto (torch CPU threads) and --debug (the
 traceback of an error, which is otherwise one line).
@@ -419,9 +420,10 @@ def _run(argv: list[str]) -> None:
 
     build_train_parser(sub, _chosen_agent(argv) if argv[:1] == ["train"] else None)
 
-    from agents.evaluate import add_eval_parser
+    from agents.evaluate import add_eval_parser, add_report_parser
 
     add_eval_parser(sub, parents=common)
+    add_report_parser(sub, parents=common)
 
     p = sub.add_parser(
         "tour", help="every env with an oracle and a random agent; renders saved", parents=common

@@ -6,8 +6,11 @@
         --split val --batch-size 32 --device cuda --output runs/eval/refcoco-val
 
 Writes ``predictions.jsonl`` (one line per sample: ids, prompt, answer,
-reward, success, the parse in ORIGINAL-image pixels), ``metrics.json`` and
-``table.md`` into ``--output``, and prints the table. ``--agent`` is
+reward, success, the parse in ORIGINAL-image pixels), ``metrics.json``,
+``table.md`` and ``report.html`` (every sample drawn, in a browser; written
+again from the folder by ``perception-r1 report``) into ``--output``, for
+detection also ``detections.json`` and ``ground_truth.json`` (COCO files),
+and prints the table. ``--agent`` is
 ``model`` (default when ``--model`` is given), or a reference: ``oracle``
 (perfect answers), ``empty`` (no objects / no text) or ``random``
 (``action_space.sample()``). The metric code is torch-free
@@ -181,13 +184,112 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         "notes": notes + result.notes,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    paths = write_outputs(out_dir, run, result.records)
+    paths = write_outputs(out_dir, run, result.records, env=env)
     print(markdown_table([run]), end="")
     for n in run["notes"]:
         print(f"- {n}")
-    print(f"wrote {paths['predictions']}, {paths['metrics'].name}, {paths['table'].name}")
+    print(
+        f"wrote {paths['predictions']}, " + ", ".join(p.name for k, p in paths.items() if k != "predictions")
+    )
     env.close()
     return run
+
+
+def read_run(run_dir: str | Path, flag: str = "RUN_DIR") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(metrics.json, predictions.jsonl's records)`` of an evaluation folder; a missing or unreadable file
+    is a SetupError naming it."""
+    import json
+
+    from agents.config import MissingFileError, SetupError
+
+    folder = Path(run_dir)
+    paths = [folder / "metrics.json", folder / "predictions.jsonl"]
+    for path in paths:
+        if not path.is_file():
+            raise MissingFileError(
+                f"{flag} {folder}: no {path.name} (the folder `perception-r1 eval` wrote?)"
+            )
+    try:
+        run = json.loads(paths[0].read_text(encoding="utf-8"))
+        lines = paths[1].read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SetupError(f"{flag} {folder}: not JSON as the evaluation writes it ({error})") from error
+    if not isinstance(run, dict) or "task" not in run:
+        raise SetupError(f"{flag} {paths[0]}: not an evaluation's metrics.json (no task)")
+    return run, records
+
+
+def run_report(args: argparse.Namespace) -> dict[str, Path]:
+    """The ``report`` command: report.html (and a detection's COCO files) written again from a run folder,
+    the images from the env rebuilt as metrics.json names it; with ``--compare`` the page of both runs."""
+    from agents.config import SetupError
+    from agents.console import make_env
+    from perception_env.evaluation.report import write_views
+
+    run, records = read_run(args.run_dir)
+    compare = read_run(args.compare, "--compare") if args.compare else None
+    name = "report.html"
+    if compare is not None:
+        name = f"compare-{Path(str(args.compare).rstrip('/')).name or 'run'}.html"
+    output = Path(args.output) if args.output else Path(args.run_dir) / name
+    env = None
+    if not args.no_images:
+        if not run.get("env_id"):
+            raise SetupError(f"RUN_DIR {args.run_dir}: metrics.json names no env_id; use --no-images")
+        env = make_env(run["env_id"], dict(run.get("env_kwargs") or {}))
+    try:
+        paths = write_views(
+            output.parent,
+            run,
+            records,
+            env,
+            compare=compare,
+            report_name=output.name,
+            image_side=args.image_side,
+        )
+    except ValueError as error:  # records of another env, or two runs of different samples
+        raise SetupError(f"{args.run_dir}: {error}") from error
+    finally:
+        if env is not None:
+            env.close()
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def add_report_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
+    """Add the ``report`` sub-command (report.html from an evaluation folder) to ``perception-r1``."""
+    from agents.config import bounded
+    from agents.console import common_options
+
+    p = subparsers.add_parser(
+        "report",
+        help="write an evaluation's report.html again from its folder, or compare two evaluations",
+        description="report.html from RUN_DIR's predictions.jsonl and metrics.json, the images read again "
+        "from the env the run names (a detection run also gets detections.json and ground_truth.json). "
+        "--compare RUN_B shows both evaluations of the same samples side by side, with each sample's "
+        "change in reward.",
+        parents=list(parents) or [common_options()],
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder `perception-r1 eval` wrote")
+    p.add_argument("--compare", default=None, metavar="RUN_B", help="another evaluation of the same samples")
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="the page (default RUN_DIR/report.html, with --compare RUN_DIR/compare-RUN_B.html)",
+    )
+    p.add_argument(
+        "--image-side",
+        type=bounded(int, minimum=16),
+        default=None,
+        help="longest side of an embedded image in px (default 448; smaller makes a smaller file)",
+    )
+    p.add_argument(
+        "--no-images", action="store_true", help="draw the boxes on blank canvases (no env, no data needed)"
+    )
+    p.set_defaults(func=run_report)
+    return p
 
 
 @contextlib.contextmanager

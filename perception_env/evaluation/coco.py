@@ -209,3 +209,38 @@ def detection_metrics(
     out["predictions"] = float(len(preds.results))
     out["dropped_predictions"] = float(preds.dropped)
     return out
+
+
+@dataclass
+class DetectionGroundTruth:
+    """The COCO ground truth an evaluation's detection answers are scored on, and how answers map to it.
+
+    ``image_ids[k]`` is the COCO image id of the ``keep[k]``-th answer: the dataset's own ids when
+    ``official`` (an image answered twice is scored once, its first answer), else 1..N in answer order.
+    """
+
+    coco: Any
+    name_to_category_id: dict[str, int]
+    image_ids: list[int]
+    keep: list[int]
+    official: bool
+
+
+def detection_ground_truth(
+    samples: Sequence[Sample], dataset: Any = None, categories: Sequence[str] | None = None
+) -> DetectionGroundTruth:
+    """The dataset's own COCO index where :func:`official_coco` allows, else one built from ``samples``
+    with ``categories`` (default ``dataset.categories``, else the labels found)."""
+    official = official_coco(dataset, samples) if dataset is not None else None
+    if official is not None:
+        coco, name_to_id = official
+        first: dict[int, int] = {}
+        for k, s in enumerate(samples):
+            first.setdefault(int(s.meta["image_id"]), k)
+        keep = sorted(first.values())
+        image_ids = [int(samples[k].meta["image_id"]) for k in keep]
+        return DetectionGroundTruth(coco, name_to_id, image_ids, keep, True)
+    cats = categories or (list(getattr(dataset, "categories", ()) or ()) or None)
+    coco, name_to_id = coco_from_samples(samples, cats)
+    n = len(samples)
+    return DetectionGroundTruth(coco, name_to_id, list(range(1, n + 1)), list(range(n)), False)

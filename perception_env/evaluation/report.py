@@ -1,4 +1,6 @@
-"""The evaluation's outputs: ``predictions.jsonl``, ``metrics.json`` and a markdown table like the paper's.
+"""The evaluation's outputs: ``predictions.jsonl``, ``metrics.json``, a markdown table like the paper's and,
+given the env evaluated, ``report.html`` (every sample drawn: :mod:`.html_report`) and, for detection, the
+COCO files ``detections.json`` and ``ground_truth.json`` (:mod:`.detections`).
 
 Metrics are stored as fractions (``metrics.json``); the table shows the
 paper's units: percentages with one decimal (edit distance too: the paper's
@@ -107,9 +109,10 @@ _UTF8_ERRORS = "backslashreplace"
 
 
 def write_outputs(
-    out_dir: str | Path, run: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+    out_dir: str | Path, run: Mapping[str, Any], records: Sequence[Mapping[str, Any]], *, env: Any = None
 ) -> dict[str, Path]:
-    """Write ``predictions.jsonl``, ``metrics.json`` (``run``) and ``table.md`` into ``out_dir``.
+    """Write ``predictions.jsonl``, ``metrics.json`` (``run``) and ``table.md`` into ``out_dir``, and with
+    ``env`` (the env the records answered) what :func:`write_views` writes.
 
     Any ``str`` is written, lone surrogates included (as JSON ``\\uXXXX`` escapes, read back exactly).
     """
@@ -130,6 +133,69 @@ def write_outputs(
     if notes:
         table += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     paths["table"].write_text(table, encoding="utf-8", errors=_UTF8_ERRORS)
+    if env is not None:
+        paths.update(write_views(out, run, records, env))
+    return paths
+
+
+def samples_and_images(
+    env: Any, records: Sequence[Mapping[str, Any]], max_side: int | None = None
+) -> tuple[list, list[str]]:
+    """The sample each record answered (``env.reset(options={"index": record["index"]})``, images dropped)
+    and its image as a data URI for the page (:func:`~.html_report.image_data_uri`, longest side at most
+    ``max_side`` px)."""
+    import dataclasses
+
+    from perception_env.evaluation.html_report import DISPLAY_SIDE, image_data_uri
+
+    u = env.unwrapped
+    samples, images = [], []
+    for record in records:
+        observation, _ = env.reset(options={"index": int(record["index"])})
+        sample = u.sample
+        size = [sample.width, sample.height]
+        if (
+            record.get("image_size", size) != size
+            or record.get("sample_id", sample.sample_id) != sample.sample_id
+        ):
+            raise ValueError(
+                f"record {record['index']} answered sample {record.get('sample_id')} "
+                f"({record.get('image_size')} px), but the env gives sample {sample.sample_id} ({size} px) at "
+                "that index: not the env that was evaluated"
+            )
+        samples.append(dataclasses.replace(sample, image=None))
+        images.append(image_data_uri(observation["image"], max_side or DISPLAY_SIDE))
+    return samples, images
+
+
+def write_views(
+    out_dir: str | Path,
+    run: Mapping[str, Any],
+    records: Sequence[Mapping[str, Any]],
+    env: Any = None,
+    *,
+    compare: tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]] | None = None,
+    report_name: str = "report.html",
+    image_side: int | None = None,
+) -> dict[str, Path]:
+    """``report.html`` (named ``report_name``; ``compare``: another evaluation's ``(run, records)`` of the
+    same samples, side by side) and, for detection, ``detections.json`` and ``ground_truth.json``.
+
+    The images and the detection ground truth come from ``env`` (the env the records answered); without
+    it the page draws the boxes on blank canvases and no COCO files are written."""
+    from perception_env.evaluation.detections import write_coco_files
+    from perception_env.evaluation.html_report import write_report
+    from perception_env.evaluation.runner import metrics_dataset
+
+    out = Path(out_dir)
+    paths: dict[str, Path] = {}
+    if env is None:
+        images: list[str | None] = [None] * len(records)
+    else:
+        samples, images = samples_and_images(env, records, image_side)  # type: ignore[assignment]
+        if run.get("task") == "detection" and records:
+            paths.update(write_coco_files(out, records, samples, metrics_dataset(env)))
+    paths["report"] = write_report(out / report_name, run, records, images, compare=compare)
     return paths
 
 

@@ -110,6 +110,9 @@ def _record(index: int, prompt: str, answer: str, scored: Scored) -> dict:
             },
             "target": info["target"],
             "reward_components": info["reward_components"],
+            # pairs of prediction and target indices the reward considered, each with "tp" (earned reward):
+            # what report.html colours matched (blue) and unmatched (red)
+            "matching": info["matching"],
             "reason": info["reason"],
             "reasoning": info["reasoning"],  # the answer's and thinking's lengths; with thinking, its parts
         }
@@ -153,6 +156,13 @@ def answer_and_score(
     return episodes, seconds
 
 
+def metrics_dataset(env: gym.Env):
+    """The dataset whose own annotations the metrics may use (COCO's index): the env's, unless the env
+    resizes its samples (``image_size``), which are then not the dataset's own."""
+    u = env.unwrapped
+    return None if u.image_size is not None else u.dataset
+
+
 def summarise(
     env: gym.Env, episodes: Sequence[Episode], seconds: dict[str, float] | None = None
 ) -> EvaluationResult:
@@ -160,7 +170,7 @@ def summarise(
     u = env.unwrapped
     t0 = time.perf_counter()
     records, samples = [e.record for e in episodes], [e.sample for e in episodes]
-    dataset = None if u.image_size is not None else u.dataset  # resized samples: not the dataset's own
+    dataset = metrics_dataset(env)
     metrics = task_metrics(u.task, records, samples, dataset=dataset)
     notes = u.evaluation_notes(samples, dataset, metrics)
     seconds = {**(seconds or {}), "metrics": time.perf_counter() - t0}

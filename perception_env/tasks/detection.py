@@ -116,26 +116,14 @@ class DetectionEnv(PerceptionEnv):
         :func:`~perception_env.evaluation.coco.official_coco` allows (an image answered twice scored once,
         its first answer), else on a ground truth built from ``samples`` with ``categories`` (default
         ``dataset.categories``, else the labels found)."""
-        from perception_env.evaluation.coco import coco_from_samples, detection_metrics, official_coco
+        from perception_env.evaluation.coco import detection_ground_truth, detection_metrics
         from perception_env.evaluation.tasks import parsed_boxes, parsed_of
 
-        parsed = [parsed_of(r) for r in records]
-        official = official_coco(dataset, samples) if dataset is not None else None
-        if official is not None:
-            coco, name_to_id = official
-            image_ids = [int(s.meta["image_id"]) for s in samples]
-            first = {}
-            for k, image_id in enumerate(image_ids):
-                first.setdefault(image_id, k)
-            keep = sorted(first.values())
-            image_ids, parsed = [image_ids[k] for k in keep], [parsed[k] for k in keep]
-        else:
-            cats = categories or (list(getattr(dataset, "categories", ()) or ()) or None)
-            coco, name_to_id = coco_from_samples(samples, cats)
-            image_ids = list(range(1, len(samples) + 1))
+        truth = detection_ground_truth(samples, dataset, categories)
+        parsed = [parsed_of(records[k]) for k in truth.keep]
         boxes, labels = [parsed_boxes(p) for p in parsed], [list(p.get("labels") or []) for p in parsed]
-        out = detection_metrics(coco, image_ids, boxes, labels, name_to_id)
-        out["official_coco_gt"] = 1.0 if official is not None else 0.0
+        out = detection_metrics(truth.coco, truth.image_ids, boxes, labels, truth.name_to_category_id)
+        out["official_coco_gt"] = 1.0 if truth.official else 0.0
         return out
 
     @classmethod
