@@ -11,7 +11,7 @@ PYTHON="${PYTHON:-python3}"
 VENV=.venv
 LOCK=requirements/lock.txt
 STAMP="$VENV/.perception-r1-installed"
-want="$(cat setup.cfg pyproject.toml "$LOCK" | sha256sum | cut -c1-16)"
+want="$(cat setup.cfg pyproject.toml "$LOCK" requirements/video.txt | sha256sum | cut -c1-16)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0
 fi
@@ -28,4 +28,6 @@ pip=("$VENV/bin/python" -m pip install --quiet -c "$constraints")
 "${pip[@]}" pip setuptools  # the build tool too: the package is built with it, not in isolation
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" torch
 "${pip[@]}" --no-build-isolation -e ".[train,test,bench]"
+# RecordVideo's writer, at exact versions and without its pillow<12 pin (requirements/video.txt says why)
+"$VENV/bin/python" -m pip install --quiet --no-deps -r requirements/video.txt
 echo "$want" > "$STAMP"
