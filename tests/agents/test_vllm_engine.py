@@ -227,3 +227,56 @@ def test_without_vllm_it_says_what_to_do(policy, monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError, installed or not
     with pytest.raises(SetupError, match="--rollout-engine vllm needs the vllm package.*pip install"):
         make_engine("vllm", policy)
+
+
+# ------------------------------------------------------------------------------------ the extra and its lock
+
+# vllm 0.33.0's requirements on what this project also pins (its wheel's METADATA, Requires-Dist)
+VLLM_0_33_REQUIRES = {
+    "transformers": ">=5.16.1,<5.21.0",
+    "torch": "==2.14.0",
+    "torchvision": "==0.29.0",
+    "torchaudio": "==2.11.0",
+    "tokenizers": ">=0.23.2",
+    "pillow": ">=13.0.0",
+    "huggingface-hub": ">=1.31.0",
+}
+
+
+def test_the_vllm_lock_satisfies_vllm_and_our_extras():
+    """requirements/lock-vllm.txt pins versions that vllm 0.33.0 and setup.cfg's train + vllm extras all accept."""
+    import configparser
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    root = Path(__file__).resolve().parents[2]
+    setup = configparser.ConfigParser()
+    setup.read(root / "setup.cfg")
+    extras = setup["options.extras_require"]
+    wanted = [
+        Requirement(line) for name in ("train", "vllm") for line in extras[name].splitlines() if line.strip()
+    ]
+    wanted = [r for r in wanted if not r.name.startswith("#")]
+    pins = {}
+    for line in (root / "requirements" / "lock-vllm.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    assert pins["vllm"] == "0.33.0"
+    for requirement in wanted:
+        name = requirement.name.lower()
+        version = pins.get(name) or _main_lock(root).get(name)
+        assert version and version in requirement.specifier, (requirement, version)
+    for name, specifier in VLLM_0_33_REQUIRES.items():
+        version = pins.get(name) or _main_lock(root).get(name)
+        assert version in SpecifierSet(specifier), (name, version, specifier)
+
+
+def _main_lock(root: Path) -> dict[str, str]:
+    lines = (root / "requirements" / "lock.txt").read_text().splitlines()
+    return {
+        line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
+        for line in lines
+        if "==" in line and not line.startswith("#")
+    }
