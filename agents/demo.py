@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 import perception_env  # noqa: F401  (registers the envs)
+from agents.evaluate import read_run, write_training_evaluation
 from agents.grpo.advantages import zero_std_fraction
 from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import GRPOConfig
@@ -37,6 +38,7 @@ from agents.policies.qwen_vl import QwenVLPolicy
 from agents.policies.tiny_model import build_tiny_model
 from agents.sft import supervised_warm_start
 from agents.trainer import Trainer, evaluate
+from perception_env.evaluation.report import write_views
 
 
 @dataclass(frozen=True)
@@ -527,6 +529,7 @@ def run_demo(
         flush=True,
     )
     before = evaluate(agent, test_env, recipe.eval_samples, max_new_tokens=recipe.max_new_tokens)
+    write_training_evaluation(out / "eval-before", test_env, before, "warm start")
 
     print(
         f"[4/5] GRPO: {config.total_steps} steps x {config.prompts_per_step} images x G={config.group_size}"
@@ -541,6 +544,14 @@ def run_demo(
 
     print(f"[5/5] held-out {recipe.metric_label} after RL", flush=True)
     after = evaluate(agent, test_env, recipe.eval_samples, max_new_tokens=recipe.max_new_tokens)
+    write_training_evaluation(out / "eval-after", test_env, after, f"after {config.total_steps} GRPO steps")
+    compared = write_views(
+        out,
+        *read_run(out / "eval-before"),
+        test_env,
+        compare=read_run(out / "eval-after"),
+        report_name="before-vs-after.html",
+    )["report"]
     result = _summarise(recipe, task, seed, before, after, history, trainer, warm)
     result.update(grpo_cpu_s=grpo_cpu, grpo_wall_s=grpo_wall, run_dir=str(out / config.run_name))
     print(
@@ -548,6 +559,7 @@ def run_demo(
         f"{time.process_time() - cpu_start:.0f} s of CPU, {time.perf_counter() - t_start:.0f} s wall"
     )
     print(f"  TensorBoard: tensorboard --logdir {out / config.run_name}")
+    print(f"  every test image, before and after RL, in a browser: {compared}")
     if control:
         steps = recipe.control_sft_steps or grpo_steps or recipe.grpo_steps
         print(f"[control] {steps} more supervised steps from the same warm start instead of GRPO", flush=True)

@@ -195,6 +195,43 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     return run
 
 
+def write_training_evaluation(
+    out_dir: str | Path, env, result: dict[str, Any], label: str, **fields: Any
+) -> dict[str, Path]:
+    """An evaluation made while training (:func:`agents.trainer.evaluate`'s result, with its ``records``)
+    written as ``perception-r1 eval`` writes one: predictions.jsonl, metrics.json, table.md, report.html
+    and a detection's COCO files. ``label``: the row label (``step 200``); ``fields``: more of metrics.json.
+
+    metrics.json names the env as ``gym.make`` made it (its spec), so that ``perception-r1 report`` rebuilds
+    it; an env made from objects (not JSON) is written without, and ``report`` then needs ``--no-images``.
+    """
+    import json
+
+    from perception_env.evaluation.report import write_outputs
+
+    spec = getattr(env, "spec", None)
+    env_id, env_kwargs = (spec.id, dict(spec.kwargs or {})) if spec is not None else (None, None)
+    try:
+        json.dumps(env_kwargs)
+    except TypeError:
+        env_id, env_kwargs = None, None
+    u = env.unwrapped
+    run = {
+        "task": u.task,
+        "benchmark": benchmark_label(getattr(u.dataset, "name", "data"), (env_kwargs or {}).get("split", "")),
+        "agent": label,
+        "metrics": result["metrics"],
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "answer_format": u.answer_format.name,
+        "samples": len(result["records"]),
+        "notes": list(result.get("notes") or []),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **fields,
+    }
+    return write_outputs(out_dir, run, result["records"], env=env)
+
+
 def read_run(run_dir: str | Path, flag: str = "RUN_DIR") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """``(metrics.json, predictions.jsonl's records)`` of an evaluation folder; a missing or unreadable file
     is a SetupError naming it."""

@@ -171,6 +171,8 @@ def evaluate(
         "n": n,
         "infos": result.infos,
         "metrics": result.metrics,
+        "records": result.records,  # the predictions.jsonl lines (Trainer writes them with report.html)
+        "notes": result.notes,
     }
 
 
@@ -296,7 +298,17 @@ class Trainer:
         if self.parallel.is_main:
             for key, value in out.items():
                 self.writer.add_scalar(key, value, self.step)
+            self._write_evaluation(result)
         return out
+
+    def _write_evaluation(self, result: dict[str, Any]) -> None:
+        """This evaluation as ``perception-r1 eval`` writes one (report.html included), in
+        ``RUN/eval/step-NNNNNN``: ``perception-r1 report RUN/eval/step-000200 --compare RUN/eval/step-000100``
+        shows what training changed, sample by sample."""
+        from agents.evaluate import write_training_evaluation
+
+        folder = self.run_dir / "eval" / f"{CHECKPOINT_PREFIX}{self.step:06d}"
+        write_training_evaluation(folder, self.eval_env, result, f"step {self.step}", step=self.step)
 
     # ------------------------------------------------------------------ log
     @property

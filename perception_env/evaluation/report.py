@@ -179,7 +179,8 @@ def write_views(
     image_side: int | None = None,
 ) -> dict[str, Path]:
     """``report.html`` (named ``report_name``; ``compare``: another evaluation's ``(run, records)`` of the
-    same samples, side by side) and, for detection, ``detections.json`` and ``ground_truth.json``.
+    same samples, side by side) and, for detection (not a comparison), ``detections.json`` and
+    ``ground_truth.json``.
 
     The images and the detection ground truth come from ``env`` (the env the records answered); without
     it the page draws the boxes on blank canvases and no COCO files are written."""
@@ -193,7 +194,7 @@ def write_views(
         images: list[str | None] = [None] * len(records)
     else:
         samples, images = samples_and_images(env, records, image_side)  # type: ignore[assignment]
-        if run.get("task") == "detection" and records:
+        if run.get("task") == "detection" and records and compare is None:
             paths.update(write_coco_files(out, records, samples, metrics_dataset(env)))
     paths["report"] = write_report(out / report_name, run, records, images, compare=compare)
     return paths

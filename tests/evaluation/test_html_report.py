@@ -341,3 +341,44 @@ def test_the_wheel_ships_the_page_assets(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for asset in ("report.html", "report.js", "report.css"):
         assert f"perception_env/evaluation/report_assets/{asset}" in names, sorted(names)[:20]
+
+
+# ------------------------------------------------------------------------------- written while training
+
+
+def test_each_evaluation_of_a_training_run_is_written_with_its_report(
+    tiny_model_dir, tmp_path, one_torch_thread
+):
+    """RUN/eval/step-NNNNNN holds what `eval` writes; `perception-r1 report` rebuilds the env from its spec
+    and compares two steps."""
+    from agents.cli import train
+    from tests.agents.support import make_config
+
+    config = make_config("grpo", tiny_model_dir, tmp_path, total_steps=2, eval_every=1, eval_samples=3)
+    run_dir = train(config, progress=False)
+    folders = sorted((run_dir / "eval").iterdir())
+    assert [f.name for f in folders] == ["step-000001", "step-000002"]
+    for step, folder in enumerate(folders, start=1):
+        run = json.loads((folder / "metrics.json").read_text())
+        assert (run["step"], run["agent"], run["env_id"]) == (step, f"step {step}", config.env_id)
+        assert run["env_kwargs"]["split"] == config.eval_split and run["metrics"]["n"] == 3
+        lines = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+        page = (folder / "report.html").read_text(encoding="utf-8")
+        assert embedded(page, "records") == lines and len(lines) == 3
+        assert all(uri.startswith("data:image/png;base64,") for uri in embedded(page, "images"))
+    run_cli("report", str(folders[0]), "--compare", str(folders[1]), cwd=tmp_path)
+    page = (folders[0] / "compare-step-000002.html").read_text(encoding="utf-8")
+    assert [r["index"] for r in embedded(page, "records-b")] == [0, 1, 2]
+
+
+def test_the_demo_writes_its_before_and_after_evaluations_side_by_side(tmp_path, capsys, one_torch_thread):
+    from agents.demo import run_demo
+    from tests.agents.test_demo import MINIATURE
+
+    run_demo(tmp_path, seed=0, recipe=MINIATURE, progress=False)
+    page = (tmp_path / "before-vs-after.html").read_text(encoding="utf-8")
+    before, after = embedded(page, "records"), embedded(page, "records-b")
+    assert len(before) == len(after) == MINIATURE.eval_samples
+    assert before == [json.loads(line) for line in (tmp_path / "eval-before" / "predictions.jsonl").open()]
+    assert (tmp_path / "eval-after" / "report.html").is_file()
+    assert f"in a browser: {tmp_path / 'before-vs-after.html'}" in capsys.readouterr().out
