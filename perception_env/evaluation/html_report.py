@@ -36,7 +36,7 @@ ASSETS = Path(__file__).with_name("report_assets")
 # downscaled to this (a 640x480 COCO photo to 448x336), smaller ones are drawn larger by the browser.
 DISPLAY_SIDE = 448
 # A PNG larger than this (bytes) is written as JPEG instead: flat synthetic images and text pages stay
-# lossless (a 224 px shapes image is ~3 kB), photographs become ~25 kB JPEGs (~35 kB of base64 each).
+# lossless (a 224 px shapes image is ~3 kB), a 640x480 photograph becomes a ~30 kB JPEG (~42 kB of base64).
 PNG_BUDGET = 24_000
 JPEG_QUALITY = 80
 # the failure reason of a sample that passed the task's verdict
@@ -238,12 +238,16 @@ def build_report(
         ("report-config", config),
         ("records", list(records)),
         ("views", [card_view(r) for r in records]),
-        ("images", list(images)),
     ]
     if records_b is not None:
         data += [("records-b", records_b), ("views-b", [card_view(r) for r in records_b])]
     scripts = "\n".join(
         f'<script type="application/json" id="{name}">{_script_json(value)}</script>' for name, value in data
+    )
+    # each image in an element of its own, read when its card nears the viewport: a page of 5,000 photos
+    # (~220 MB) is never parsed as one JSON string
+    scripts += "".join(
+        f'\n<script type="text/plain" id="image-{k}">{uri}</script>' for k, uri in enumerate(images) if uri
     )
     header = f"<h1>{html.escape(title)}</h1>\n{metrics_table_html(runs)}"
     if notes:

@@ -40,7 +40,7 @@ def detection_run(out: Path, n: int = 24, answerer=flawed_detector, **env_kwargs
     result = run_evaluation(env, answerer, limit=n)
     run = {
         "task": result.task,
-        "benchmark": "shapes easy test",
+        "benchmark": f"shapes {kwargs['difficulty']} {kwargs['split']}",
         "agent": getattr(answerer, "__name__", "agent"),
         "metrics": result.metrics,
         "env_id": "PerceptionR1/Detection-v0",

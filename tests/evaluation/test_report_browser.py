@@ -229,6 +229,8 @@ def test_5000_samples_load_without_freezing(browser, tmp_path):
         assert page.errors == [] and page.status() == "showing 5000 of 5000 samples"
         built = page.tab.locator(".card").count()
         assert 0 < built < 200  # a batch, not 5,000 cards
+        with_pixels = page.tab.locator(".card img[src]").count()
+        assert 0 < with_pixels < built  # images only near the viewport
         assert timing["first"] < 10_000 and timing["load"] < 15_000  # generous: a shared 2-core machine
         page.tab.keyboard.press("End")
         page.tab.wait_for_function(f"document.querySelectorAll('.card').length > {built}")

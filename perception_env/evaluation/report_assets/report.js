@@ -13,7 +13,8 @@
   const config = readJSON("report-config");
   const runs = [readJSON("records")];
   const views = [readJSON("views")];
-  const images = readJSON("images");
+  // record k's image (a data URI) is the text of element image-k, read when its card nears the viewport
+  const imageOf = (k) => byId(`image-${k}`);
   if (byId("records-b")) {
     runs.push(readJSON("records-b"));
     views.push(readJSON("views-b"));
@@ -99,7 +100,9 @@
     const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none" });
     const colours = config.colours;
     const font = 13 * unit;
-    const rect = (b, colour, stroke, cls, label, title) => {
+    // labels: a prediction's inside its box's top, a target's under its box (above it at the image's
+    // bottom), so that a wrong class shows beside the right one
+    const rect = (b, colour, stroke, cls, label, title, below) => {
       const [x1, y1, x2, y2] = b.map(Number);
       const r = svgEl("rect", {
         x: Math.min(x1, x2), y: Math.min(y1, y2), width: Math.abs(x2 - x1), height: Math.abs(y2 - y1),
@@ -110,8 +113,10 @@
       r.appendChild(t);
       svg.appendChild(r);
       if (label) {
-        const text = svgEl("text", { x: Math.min(x1, x2) + font * 0.2, y: Math.min(y1, y2) + font, fill: colour,
-          "font-size": font, class: cls + "-label" });
+        const bottom = Math.max(y1, y2) + font;
+        const y = !below ? Math.min(y1, y2) + font : bottom <= height ? bottom : Math.min(y1, y2) - font * 0.25;
+        const text = svgEl("text", { x: Math.min(x1, x2) + font * 0.2, y, fill: colour, "font-size": font,
+          class: cls + "-label" });
         text.textContent = label;
         svg.appendChild(text);
       }
@@ -123,7 +128,7 @@
     const predLabels = parsed.labels || [];
     const showLabels = config.draw_labels;
     boxesOf(target).forEach((b, i) =>
-      rect(b, colours.target, 4, "target", showLabels ? targetLabels[i] : "", `target ${i}: ${targetLabels[i] || ""}`));
+      rect(b, colours.target, 4, "target", showLabels ? targetLabels[i] : "", `target ${i}: ${targetLabels[i] || ""}`, true));
     for (const [i, p] of (config.draw_points ? pointsOf(target) : []).entries()) {
       const c = svgEl("circle", { cx: p[0], cy: p[1], r: 5 * unit, fill: "none", stroke: colours.target,
         "stroke-width": 2, "vector-effect": "non-scaling-stroke", class: "target-point", "data-target": i });
@@ -166,7 +171,7 @@
     for (const entry of entries) {
       if (!entry.isIntersecting) continue;
       const img = entry.target;
-      img.src = images[Number(img.dataset.k)];
+      img.src = imageOf(img.dataset.k).textContent;
       imageObserver.unobserve(img);
     }
   }, { rootMargin: "800px 0px" });
@@ -175,7 +180,7 @@
     const [width, height] = record.image_size;
     const fig = el("figure", { class: "view" });
     fig.style.aspectRatio = `${width} / ${height}`;
-    if (images[k]) {
+    if (imageOf(k)) {
       const img = el("img", { alt: `sample ${record.sample_id}`, decoding: "async", loading: "lazy" });
       img.dataset.k = k;
       img.width = width;
