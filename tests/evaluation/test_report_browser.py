@@ -241,3 +241,42 @@ def test_5000_samples_load_without_freezing(browser, tmp_path):
         )
     finally:
         page.close()
+
+
+def test_a_box_on_a_portrait_image_lands_on_its_pixels(browser, tmp_path):
+    """A 120x300 image is drawn 448 px tall; a predicted box [10, 20, 60, 200] covers the same fraction of
+    it on screen, and so does a target point (counting draws points)."""
+    import numpy as np
+
+    from perception_env.evaluation.html_report import image_data_uri, write_report
+
+    image = np.zeros((300, 120, 3), np.uint8)
+    image[20:200, 10:60] = 255  # the box's pixels are white
+    r = record(
+        image_size=[120, 300],
+        parsed={"boxes": [[10.0, 20.0, 60.0, 200.0]], "points": [[35.0, 110.0]], "labels": ["dog"]},
+        target={"boxes": [[10.0, 20.0, 60.0, 200.0]], "points": [[35.0, 110.0]], "labels": ["dog"]},
+        matching=[{"pred": 0, "target": 0, "tp": True}],
+    )
+    run = {"task": "counting", "benchmark": "b", "agent": "a", "metrics": {"n": 1.0}}
+    write_report(tmp_path / "report.html", run, [r], [image_data_uri(image)])
+    page = Page(browser, tmp_path / "report.html")
+    try:
+        page.tab.wait_for_function("document.querySelector('#card-0 img').naturalWidth > 0")
+        geometry = page.tab.eval_on_selector(
+            "#card-0",
+            """card => {
+              const rect = (el) => { const b = el.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; };
+              return {img: rect(card.querySelector('img')), box: rect(card.querySelector('rect.pred')),
+                      point: rect(card.querySelector('circle.target-point'))};
+            }""",
+        )
+        left, top, width, height = geometry["img"]
+        assert height == pytest.approx(448, abs=0.5) and width == pytest.approx(448 * 120 / 300, abs=0.5)
+        s = height / 300
+        assert geometry["box"] == pytest.approx([left + 10 * s, top + 20 * s, 50 * s, 180 * s], abs=0.5)
+        x, y, w, h = geometry["point"]  # a circle centred on the point
+        assert (x + w / 2, y + h / 2) == pytest.approx((left + 35 * s, top + 110 * s), abs=0.5)
+        assert page.errors == []
+    finally:
+        page.close()

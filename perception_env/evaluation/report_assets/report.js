@@ -3,6 +3,7 @@
 "use strict";
 (function () {
   const BATCH = 40; // cards added each time the end of the list comes near the viewport
+  const DISPLAY = 448; // px: an image's longer side on screen (at most: a narrow window shrinks it)
   const SVG = "http://www.w3.org/2000/svg";
   const byId = (id) => document.getElementById(id);
   const readJSON = (id) => {
@@ -96,7 +97,7 @@
   // pixels; the browser scales them with the image to its displayed size.
   function drawing(record, view) {
     const [width, height] = record.image_size;
-    const unit = width / 448; // one screen pixel in image pixels, the card drawing the image 448 px wide
+    const unit = Math.max(width, height) / DISPLAY; // one screen pixel in image pixels (see figure())
     const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none" });
     const colours = config.colours;
     const font = 13 * unit;
@@ -180,6 +181,7 @@
     const [width, height] = record.image_size;
     const fig = el("figure", { class: "view" });
     fig.style.aspectRatio = `${width} / ${height}`;
+    fig.style.width = `${(DISPLAY * width) / Math.max(width, height)}px`; // a portrait photo 448 px tall
     if (imageOf(k)) {
       const img = el("img", { alt: `sample ${record.sample_id}`, decoding: "async", loading: "lazy" });
       img.dataset.k = k;
