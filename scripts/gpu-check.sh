@@ -78,4 +78,4 @@ timeout "${GPU_BENCH_TIMEOUT:-330}" "$PYTHON" benchmarks/grpo_step.py --preset 2
 echo "benchmark: exit ${PIPESTATUS[0]}"
 
 step "table for docs/rollouts.md"
-"$PYTHON" scripts/gpu_check_table.py "$RESULTS" | tee "$RESULTS/table.md"
+"$PYTHON" scripts/gpu_check_table.py "$RESULTS" | tee "$RESULTS/table.txt"  # markdown
