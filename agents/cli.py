@@ -452,11 +452,11 @@ def _chosen_agent(argv: list[str]) -> str:
 
 def saved_run(resume: str) -> tuple[str, dict]:
     """(agent name, config) of the run a ``--resume`` path points into (a small JSON beside the state)."""
-    from agents.trainer import STATE_FILE, latest_checkpoint, read_run_file, read_state
+    from agents.trainer import latest_checkpoint, read_run_file, read_state
 
     checkpoint = latest_checkpoint(resume)
     # a checkpoint written before run.json existed: the full state
-    run = read_run_file(checkpoint) or read_state(checkpoint / STATE_FILE, map_location="cpu")
+    run = read_run_file(checkpoint) or read_state(checkpoint)
     return run.get("agent_name", "grpo"), run["config"]
 
 

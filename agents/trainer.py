@@ -4,7 +4,8 @@ Reproducibility contract: the data order and the sampling seed of step ``s``
 are pure functions of ``(config.seed, s)``; a checkpoint holds the policy,
 the optimiser, the schedule and the RNG states. So ``--resume`` after an
 interruption gives the same parameters as an uninterrupted run, and no
-sample is lost or repeated.
+sample is lost or repeated. The trainer state is tensors and JSON (agents/trainer_state.py): resuming from
+a checkpoint someone else wrote runs none of their code.
 
 Checkpoints: ``RUN/checkpoints/step-NNNNNN`` is written under a temporary name, flushed to disk (fsync)
 and renamed, so it is either complete or absent; ``RUN/latest_checkpoint.json`` names the checkpoint the
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import time
 import warnings
@@ -34,10 +34,19 @@ from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 
 from agents.base import Agent, EpisodeGroup, RolloutBatch, derive_seed
 from agents.config import MissingFileError, SetupError, TrainConfig
+from agents.trainer_state import (
+    check_legacy_state,
+    read_legacy_state,
+    read_safetensors_state,
+    rng_states,
+    set_rng_states,
+    write_state,
+)
 from perception_env.core import Scored
 
 CHECKPOINT_PREFIX = "step-"
-STATE_FILE = "trainer_state.pt"
+STATE_FILE = "trainer_state.safetensors"  # tensors + JSON (agents/trainer_state.py): loading runs no code
+LEGACY_STATE_FILE = "trainer_state.pt"  # earlier versions' torch pickle: read restricted, never written
 RUN_FILE = "run.json"
 LATEST_FILE = "latest_checkpoint.json"  # in the run folder: {"checkpoint": "step-NNNNNN"}
 
@@ -400,15 +409,11 @@ class Trainer:
                 "data_position": self.step * self.config.prompts_per_step,
                 "world_size": parallel.world_size,
                 "agent_name": self.agent.spec,  # what --resume rebuilds
-                "config": self.config.to_dict(),
+                "config": json.loads(json.dumps(self.config.to_dict(), default=str)),  # as run.json has it
                 "agent": agent_state,
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "numpy": np.random.get_state(),
-                    "python": random.getstate(),
-                },
+                "rng": rng_states(),
             }
-            torch.save(state, tmp / STATE_FILE)
+            write_state(state, tmp / STATE_FILE)
             # what --resume needs before building anything, without loading the optimiser state
             run = {
                 "agent_name": state["agent_name"],
@@ -444,8 +449,8 @@ class Trainer:
         A checkpoint of this run's folder becomes the one ``--resume RUN`` continues (a branch, if it is not
         the newest); errors name the file."""
         checkpoint = Path(checkpoint)
-        path = checkpoint / STATE_FILE
-        state = read_state(path)
+        path = state_file(checkpoint)
+        state = read_state(checkpoint)
         try:
             self.agent.load_state_dict(state["agent"])
         except (KeyError, ValueError, RuntimeError) as error:
@@ -453,9 +458,7 @@ class Trainer:
                 f"{path}: its optimiser state does not fit this run ({error}); options that change which "
                 "weights train (--lora-r, --lora-train-vision) must stay as the run had them"
             ) from error
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_states(state["rng"])
         self.step = int(state["step"])
         self.resumed_from = [
             *read_run_file(checkpoint).get("resumed_from", []),
@@ -481,7 +484,7 @@ def checkpoint_problem(folder: Path) -> str | None:
     """The piece ``folder`` lacks to be a checkpoint, or None if it has its state file and policy weights."""
     from agents.policies.qwen_vl import ADAPTER_WEIGHT_FILES, MODEL_WEIGHT_FILES
 
-    state = folder / STATE_FILE
+    state = state_file(folder)
     if not state.is_file() or state.stat().st_size == 0:
         return f"no {STATE_FILE}"
     if not any((folder / "policy" / name).is_file() for name in MODEL_WEIGHT_FILES + ADAPTER_WEIGHT_FILES):
@@ -507,7 +510,7 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def _is_checkpoint_path(path: Path) -> bool:
-    return (path / STATE_FILE).exists() or (
+    return state_file(path).exists() or (
         path.name.startswith(CHECKPOINT_PREFIX) and path.parent.name == "checkpoints"
     )
 
@@ -566,15 +569,20 @@ def read_run_file(checkpoint: Path) -> dict[str, Any]:
     return run
 
 
-def read_state(path: Path, map_location: Any = None) -> dict[str, Any]:
-    """``trainer_state.pt``, or :class:`SetupError` naming the file if it is damaged."""
-    try:
-        state = torch.load(path, weights_only=False, map_location=map_location)
-    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError ... for one cause
-        raise SetupError(
-            f"{path}: cannot be read ({error}); the file is damaged or cut short: resume from "
-            f"another checkpoint of the run"
-        ) from error
+def state_file(checkpoint: Path) -> Path:
+    """``checkpoint``'s trainer state: ``trainer_state.safetensors``, else an older version's pickle."""
+    path = Path(checkpoint) / STATE_FILE
+    legacy = Path(checkpoint) / LEGACY_STATE_FILE
+    return legacy if legacy.exists() and not path.exists() else path
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    """``checkpoint``'s trainer state, on the CPU; no code in the folder runs (agents/trainer_state.py).
+
+    :class:`SetupError` naming the file if it is damaged, not a trainer state, or (an older version's
+    ``trainer_state.pt``) needs more than tensors and plain values to unpickle."""
+    path = state_file(checkpoint)
+    state = read_legacy_state(path) if path.name == LEGACY_STATE_FILE else read_safetensors_state(path)
     missing = {"step", "agent", "rng", "config"} - set(state if isinstance(state, dict) else ())
     if missing:
         raise SetupError(f"{path}: not a trainer state (missing {', '.join(sorted(missing))})")
@@ -583,17 +591,22 @@ def read_state(path: Path, map_location: Any = None) -> dict[str, Any]:
 
 def verify_checkpoint(checkpoint: Path) -> None:
     """Fail now, naming the file, if a file of ``checkpoint`` is cut short (before any model is loaded):
-    ``run.json`` must parse, ``trainer_state.pt`` must end with its zip directory, and every safetensors
-    file must hold the tensors its header lists."""
+    ``run.json`` must parse, the trainer state and every safetensors file must hold the tensors their
+    headers list (an older version's ``trainer_state.pt`` must end with its zip directory and need nothing
+    but tensors and plain values to unpickle)."""
     from agents.policies.qwen_vl import check_safetensors
 
     read_run_file(checkpoint)
-    state = checkpoint / STATE_FILE
-    if not zipfile.is_zipfile(state):
+    state = state_file(checkpoint)
+    if state.name == STATE_FILE:
+        check_safetensors(state)
+    elif not zipfile.is_zipfile(state):
         raise SetupError(
             f"{state}: damaged or cut short (no zip directory at its end): resume from another "
             "checkpoint of the run"
         )
+    else:
+        check_legacy_state(state)  # code in a pickle refused before any model loads
     for weights in sorted((checkpoint / "policy").glob("*.safetensors")):
         check_safetensors(weights)
 
@@ -603,7 +616,7 @@ def _saved_at(checkpoint: Path) -> float:
     try:
         return float(json.loads((checkpoint / RUN_FILE).read_text())["saved_at"])
     except (OSError, ValueError, KeyError, TypeError):
-        return (checkpoint / STATE_FILE).stat().st_mtime
+        return state_file(checkpoint).stat().st_mtime
 
 
 def prune_checkpoints(root: Path, limit: int, keep: Path) -> list[Path]:

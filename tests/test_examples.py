@@ -65,14 +65,12 @@ def test_custom_reward_wrapper_adds_the_bonus_and_trains(tmp_path):
 
 @pytest.mark.slow
 def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
-    import torch
+    from agents.trainer import read_state
 
     command = documented("custom_agent.py", "python ")
     out = run_shell(f"{set_flag(command.text, '--steps', '2')} --out {tmp_path}", user_folder(tmp_path))
     assert "step 2:" in out
-    state = torch.load(
-        tmp_path / "run" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False
-    )
+    state = read_state(tmp_path / "run" / "checkpoints" / "step-000002")
     assert state["agent"]["baseline"] > 0
     assert len((EXAMPLES / "custom_agent.py").read_text().splitlines()) < 100
 
@@ -80,7 +78,7 @@ def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
 @pytest.mark.slow
 def test_custom_agent_plugs_into_the_train_command(tmp_path):
     """`perception-r1 train --agent file.py:Class` as documented: its own options, checkpoints, --resume alone."""
-    import torch
+    from agents.trainer import read_state
 
     cwd = user_folder(tmp_path)
     command = documented("custom_agent.py", "perception-r1 train")
@@ -91,9 +89,7 @@ def test_custom_agent_plugs_into_the_train_command(tmp_path):
         "perception-r1 train --resume runs/mine --total-steps 2", cwd
     )  # the agent comes back by itself
     assert "resumed from" in out
-    state = torch.load(
-        tmp_path / "runs" / "mine" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False
-    )
+    state = read_state(tmp_path / "runs" / "mine" / "checkpoints" / "step-000002")
     assert state["agent_name"] == "examples/custom_agent.py:ReinforceAgent"
     assert state["config"]["baseline_momentum"] == 0.5 and "baseline" in state["agent"]
 

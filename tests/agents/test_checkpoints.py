@@ -7,6 +7,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -185,13 +188,14 @@ def test_an_optimiser_state_that_does_not_fit_names_its_file(two_step_run, tmp_p
 
 def test_a_damaged_state_file_is_named_when_read(tmp_path):
     from agents.trainer import read_state
+    from agents.trainer_state import write_state
 
     path = tmp_path / STATE_FILE
-    torch.save({"step": 1, "agent": {}, "rng": {}, "config": {}}, path)
-    assert read_state(path)["step"] == 1
+    write_state({"step": 1, "agent": {"moment": torch.ones(3)}, "rng": {}, "config": {}}, path)
+    assert read_state(tmp_path)["step"] == 1
     _cut(path)
     with pytest.raises(SetupError, match=re.escape(f"{path}: cannot be read")):
-        read_state(path)
+        read_state(tmp_path)
 
 
 # ------------------------------------------------------------------------------ durable writes
@@ -255,3 +259,184 @@ def test_data_paths_in_env_kwargs_are_stored_absolute(tmp_path, monkeypatch):
     expected = {"root": str(tmp_path / "data" / "coco"), "image_dir": "absent"}  # absent: kept as typed
     assert absolute.env_kwargs["data_kwargs"] == expected
     assert absolute.env_kwargs["source"] == "coco" and absolute.env_kwargs["difficulty"] == "easy"
+
+
+# ------------------------------------------------------------------------------ no code in a checkpoint
+class _WritesMarker:
+    """Unpickled, it runs code that writes ``marker``: what a crafted checkpoint does, harmlessly."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def _as_legacy(checkpoint: Path, **extra) -> Path:
+    """Rewrite ``checkpoint``'s state as earlier versions wrote it: ``trainer_state.pt``, a torch pickle with
+    numpy's RNG state as an array (``extra``: more entries in the agent's state)."""
+    import numpy as np
+
+    from agents.trainer import LEGACY_STATE_FILE, read_state
+
+    state = read_state(checkpoint)
+    name, key, *rest = state["rng"]["numpy"]
+    state["rng"]["numpy"] = (name, np.asarray(key, dtype=np.uint32), *rest)
+    state["agent"].update(extra)
+    (checkpoint / STATE_FILE).unlink()
+    torch.save(state, checkpoint / LEGACY_STATE_FILE)
+    return checkpoint / LEGACY_STATE_FILE
+
+
+def test_the_trainer_state_reads_back_equal_types_included(tmp_path):
+    import math
+
+    import numpy as np
+
+    from agents.trainer_state import read_safetensors_state, write_state
+
+    state = {
+        "step": 3,
+        "rng": {"python": (3, (1, 2, 2**32 - 1), None)},
+        "agent": {
+            "optimizer": {"state": {"w": {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 3)}},
+                          "param_groups": [{"betas": (0.9, 0.999), "lr": 1e-6, "foreach": None, "params": ["w"]}]},
+            "by_index": {0: torch.arange(4, dtype=torch.int64), (1, 2): "a tuple key", "__tensor__": 1},
+            "half": torch.tensor([1.5, -2.25], dtype=torch.bfloat16),
+            "figures": [float("inf"), -0.0, 0.1 + 0.2, True, np.float64(0.5), np.int64(7)],
+        },
+    }  # fmt: skip
+    write_state(state, tmp_path / STATE_FILE)
+    back = read_safetensors_state(tmp_path / STATE_FILE)
+
+    def same(a, b):
+        assert type(a) is type(b) or isinstance(a, np.generic), (a, b)
+        if isinstance(a, torch.Tensor):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+        elif isinstance(a, dict):
+            assert list(a) == list(b)
+            for k in a:
+                same(a[k], b[k])
+        elif isinstance(a, (list, tuple)):
+            assert len(a) == len(b)
+            for x, y in zip(a, b):
+                same(x, y)
+        else:
+            assert a == b and math.copysign(1, a) == math.copysign(1, b) if isinstance(a, float) else a == b
+
+    same(state, back)
+    assert back["agent"]["figures"][2] == 0.30000000000000004  # floats to the last bit
+
+
+def test_a_value_that_is_not_data_is_refused_when_saved(tmp_path):
+    from agents.trainer_state import write_state
+
+    with pytest.raises(TypeError, match=r"state\.agent\.baseline is a fractions\.Fraction: a trainer state"):
+        from fractions import Fraction
+
+        write_state({"agent": {"baseline": Fraction(1, 3)}}, tmp_path / STATE_FILE)
+
+
+def test_a_checkpoint_holds_no_pickle(two_step_run):
+    """Every file of a checkpoint is safetensors, JSON or text: none is a pickle or a torch zip."""
+    files = [p for p in (two_step_run / "checkpoints" / "step-000002").rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {STATE_FILE, RUN_FILE, "model.safetensors"}
+    for path in files:
+        head = path.read_bytes()[:2]
+        assert not zipfile.is_zipfile(path) and head[:1] != b"\x80", path  # \x80: pickle's PROTO opcode
+
+
+def test_a_crafted_pickle_in_a_checkpoint_is_refused_and_runs_nothing(two_step_run, tmp_path):
+    """`perception-r1 train --resume` on a checkpoint whose trainer_state.pt runs code: before, it ran the code,
+    printed the normal resume and exited 0; now it exits 1 with one line naming the file and what it calls."""
+    from agents.trainer import LEGACY_STATE_FILE
+    from agents.trainer_state import TRUST_VARIABLE
+
+    run = _copy(two_step_run, tmp_path)
+    marker = tmp_path / "code-ran"
+    crafted = _as_legacy(run / "checkpoints" / "step-000002", payload=_WritesMarker(marker))
+    # the payload is live: unrestricted unpickling (what --resume did) runs it
+    torch.load(shutil.copy(crafted, tmp_path / "copy.pt"), weights_only=False)
+    assert marker.read_text() == "ran"
+    marker.unlink()
+
+    console = Path(sys.executable).with_name("perception-r1")
+    done = subprocess.run(
+        [str(console), "train", "--resume", str(run), "--total-steps", "3"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", TRUST_VARIABLE: ""},
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith(
+        f"perception-r1 train: {run / 'checkpoints' / 'step-000002' / LEGACY_STATE_FILE}"
+    )
+    assert "refused" in message and "builtins.exec" in message and f"{TRUST_VARIABLE}=" in message
+    assert not marker.exists() and "resumed from" not in done.stdout
+    assert not (run / "checkpoints" / "step-000003").exists()
+
+
+def test_a_crafted_pickle_is_refused_by_the_reader_too(two_step_run, tmp_path, monkeypatch):
+    """The state reader itself (what load_state and saved_run call) refuses it, not only the early check."""
+    from agents.trainer import read_state
+    from agents.trainer_state import TRUST_VARIABLE
+
+    monkeypatch.delenv(TRUST_VARIABLE, raising=False)
+    run = _copy(two_step_run, tmp_path)
+    marker = tmp_path / "code-ran"
+    _as_legacy(run / "checkpoints" / "step-000001", payload=_WritesMarker(marker))
+    with pytest.raises(SetupError, match="refused: .* calls builtins.exec"):
+        read_state(run / "checkpoints" / "step-000001")
+    assert not marker.exists()
+
+
+def test_a_pickle_beside_the_safetensors_state_is_never_read(two_step_run, tmp_path, capsys):
+    from agents.trainer import LEGACY_STATE_FILE
+
+    run = _copy(two_step_run, tmp_path)
+    marker = tmp_path / "code-ran"
+    torch.save({"payload": _WritesMarker(marker)}, run / "checkpoints" / "step-000002" / LEGACY_STATE_FILE)
+    main(["train", "--resume", str(run), "--total-steps", "3"])
+    assert "resumed from" in capsys.readouterr().out and not marker.exists()
+
+
+def test_an_older_checkpoint_resumes_exactly_through_the_restricted_reader(two_step_run, tmp_path):
+    """A trainer_state.pt of an earlier version (numpy's RNG state an array) resumes, with a warning, to the
+    same weights as the run that never stopped; its next checkpoint is written in the new format."""
+    from safetensors.torch import load_file
+
+    from agents.trainer_state import LegacyCheckpointWarning
+
+    run = _copy(two_step_run, tmp_path)
+    _as_legacy(run / "checkpoints" / "step-000001")
+    with (
+        pytest.warns(LegacyCheckpointWarning, match="older format, read as tensors and plain values only"),
+        pytest.warns(CheckpointWarning, match="this branch replaces step-000002"),
+    ):
+        main(["train", "--resume", str(run / "checkpoints" / "step-000001"), "--total-steps", "2"])
+    resumed = load_file(run / "checkpoints" / "step-000002" / "policy" / "model.safetensors")
+    straight = load_file(two_step_run / "checkpoints" / "step-000002" / "policy" / "model.safetensors")
+    assert resumed.keys() == straight.keys()
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    assert (run / "checkpoints" / "step-000002" / STATE_FILE).is_file()
+
+
+def test_only_the_file_the_trust_variable_names_is_unpickled_in_full(tmp_path, monkeypatch):
+    from fractions import Fraction
+
+    from agents.trainer import LEGACY_STATE_FILE, read_state
+    from agents.trainer_state import TRUST_VARIABLE, LegacyCheckpointWarning
+
+    path = tmp_path / LEGACY_STATE_FILE
+    torch.save({"step": 1, "agent": {"baseline": Fraction(1, 3)}, "rng": {}, "config": {}}, path)
+    for trusted in ("", str(tmp_path / "other.pt")):
+        monkeypatch.setenv(TRUST_VARIABLE, trusted)
+        with pytest.raises(
+            SetupError, match=f"calls fractions.Fraction.*{TRUST_VARIABLE}={re.escape(str(path))}"
+        ):
+            read_state(tmp_path)
+    monkeypatch.setenv(TRUST_VARIABLE, str(path))
+    with pytest.warns(LegacyCheckpointWarning, match=f"unpickled in full because {TRUST_VARIABLE} names it"):
+        assert read_state(tmp_path)["agent"]["baseline"] == Fraction(1, 3)

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from agents.distributed import Parallel
+from agents.trainer import read_state
 from tests.agents.support import STEPS, checkpoint_weights, launch, train_on_ranks
 
 
@@ -43,13 +44,8 @@ def test_two_ranks_give_the_parameters_of_one_process(strategy, tiny_model_dir, 
     assert max(float((one[k] - start[k]).abs().max()) for k in one) > 1e-4  # training moved them
     _assert_same(checkpoint_weights(one_process / strategy), one)
     for step in range(1, STEPS + 1):  # and every checkpoint on the way, optimiser state included
-        a = torch.load(
-            one_process / "one" / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt", weights_only=False
-        )
-        b = torch.load(
-            one_process / strategy / "checkpoints" / f"step-{step:06d}" / "trainer_state.pt",
-            weights_only=False,
-        )
+        a = read_state(one_process / "one" / "checkpoints" / f"step-{step:06d}")
+        b = read_state(one_process / strategy / "checkpoints" / f"step-{step:06d}")
         assert a["agent"]["optimizer"]["state"].keys() == b["agent"]["optimizer"]["state"].keys()
         for name, moments in a["agent"]["optimizer"]["state"].items():
             torch.testing.assert_close(

@@ -12,7 +12,7 @@ from agents.cli import main, train
 from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import GRPOConfig
 from agents.policies.qwen_vl import QwenVLPolicy
-from agents.trainer import DataOrder, Trainer, latest_checkpoint
+from agents.trainer import DataOrder, Trainer, latest_checkpoint, read_state
 from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, make_config, params, train_args
 
 
@@ -75,7 +75,7 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tiny_model_dir
         tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear"
     )
     train(interrupted, progress=False, env=_env(), stop_at=2)
-    state = torch.load(latest_checkpoint(tmp_path / "b" / "run") / "trainer_state.pt", weights_only=False)
+    state = read_state(latest_checkpoint(tmp_path / "b" / "run"))
     assert state["step"] == 2 and state["data_position"] == 4
     resumed = _config(
         tiny_model_dir, tmp_path / "b", micro_batch_size=micro_batch_size, lr_scheduler="linear"
