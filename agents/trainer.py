@@ -329,9 +329,11 @@ class Trainer:
         (0, or a resumed run's step, where its overrides show)."""
         from torch.utils.tensorboard import SummaryWriter
 
-        # purge_step drops the events written at or after it: those after the checkpoint we resumed from, or
-        # (a new run, step 0) all of an earlier run in this folder, which would interleave with ours
-        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step)
+        # purge_step drops the events written at or after it. Step k's figures are logged before checkpoint k
+        # is written, so a run resumed from checkpoint k keeps them and drops those after k (logged by a run
+        # killed later, or by the branch's old run); a new run (step 0) drops all of an earlier run in this
+        # folder, which would interleave with ours
+        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1 if self.step else 0)
         rows = "\n".join(f"|{k}|{v}|" for k, v in self.config.to_dict().items())
         self._writer.add_text("hyperparameters", "|option|value|\n|-|-|\n" + rows, self.step)
         return self._writer
@@ -400,6 +402,8 @@ class Trainer:
         weights = parallel.full_model_state(self.agent.trainable)  # FSDP2 only; collective
         agent_state = self.agent.state_dict()  # collective under FSDP2
         if parallel.is_main:
+            if self._writer is not None:
+                self._writer.flush()  # checkpoint k on disk => step k's figures too (a resume keeps them)
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
@@ -426,8 +430,6 @@ class Trainer:
             replace_folder(tmp, final)
             point_latest(self.run_dir, final)
             prune_checkpoints(root, self.config.save_total_limit, keep=final)
-            if self._writer is not None:
-                self._writer.flush()
         parallel.barrier()  # no rank goes on (or exits) before the checkpoint exists
         return final
 

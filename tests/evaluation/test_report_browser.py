@@ -195,15 +195,23 @@ def test_two_evaluations_side_by_side(browser, tmp_path):
 
 
 def test_a_page_without_images_and_with_hostile_text(browser, tmp_path):
-    """Answers that look like markup are shown as text; records without images draw on blank canvases."""
+    """Answers that look like markup are shown as text; records without images draw on blank canvases; a
+    box with a missing coordinate is left out."""
     answer = "</script><img src=x onerror=alert(1)> \ud800"
     records = [record(index=i, sample_id=f"s{i}", answer=answer, reward=float(i)) for i in range(3)]
+    # what no evaluation writes, and still no script error: a NaN coordinate (null), no image size
+    records[1]["parsed"] |= {
+        "boxes": [[float("nan"), 1.0, 2.0, 3.0], [1.0, 1.0, 5.0, 5.0]],
+        "labels": ["a", "b"],
+    }
+    del records[2]["image_size"]
     run = {"task": "detection", "benchmark": "b", "agent": "a", "metrics": {"n": 3.0}}
     write_views(tmp_path, run, records)
     page = Page(browser, tmp_path / "report.html")
     try:
         assert page.errors == []
         assert page.shown() == [0, 1, 2] and page.tab.locator(".card img").count() == 0
+        assert page.tab.locator("#card-1 rect.pred").count() == 1  # the finite box only
         shown = page.tab.text_content("#card-0 pre.answer")
         assert shown.startswith("</script><img src=x onerror=alert(1)> ")
     finally:

@@ -95,8 +95,11 @@
 
   // The SVG's viewBox is the ORIGINAL image's pixels, so a box's x/y/width/height are the record's
   // pixels; the browser scales them with the image to its displayed size.
+  const sizeOf = (record) => (Array.isArray(record.image_size) ? record.image_size.map(Number) : [448, 448]);
+  const finite = (numbers) => numbers.every((v) => v !== null && Number.isFinite(Number(v)));
+
   function drawing(record, view) {
-    const [width, height] = record.image_size;
+    const [width, height] = sizeOf(record);
     const unit = Math.max(width, height) / DISPLAY; // one screen pixel in image pixels (see figure())
     const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none" });
     const colours = config.colours;
@@ -104,6 +107,7 @@
     // labels: a prediction's inside its box's top, a target's under its box (above it at the image's
     // bottom), so that a wrong class shows beside the right one
     const rect = (b, colour, stroke, cls, label, title, below) => {
+      if (!Array.isArray(b) || b.length !== 4 || !finite(b)) return svgEl("g", {}); // drawn as nothing
       const [x1, y1, x2, y2] = b.map(Number);
       const r = svgEl("rect", {
         x: Math.min(x1, x2), y: Math.min(y1, y2), width: Math.abs(x2 - x1), height: Math.abs(y2 - y1),
@@ -131,6 +135,7 @@
     boxesOf(target).forEach((b, i) =>
       rect(b, colours.target, 4, "target", showLabels ? targetLabels[i] : "", `target ${i}: ${targetLabels[i] || ""}`, true));
     for (const [i, p] of (config.draw_points ? pointsOf(target) : []).entries()) {
+      if (!finite(p)) continue;
       const c = svgEl("circle", { cx: p[0], cy: p[1], r: 5 * unit, fill: "none", stroke: colours.target,
         "stroke-width": 2, "vector-effect": "non-scaling-stroke", class: "target-point", "data-target": i });
       svg.appendChild(c);
@@ -147,6 +152,7 @@
       r.dataset.pred = i;
     });
     predPoints.forEach((p, i) => {
+      if (!finite(p)) return;
       const ok = matched[i] !== null && matched[i] !== undefined;
       const r = 6 * unit;
       const [x, y] = p.map(Number);
@@ -162,6 +168,7 @@
       if (usePoints && i < predPoints.length && t < pointsOf(target).length) [a, b] = [predPoints[i], pointsOf(target)[t]];
       else if (i < predBoxes.length && t < boxesOf(target).length) [a, b] = [centre(predBoxes[i]), centre(boxesOf(target)[t])];
       else return;
+      if (!finite([...a, ...b])) return;
       svg.appendChild(svgEl("line", { x1: a[0], y1: a[1], x2: b[0], y2: b[1], stroke: colours.matched,
         "stroke-width": 1, "vector-effect": "non-scaling-stroke", class: "link" }));
     });
@@ -178,7 +185,7 @@
   }, { rootMargin: "800px 0px" });
 
   function figure(record, view, k) {
-    const [width, height] = record.image_size;
+    const [width, height] = sizeOf(record);
     const fig = el("figure", { class: "view" });
     fig.style.aspectRatio = `${width} / ${height}`;
     fig.style.width = `${(DISPLAY * width) / Math.max(width, height)}px`; // a portrait photo 448 px tall
@@ -240,13 +247,20 @@
       head.appendChild(el("span", { class: `delta ${d > 0 ? "up" : d < 0 ? "down" : ""}` },
         `change ${d > 0 ? "+" : ""}${fmt(d)}`));
     }
-    for (const tag of views[comparing ? 1 : 0][k].tags) head.appendChild(el("span", { class: `tag ${tag === "passed" ? "passed" : ""}` }, tag));
+    const tags = (parent, run) => {
+      for (const tag of views[run][k].tags) parent.appendChild(el("span", { class: `tag ${tag === "passed" ? "passed" : ""}` }, tag));
+    };
+    if (!comparing) tags(head, 0);
     node.appendChild(head);
     node.appendChild(el("p", { class: "prompt" }, first.prompt));
     const panes = el("div", { class: "panes" });
     runs.forEach((rs, run) => {
       const pane = el("section", { class: "pane" });
-      if (comparing) pane.appendChild(el("h3", {}, config.labels[run]));
+      if (comparing) {
+        const title = el("h3", {}, `${config.labels[run]} `);
+        tags(title, run);
+        pane.appendChild(title);
+      }
       pane.appendChild(figure(rs[k], views[run][k], k));
       pane.appendChild(textColumn(rs[k]));
       panes.appendChild(pane);
