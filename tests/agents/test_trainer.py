@@ -135,12 +135,12 @@ def test_a_new_run_in_an_old_run_folder_shows_only_its_own_steps(tiny_model_dir,
     assert [event.step for event in events.Scalars("reward/mean")] == [1, 2]
 
 
-def _logged_steps(run_dir, tag="reward/mean") -> list[int]:
-    """The steps TensorBoard shows for ``tag``, read as TensorBoard reads them (purged events dropped)."""
+def _scalars(run_dir, tag: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of each ``tag`` event, read as TensorBoard reads them (purged events dropped)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    return [event.step for event in events.Scalars(tag)]
+    return [(event.step, event.value) for event in events.Scalars(tag)]
 
 
 def test_a_resumed_run_keeps_every_step_in_tensorboard(tiny_model_dir, tmp_path):
@@ -149,7 +149,7 @@ def test_a_resumed_run_keeps_every_step_in_tensorboard(tiny_model_dir, tmp_path)
     args = train_args(tiny_model_dir, tmp_path, "run", "--log-every", "1", "--save-every", "2")
     main([*args, "--total-steps", "4"])
     main(["train", "--resume", str(tmp_path / "run"), "--total-steps", "6"])
-    assert _logged_steps(tmp_path / "run") == [1, 2, 3, 4, 5, 6]
+    assert [step for step, _ in _scalars(tmp_path / "run", "reward/mean")] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_run_killed_after_its_checkpoint_shows_the_resumed_steps_once(tiny_model_dir, tmp_path):
@@ -157,21 +157,16 @@ def test_a_run_killed_after_its_checkpoint_shows_the_resumed_steps_once(tiny_mod
     TensorBoard shows the resumed run's step 5 only (the killed run's is purged), steps 1..4 as they were."""
     config = _config(tiny_model_dir, tmp_path, total_steps=6, log_samples_every=0)
     run_dir = train(config, progress=False, env=_env(), stop_at=5)  # checkpoints 2 and 4; steps 1..5 logged
-    killed = _scalar_values(run_dir)
-    assert sorted(killed) == [1, 2, 3, 4, 5] and latest_checkpoint(run_dir).name == "step-000004"
+    killed = _scalars(run_dir, "perf/time_update")  # a timing: it differs between two runs of a step
+    assert [step for step, _ in killed] == [1, 2, 3, 4, 5]
+    assert latest_checkpoint(run_dir).name == "step-000004"
     train(config, resume=str(run_dir), progress=False, env=_env(), history=(resumed := []))
-    assert _logged_steps(run_dir) == [1, 2, 3, 4, 5, 6]
-    shown = _scalar_values(run_dir)
-    assert all(shown[step] == killed[step] for step in (1, 2, 3, 4))
-    assert [shown[5], shown[6]] == pytest.approx([row["perf/time_update"] for row in resumed], abs=1e-6)
-
-
-def _scalar_values(run_dir, tag="perf/time_update") -> dict[int, float]:
-    """``tag``'s value at each step TensorBoard shows (a timing: it differs between two runs of a step)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload()
-    return {event.step: event.value for event in events.Scalars(tag)}
+    shown = _scalars(run_dir, "perf/time_update")
+    assert [step for step, _ in shown] == [1, 2, 3, 4, 5, 6]
+    assert shown[:4] == killed[:4]
+    assert [value for _, value in shown[4:]] == pytest.approx(
+        [row["perf/time_update"] for row in resumed], abs=1e-6
+    )
 
 
 def test_periodic_evaluation_shows_its_progress(tiny_model_dir, tmp_path, monkeypatch):
