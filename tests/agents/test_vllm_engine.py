@@ -140,6 +140,26 @@ def test_sleeps_through_the_update_and_wakes_to_sample(policy, observations, vll
     assert llm.calls[6:] == ["wake_up(kv_cache)", "generate", "sleep1"]
 
 
+def test_a_deep_sleep_drops_the_weights_and_sampling_sends_them_again(policy, observations, vllm):
+    """sleep(level=2) frees the weights too: a call with no update since (an evaluation) sends the policy's."""
+    vllm.LLM.answer = _words(policy, "2")
+    engine = make_engine("vllm", policy, config=CONFIG, sleep_mode=True, sleep_level=2)
+    llm = engine.llm
+    llm.calls.clear()
+    engine.generate(observations, 2, PLAIN, observation_seeds=SEEDS)
+    engine.generate(observations, 1, GREEDY)  # no load_weights in between
+    assert llm.calls == [
+        *["generate", "sleep2"],
+        *["wake_up(weights)", "load", "reset_encoder_cache", "reset_prefix_cache"],
+        *["wake_up(kv_cache)", "generate", "sleep2"],
+    ]
+    assert len(llm.loaded) == 2 and all(
+        torch.equal(llm.loaded[-1][k], v) for k, v in policy.model.state_dict().items()
+    )
+    with pytest.raises(ValueError, match="sleep_level must be 1 or 2, got 3"):
+        make_engine("vllm", policy, config=CONFIG, sleep_mode=True, sleep_level=3)
+
+
 def test_says_when_it_cannot_reach_vllms_model(policy, vllm):
     llm = vllm.LLM(policy.model.config._name_or_path)
     llm.llm_engine.model_executor.driver_worker = (
@@ -214,12 +234,18 @@ def test_temperature_above_two_is_refused_by_our_checks(policy, observations, vl
             engine.generate(observations, 2, Sampling(max_new_tokens=4, temperature=2.5))
 
 
-def test_the_agent_hands_its_options_to_the_engine(tiny_model_dir, tmp_path, vllm):
+def test_the_agent_hands_its_options_to_the_engine_and_trains_through_it(tiny_model_dir, tmp_path, vllm):
     from tests.agents.support import make_trainer
 
-    agent = make_trainer("grpo", tiny_model_dir, tmp_path, rollout_engine="vllm", max_new_tokens=5).agent
-    settings = agent.engine.llm.settings
-    assert settings["max_model_len"] == 1275 + 512 + 5 and settings["max_num_seqs"] == 2 * 3
+    trainer = make_trainer("grpo", tiny_model_dir, tmp_path, rollout_engine="vllm", max_new_tokens=5)
+    agent = trainer.agent
+    llm = agent.engine.llm
+    assert llm.settings["max_model_len"] == 1275 + 512 + 5 and llm.settings["max_num_seqs"] == 2 * 3
+    batch = trainer.collect(0)
+    assert batch.rollout.sampling_logprobs is not None  # temperature 1: vLLM's log-probs are the trainer's
+    agent.update(batch)
+    assert len(llm.loaded) == 2 and llm.calls[-3:] == ["load", "reset_encoder_cache", "reset_prefix_cache"]
+    assert all(torch.equal(llm.loaded[-1][k], v) for k, v in agent.policy.model.state_dict().items())
 
 
 @pytest.mark.skipif("vllm" in sys.modules, reason="vllm is importable here")
