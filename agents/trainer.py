@@ -43,6 +43,7 @@ from agents.trainer_state import (
     write_state,
 )
 from perception_env.core import Scored
+from perception_env.data import Sample
 
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.safetensors"  # tensors + JSON (agents/trainer_state.py): loading runs no code
@@ -99,10 +100,14 @@ def success_rate(infos: list[dict[str, Any]]) -> float:
 _NEUTRAL_WRAPPERS = (OrderEnforcing, PassiveEnvChecker)
 
 
-def answer_scorer(env: gym.Env, index: int) -> Callable[[str], tuple[float, dict[str, Any]]]:
+def answer_scorer(
+    env: gym.Env, index: int, sample: Sample | None = None
+) -> Callable[[str], tuple[float, dict[str, Any]]]:
     """How the Trainer scores an answer to sample ``index`` of ``env``: ``(reward, info)``.
 
-    The env's own :meth:`~perception_env.core.PerceptionEnv.score` (the env does not move), unless a
+    The env's own :meth:`~perception_env.core.PerceptionEnv.score` (the env does not move): against
+    ``sample`` (sample ``index`` as a reset to it loaded it) where given, else against the sample the env
+    stands on. Unless a
     wrapper may change what ``step`` returns (a reward-shaping ``gym.Wrapper``, as
     examples/custom_reward_wrapper.py, or ``RecordEpisodeStatistics``): then each answer is an episode of its
     own through the whole wrapper stack, ``reset`` to the sample then ``step``, so that the shaping applies and
@@ -113,7 +118,9 @@ def answer_scorer(env: gym.Env, index: int) -> Callable[[str], tuple[float, dict
         if type(layer) not in _NEUTRAL_WRAPPERS:
             return lambda answer: _episode(env, index, answer)
         layer = layer.env
-    return lambda answer: _scored(layer.score(answer))  # score_group has reset the env to the sample
+    if sample is None:
+        return lambda answer: _scored(layer.score(answer))
+    return lambda answer: _scored(layer.score_sample(answer, sample, index=index))
 
 
 def _episode(env: gym.Env, index: int, answer: str) -> tuple[float, dict[str, Any]]:
@@ -126,10 +133,24 @@ def _scored(scored: Scored) -> tuple[float, dict[str, Any]]:
     return scored.reward, scored.info
 
 
-def score_group(env: gym.Env, index: int, answers: list[str]) -> EpisodeGroup:
-    """Each answer scored against sample ``index`` (:func:`answer_scorer`); the env is left on that sample."""
-    observation, _ = env.reset(options={"index": index})
-    score = answer_scorer(env, index)
+def score_group(
+    env: gym.Env,
+    index: int,
+    answers: list[str],
+    observation: dict[str, Any] | None = None,
+    sample: Sample | None = None,
+) -> EpisodeGroup:
+    """Each answer scored against sample ``index`` (:func:`answer_scorer`).
+
+    ``observation``, ``sample``: what the caller's own reset to ``index`` gave (the observation, and
+    ``env.unwrapped.sample`` then), so that the env is not reset again: the Trainer resets each observation
+    once per step, before sampling. Without them the env is reset here, and left on that sample."""
+    if (observation is None) != (sample is None):
+        raise ValueError("score_group: give both the observation and the sample of a reset, or neither")
+    if observation is None:
+        observation, _ = env.reset(options={"index": index})
+        sample = env.unwrapped.sample
+    score = answer_scorer(env, index, sample)
     rewards, infos = [], []
     for answer in answers:
         reward, info = score(answer)
@@ -213,6 +234,7 @@ class Trainer:
         self.step = 0
         self.progress = progress
         self._writer = None
+        self._render_env: gym.Env | None = None  # render_env(): built at the first logged sample
         self.history: list[dict[str, float]] = []
         # the checkpoints this run descends from, oldest first (recorded in each checkpoint's run.json)
         self.resumed_from: list[dict[str, Any]] = []
@@ -225,12 +247,18 @@ class Trainer:
         global_indices = self.order.indices(step, c.prompts_per_step)
         positions = self.parallel.shard(c.prompts_per_step)
         indices = [global_indices[p] for p in positions]
-        observations = [self.env.reset(options={"index": i})[0] for i in indices]
+        observations, samples = [], []
+        for i in indices:  # one reset per observation: scoring reuses it
+            observations.append(self.env.reset(options={"index": i})[0])
+            samples.append(self.env.unwrapped.sample)
         rollout = self.agent.sample(observations, step=step, positions=positions)
         t1 = time.perf_counter()
         texts = list(rollout.texts)
         g = rollout.num_samples  # G: the rollout's answers per observation, observation-major
-        groups = [score_group(self.env, i, texts[b * g : (b + 1) * g]) for b, i in enumerate(indices)]
+        groups = [
+            score_group(self.env, i, texts[b * g : (b + 1) * g], observations[b], samples[b])
+            for b, i in enumerate(indices)
+        ]
         t2 = time.perf_counter()
         rewards = torch.tensor([grp.rewards for grp in groups], dtype=torch.float32)  # [b, G]
         return RolloutBatch(step, groups, rollout, rewards, {"generate": t1 - t0, "score": t2 - t1})
@@ -282,6 +310,9 @@ class Trainer:
             bar.close()
         if self._writer is not None:
             self._writer.flush()
+        if self._render_env is not None:
+            self._render_env.close()
+            self._render_env = None
         return self.history
 
     def _evaluate(self) -> dict[str, float]:
@@ -377,14 +408,22 @@ class Trainer:
         lines += [f"- `{a!r}` → {r:.3f}" for a, r in zip(group.answers, group.rewards)]
         self.writer.add_text("samples", "\n".join(lines), self.step)
         try:
-            env = gym.make(self.config.env_id, **self.config.env_make_kwargs(render_mode="rgb_array"))
+            env = self.render_env()
             env.reset(options={"index": group.index})
             best = int(np.argmax(group.rewards))
             env.step(group.answers[best])
             self.writer.add_image("samples/best_answer", env.render(), self.step, dataformats="HWC")
-            env.close()
         except Exception as error:  # a picture must never stop training; say why it is missing
             self.writer.add_text("samples/render_error", repr(error), self.step)
+
+    def render_env(self) -> gym.Env:
+        """The env that draws the logged samples (``rgb_array``), built at the first one and kept: building
+        it reads the data again (on COCO the annotations and the image headers)."""
+        if self._render_env is None:
+            self._render_env = gym.make(
+                self.config.env_id, **self.config.env_make_kwargs(render_mode="rgb_array")
+            )
+        return self._render_env
 
     # --------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:

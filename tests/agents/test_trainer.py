@@ -304,3 +304,54 @@ def test_the_trainers_evaluation_is_perception_r1_evals_to_the_last_digit():
     assert 0 < trainer["metrics"]["mean_iou"] < 1
     assert trainer["metrics"] == runner.metrics
     assert trainer["infos"] == runner.infos and [i["index"] for i in trainer["infos"]] == list(range(8))
+
+
+def test_each_observation_is_reset_once_per_step(tiny_model_dir, tmp_path):
+    """A step of B prompts resets the env B times, to the step's indices (before: 2B, collect then
+    score_group), and its rewards are those of scoring with a reset of its own."""
+    from agents.trainer import score_group
+
+    config = _config(tiny_model_dir, tmp_path, total_steps=2, log_samples_every=0)
+    env = gym.make(config.env_id, **ENV_KWARGS)
+    resets = []
+    reset = env.unwrapped.reset
+
+    def counted_reset(*, seed=None, options=None):
+        resets.append(options["index"])
+        return reset(seed=seed, options=options)
+
+    env.unwrapped.reset = counted_reset
+    trainer = Trainer(
+        GRPOAgent(QwenVLPolicy.from_pretrained(tiny_model_dir), config), config, tmp_path, env=env
+    )
+    for step in range(2):
+        resets.clear()
+        batch = trainer.collect(step)
+        assert (
+            resets == trainer.order.indices(step, config.prompts_per_step) == [g.index for g in batch.groups]
+        )
+        fresh = gym.make(config.env_id, **ENV_KWARGS)
+        for group in batch.groups:
+            again = score_group(fresh, group.index, group.answers)
+            assert group.rewards == again.rewards and group.infos == again.infos
+            assert group.observation["prompt"] == again.observation["prompt"]
+            assert np.array_equal(group.observation["image"], again.observation["image"])
+
+
+def test_the_sample_renderer_is_built_once(tiny_model_dir, tmp_path, monkeypatch):
+    """Sample images every step for 3 steps: one env built to draw them (before: one per logged step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config(tiny_model_dir, tmp_path, total_steps=3, log_samples_every=1, save_every=3)
+    env = _env()
+    trainer = Trainer(
+        GRPOAgent(QwenVLPolicy.from_pretrained(tiny_model_dir), config), config, tmp_path, env=env
+    )
+    made = []
+    make = gym.make
+    monkeypatch.setattr(gym, "make", lambda *a, **kw: (made.append(kw.get("render_mode")), make(*a, **kw))[1])
+    trainer.train()
+    assert made == ["rgb_array"]
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0}).Reload()
+    assert [event.step for event in events.Images("samples/best_answer")] == [1, 2, 3]
+    assert "samples/render_error" not in events.Tags()["tensors"]
