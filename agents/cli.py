@@ -198,6 +198,7 @@ def train(
     from agents.policies.qwen_vl import QwenVLPolicy
     from agents.registry import make_agent, spec_for_config
     from agents.trainer import Trainer, latest_checkpoint, verify_checkpoint
+    from agents.trainer_state import seed_global_rngs
 
     agent = agent or spec_for_config(config)
     config = config.with_absolute_paths()
@@ -240,6 +241,7 @@ def train(
     )
     # the env (and its data) before the model: a wrong env id or data folder fails in seconds
     env = env if env is not None else make_env(config.env_id, config.env_make_kwargs())
+    seed_global_rngs(config.seed)  # LoRA's adapters and any new weights start the same for a seed
     if lora_checkpoint:
         policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
     else:

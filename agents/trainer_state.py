@@ -199,6 +199,17 @@ def _numpy_array_globals() -> list:
 
 
 # ----------------------------------------------------------------------------------- RNG states
+def seed_global_rngs(seed: int) -> None:
+    """Seed torch's (CPU and every GPU), numpy's and Python's global generators: what initialises weights
+    (LoRA's A matrices, a head the checkpoint lacks) and dropout draws from them, not from the seeded
+    per-step generators of sampling and data order."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # numpy takes 0 .. 2**32 - 1
+    torch.manual_seed(seed)
+
+
 def rng_states() -> dict[str, Any]:
     """torch's, numpy's and Python's global RNG states as tensors and plain values."""
     import random
