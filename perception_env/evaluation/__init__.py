@@ -5,7 +5,10 @@
 * :mod:`.coco`: COCO AP through pycocotools' ``COCOeval`` (every box scored 1.0).
 * :mod:`.tasks`: :func:`task_metrics` (episodes -> the task's metrics), e.g. for a trainer.
 * :mod:`.runner`: :func:`run_evaluation` of an answerer (oracle / empty / random / a model) over an env.
-* :mod:`.report`: ``predictions.jsonl``, ``metrics.json`` and the markdown table.
+* :mod:`.report`: ``predictions.jsonl``, ``metrics.json``, the markdown table and, given the env, the pages
+  and files below.
+* :mod:`.html_report`: ``report.html``, every sample drawn in one self-contained page (``report_assets/``).
+* :mod:`.detections`: a detection's ``detections.json`` (COCO results) and ``ground_truth.json``.
 
 ``perception-r1 eval`` (``agents.evaluate``) drives it from the command line.
 """
