@@ -341,7 +341,7 @@ _TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "tensorboard", "tqdm", "p
 
 def _run(argv: list[str]) -> None:
     from agents.config import bounded, json_object
-    from agents.console import Parser, common_options, configure_logging
+    from agents.console import Parser, check_train_model_early, common_options, configure_logging
 
     parser = Parser(
         prog="perception-r1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -420,6 +420,8 @@ def _run(argv: list[str]) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_sft)
 
+    if argv[:1] == ["train"]:
+        check_train_model_early(argv)  # before the train options import torch and transformers
     build_train_parser(sub, _chosen_agent(argv) if argv[:1] == ["train"] else None)
 
     from agents.evaluate import add_eval_parser, add_report_parser

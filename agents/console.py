@@ -118,19 +118,64 @@ def make_env(env_id: str, env_kwargs: dict, **extra):
 def check_model(model: str, option: str = "--model") -> str:
     """``model`` as transformers should load it: a local model folder, or a hub id that can be had.
 
-    Beyond ``check_model_source``: offline (``HF_HUB_OFFLINE=1``) a hub id must be in the cache; that fails at
-    once, naming the cure, instead of in transformers."""
-    from agents.policies.qwen_vl import check_model_source
+    A local folder's files are checked by ``check_model_source``. A path that does not exist is checked
+    without importing torch or transformers (:func:`check_absent_model`), and offline
+    (``HF_HUB_OFFLINE=1``) a hub id must be in the cache; that fails at once, naming the cure, instead of
+    in transformers."""
+    if Path(str(model)).expanduser().exists():
+        from agents.policies.qwen_vl import check_model_source
 
-    source = check_model_source(model, option)
-    if Path(source).expanduser().exists():
-        return source
+        return check_model_source(model, option)
+    source = check_absent_model(str(model), option)
     if _hub_offline() and not _in_hub_cache(source):
         raise MissingFileError(
             f"{source} ({option}) is neither a local folder nor in the hub cache, and the hub is off "
             "(HF_HUB_OFFLINE=1): give a model folder (`perception-r1 make-tiny-model DIR` builds one)"
         )
     return source
+
+
+def check_absent_model(text: str, option: str = "--model") -> str:
+    """``text``, which names no local file or folder, as a hub id (returned unchanged); else
+    :class:`MissingFileError` "no such folder", without asking the hub and without torch or transformers.
+
+    It cannot be a hub id if it is absolute, starts with ``./`` or ``~``, or has two or more ``/``; and a
+    valid hub id whose first part is a local folder (``runs/nope`` beside a local ``runs/``) is read as a
+    folder, which does not exist."""
+    if not _is_hub_id(text):
+        raise MissingFileError(f"no such folder: {text} ({option} names neither a local folder nor a hub id)")
+    first = Path(text.split("/")[0])
+    if first.is_dir():
+        raise MissingFileError(
+            f"no such folder: {text} ({option}; {first}/ is a local folder, so it is read as one, not as a hub id)"
+        )
+    return text
+
+
+def check_train_model_early(argv: list[str]) -> None:
+    """``perception-r1 train``'s ``--model`` that names no local folder and cannot be a hub id, refused
+    before the train command's options are built: building them imports the agents, and with them torch
+    and transformers (~6 s of CPU), which a typo in a path should not cost.
+
+    Only ``--model`` as given on the command line, and not with ``--resume`` (a checkpoint may not need it)
+    or ``--help``; everything else is checked when the options are parsed."""
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    peek.add_argument("--model")
+    peek.add_argument("--resume")
+    peek.add_argument("-h", "--help", action="store_true")
+    given = peek.parse_known_args(argv[1:])[0]
+    if given.model and not given.resume and not given.help and not Path(given.model).expanduser().exists():
+        check_absent_model(given.model)
+
+
+def _is_hub_id(text: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _hub_offline() -> bool:

@@ -77,16 +77,9 @@ def check_model_source(name_or_path: str | os.PathLike, option: str = "--model")
     text = str(name_or_path)
     path = Path(text).expanduser()
     if not path.exists():
-        if not _is_hub_id(text):
-            raise MissingFileError(
-                f"no such folder: {text} ({option} names neither a local folder nor a hub id)"
-            )
-        first = Path(text.split("/")[0])
-        if first.is_dir():
-            raise MissingFileError(
-                f"no such folder: {text} ({option}; {first}/ is a local folder, so it is read as one, not as a hub id)"
-            )
-        return text  # transformers downloads it, or finds it in its cache
+        from agents.console import check_absent_model
+
+        return check_absent_model(text, option)  # a hub id: transformers downloads it, or finds it cached
     if not path.is_dir():
         raise SetupError(f"{text} ({option}): a file, not a model folder")
     # LoRA adapters (transformers loads the base model adapter_config.json names) or a whole model
@@ -103,16 +96,6 @@ def check_model_source(name_or_path: str | os.PathLike, option: str = "--model")
         check_safetensors(weights)
     check_processor_files(path, option)
     return str(path)
-
-
-def _is_hub_id(text: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
 
 
 def check_safetensors(path: str | os.PathLike) -> None:

@@ -154,3 +154,32 @@ def test_training_summary_first_and_last():
         "reward (mean of 1 steps): 0.500 at the start -> 0.500 at the end"
     ]
     assert training_summary([]) == []
+
+
+def test_a_missing_model_folder_is_reported_before_torch_and_transformers_load(tmp_path):
+    """`perception-r1 train --model /no/such/folder` (the installed command): the one-line error, with neither
+    torch nor transformers imported (before: both were, ~6 s of CPU, to build the train options)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    console = Path(sys.executable).with_name("perception-r1")
+    missing = tmp_path / "no" / "such" / "folder"
+    done = subprocess.run(
+        [str(console), "train", *ENV, "--model", str(missing), "--output-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},  # every import, on stderr
+        timeout=120,
+    )
+    imported = {
+        line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")
+    }
+    said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == 1 and said == [
+        f"perception-r1 train: no such folder: {missing} (--model names neither a local folder nor a hub id) "
+        "(--debug: the traceback)"
+    ], done.stderr[-2000:]
+    assert "agents.cli" in imported and not {"torch", "transformers", "gymnasium"} & imported
+    assert not (tmp_path / "runs").exists()

@@ -77,17 +77,15 @@ IMPOSSIBLE = [  # (agent, flags, the option the message must name, what it must 
     "agent, flags, option, problem", IMPOSSIBLE, ids=[f"{a} {' '.join(f)}" for a, f, _, _ in IMPOSSIBLE]
 )
 def test_an_impossible_setting_fails_at_start_naming_its_flag(
-    agent, flags, option, problem, tmp_path, nothing_loads
+    agent, flags, option, problem, tiny_model_dir, tmp_path, nothing_loads
 ):
-    # --model names a folder that does not exist: a message about it would mean the setting got past the check
+    # a real model folder (a missing one is refused before the options: test_console.py): a model or an env
+    # built (nothing_loads) would mean the setting got past the check
     message = _exit_message(
-        [
-            "train", "--agent", agent, "--model", str(tmp_path / "absent"),
-            "--output-dir", str(tmp_path), *flags,
-        ]
-    )  # fmt: skip
+        ["train", "--agent", agent, "--model", tiny_model_dir, "--output-dir", str(tmp_path / "runs"), *flags]
+    )
     assert option in message and problem in message, message
-    assert "absent" not in message and not (tmp_path / "absent").exists()
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("config_cls", [GRPOConfig, RLOOConfig])
