@@ -1,8 +1,9 @@
 """Rollout engines (agents/engines/): the fast decoder draws today's tokens; the interface, with fake engines.
 
 The fast engine's contract: for the same seeds, the same tokens as ``QwenVLPolicy.generate`` (float32 on CPU),
-greedy identical, and no work after every answer has stopped. vLLM is not installed here: its adapter is driven
-by a fake ``vllm`` module that records what it is asked.
+greedy identical, no work after every answer has stopped, and its sampling log-probs are the trainer's. What
+``auto`` picks, on CPU and on CUDA. The vLLM adapter: tests/agents/test_vllm_engine.py; the engines on a GPU:
+tests/agents/test_engines_cuda.py (scripts/gpu-check.sh).
 """
 
 from __future__ import annotations
