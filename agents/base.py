@@ -171,6 +171,16 @@ class Agent:
         through ``self.parallel`` (e.g. ``all_gather_rows``)."""
         raise NotImplementedError(f"{type(self).__name__}: implement advantages() and loss(), or update()")
 
+    def batch_advantages(self, batch: RolloutBatch) -> torch.Tensor:
+        """``[B, G]`` advantages of the batch: :meth:`advantages` of its rewards. An algorithm that reads more
+        of the batch than the rewards (e.g. each reward component of the env's ``info``) overrides this."""
+        return self.advantages(batch.rewards)
+
+    def loss_mask(self, batch: RolloutBatch) -> torch.Tensor:
+        """``[N, T]`` the tokens the loss learns from: every completion token. An algorithm that leaves some
+        out (e.g. truncated completions) overrides this; micro-batches are weighed by this mask's tokens."""
+        return batch.rollout.completion_mask
+
     def loss(
         self,
         logp: torch.Tensor,  # [n, T] log-probs under the policy being trained (with grad)
@@ -205,8 +215,8 @@ class Agent:
         (with top-p / top-k, the cross-entropy from the truncated sampler to it).
         """
         rollout = batch.rollout
-        mask = rollout.completion_mask.float()  # [N, T]
-        advantages = self.advantages(batch.rewards).flatten().to(mask.device)  # [N], observation-major
+        mask = self.loss_mask(batch).float()  # [N, T]
+        advantages = self.batch_advantages(batch).flatten().to(mask.device)  # [N], observation-major
         chunks = self.micro_batches(mask.shape[0])
         weights = self.chunk_weights(mask, chunks, token_level=self.token_level_loss)
         token_weights = self.chunk_weights(mask, chunks, token_level=True)  # per-token metrics

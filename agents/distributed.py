@@ -48,15 +48,23 @@ class LogProbModule(torch.nn.Module):
         self.temperature = temperature
         self._policy = [policy]  # a list: the policy is not a Module and must not be registered as one
 
-    def forward(self, rollout: Any = None, *, generate: dict[str, Any] | None = None) -> Any:
-        """Log-probs of ``rollout``; or, with ``generate=kwargs``, ``sampler.generate(**kwargs)`` (``sampler``:
-        a rollout engine in the kwargs, else the policy): under FSDP2 sampling must also enter through the root
-        module, which gathers the parameters it holds."""
+    def forward(
+        self, rollout: Any = None, *, generate: dict[str, Any] | None = None, with_entropy: bool = False
+    ) -> Any:
+        """Log-probs of ``rollout`` (``with_entropy``: and the entropies, ``completion_logprobs``'); or, with
+        ``generate=kwargs``, ``sampler.generate(**kwargs)`` (``sampler``: a rollout engine in the kwargs, else
+        the policy): under FSDP2 sampling must also enter through the root module, which gathers the
+        parameters it holds."""
         if generate is not None:
             kwargs = dict(generate)
             sampler = kwargs.pop("sampler", None) or self._policy[0]
             return sampler.generate(**kwargs)
-        return self._policy[0].completion_logprobs(rollout, model=self.model, temperature=self.temperature)
+        policy, temperature = self._policy[0], self.temperature
+        if with_entropy:
+            return policy.completion_logprobs(
+                rollout, model=self.model, temperature=temperature, with_entropy=True
+            )
+        return policy.completion_logprobs(rollout, model=self.model, temperature=temperature)
 
 
 def env_world() -> tuple[int, int, int]:

@@ -5,9 +5,16 @@ from __future__ import annotations
 import torch
 
 from agents.base import Agent
-from agents.grpo.advantages import group_advantages
-from agents.grpo.config import GRPOConfig
+from agents.grpo.advantages import (
+    batch_standardized,
+    component_rewards,
+    group_advantages,
+    normalized_component_sum,
+)
+from agents.grpo.config import TOKEN_LEVEL_LOSS_TYPES, GRPOConfig
 from agents.grpo.loss import grpo_loss
+from agents.grpo.variants import high_entropy_mask, truncated_completions
+from agents.rollout import Rollout, RolloutBatch
 
 
 class GRPOAgent(Agent):
@@ -16,10 +23,14 @@ class GRPOAgent(Agent):
     Per rollout batch of B observations x G answers: advantages are the answers' rewards standardised
     within their group; the policy takes ``num_iterations`` gradient steps on the clipped surrogate plus
     ``beta`` x KL to a frozen copy of the starting model, all at the learning rate of this batch.
+    The variants (``loss_type``, GSPO, ``delta``, ...) are options: ``agents/grpo/config.py``.
     """
 
     config: GRPOConfig
     config_class = GRPOConfig
+    # top_entropy_quantile: the entropies [n, T] of the micro-batch whose log-probs were scored last, read
+    # by the loss of that micro-batch (Agent.update scores a micro-batch, then takes its loss)
+    _entropies: torch.Tensor | None = None
 
     def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
         """[B, G] advantages of this rank's groups; ``scale_rewards="batch"``: by the global batch's std."""
@@ -27,12 +38,52 @@ class GRPOAgent(Agent):
         everyone = self.parallel.all_gather_rows(rewards) if c.scale_rewards == "batch" else None
         return group_advantages(rewards, scale=c.scale_rewards, eps=c.advantage_eps, batch_rewards=everyone)
 
+    def batch_advantages(self, batch: RolloutBatch) -> torch.Tensor:
+        """``normalize_then_sum`` (GDPO): from the reward components ``reward_weights`` names, each standardised
+        within its group, summed with their weights, then standardised over the global batch (TRL)."""
+        c = self.config
+        if c.multi_objective_aggregation == "sum_then_normalize":
+            return self.advantages(batch.rewards)
+        names = list(c.reward_weights)
+        weights = torch.tensor([float(c.reward_weights[name]) for name in names])
+        sums = normalized_component_sum(component_rewards(batch.groups, names), weights, c.advantage_eps)
+        return batch_standardized(sums, self.parallel.all_gather_rows(sums), c.advantage_eps)
+
+    def loss_mask(self, batch: RolloutBatch) -> torch.Tensor:
+        """Every completion token; with ``mask_truncated_completions``, none of a completion cut before a stop
+        token (TRL: the last token is neither a stop token nor padding)."""
+        rollout = batch.rollout
+        mask = rollout.completion_mask
+        if not self.config.mask_truncated_completions:
+            return mask
+        if not hasattr(self.policy, "stop_token_ids"):
+            raise ValueError("mask_truncated_completions needs a policy with stop_token_ids (QwenVLPolicy)")
+        stops = [*self.policy.stop_token_ids, self.policy.pad_token_id]
+        cut = truncated_completions(rollout.completion_ids, mask, stops)  # [N]
+        return mask * (~cut).unsqueeze(1).to(mask.dtype)
+
+    def logprobs(self, rollout: Rollout) -> torch.Tensor:
+        """As :meth:`Agent.logprobs`; with ``top_entropy_quantile < 1`` the same forward also gives each
+        position's entropy, kept for the loss of this micro-batch."""
+        if self.config.top_entropy_quantile >= 1:
+            return super().logprobs(rollout)
+        logp, self._entropies = self.trainable(rollout, with_entropy=True)
+        return logp
+
     def loss(self, logp, advantages, mask, old_logp, ref_logp):
-        return grpo_loss(logp, old_logp, advantages, mask, self.config.loss_settings(), ref_logp)
+        learn_mask = None
+        if self.config.top_entropy_quantile < 1:
+            entropies, self._entropies = self._entropies, None
+            if entropies is None or entropies.shape != logp.shape:
+                raise RuntimeError("top_entropy_quantile: no entropies from this micro-batch's log-prob pass")
+            # the quantile of this micro-batch's tokens, as TRL's of its per-device batch
+            learn_mask = high_entropy_mask(entropies, mask, self.config.top_entropy_quantile)
+        settings = self.config.loss_settings()
+        return grpo_loss(logp, old_logp, advantages, mask, settings, ref_logp, learn_mask=learn_mask)
 
     @property
     def token_level_loss(self) -> bool:
-        return self.config.loss_type == "dapo"
+        return self.config.loss_type in TOKEN_LEVEL_LOSS_TYPES
 
     @property
     def iterations(self) -> int:

@@ -1,17 +1,27 @@
-"""GRPO options (defaults follow Perception-R1, Yu et al. 2025, and its official code, linkangheng/PR1)."""
+"""GRPO options (defaults follow Perception-R1, Yu et al. 2025, and its official code, linkangheng/PR1).
+
+The variants take TRL 1.16's ``GRPOConfig`` names and defaults where the meaning is the same
+(``agents/grpo/variants.py`` holds their maths, ``docs/grpo-variants.md`` lists them).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agents.config import KL_ESTIMATORS, TrainConfig, opt, require
+from agents.config import KL_ESTIMATORS, SetupError, TrainConfig, opt, require
 
 if TYPE_CHECKING:  # the loss imports torch; the options (CLI flags, YAML) do not need it
     from agents.grpo.loss import LossSettings
 
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+# the loss types whose policy term is PPO's clipped surrogate (delta and the clip fractions apply to them)
+CLIPPED_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "luspo")
+# the loss types that are a mean over every token of the batch (micro-batches weigh by their tokens)
+TOKEN_LEVEL_LOSS_TYPES = ("dapo", "cispo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+MULTI_OBJECTIVE_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 
 
 @dataclass
@@ -23,13 +33,67 @@ class GRPOConfig(TrainConfig):
     )
     loss_type: str = opt(
         "grpo",
-        "Aggregation: grpo (per-sequence mean, the paper), dapo (token-level), dr_grpo.",
+        "The policy term and its aggregation (TRL's loss_type): grpo (clipped, per-sequence mean; the paper), "
+        "dapo (clipped, mean over the batch's tokens), dr_grpo (clipped, sum / (N x max_new_tokens)), bnpo "
+        "(clipped, mean over each micro-batch's tokens: equal to dapo when micro_batch_size is 0), cispo "
+        "(MiniMax-M1: REINFORCE weighted by the ratio capped at epsilon_high, gradient through log-probs "
+        "only; token mean), sapo (a soft sigmoid gate instead of clipping; per-sequence mean), luspo "
+        "(GSPO's sequence objective times each answer's length; needs importance_sampling_level sequence), "
+        "vespo (REINFORCE weighted by a Gamma function of the sequence ratio; token mean).",
         choices=LOSS_TYPES,
     )
     epsilon_low: float = opt(
-        0.2, "Lower ratio clip: ratios below 1 - epsilon_low stop pushing down.", minimum=0
+        0.2, "Lower ratio clip (TRL's epsilon): ratios below 1 - epsilon_low stop pushing down.", minimum=0
     )
-    epsilon_high: float = opt(0.2, "Upper ratio clip (DAPO's clip-higher uses e.g. 0.28).", minimum=0)
+    epsilon_high: float = opt(
+        0.2,
+        "Upper ratio clip (DAPO's clip-higher uses e.g. 0.28). With loss_type cispo it is the cap of the "
+        "ratio itself (TRL, ScaleRL's epsilon_max; ScaleRL uses 5.0) and must be >= 1.",
+        minimum=0,
+    )
+    delta: float = opt(
+        0.0,
+        "Two-sided clipping (TRL's delta, INTELLECT-2): the ratio is also capped at delta, so a negative "
+        "advantage cannot push an already large ratio without bound; 0 = off (TRL's None). When set: > 1 "
+        "(TRL recommends > 1 + epsilon_high); clipped loss types only.",
+        minimum=0,
+    )
+    importance_sampling_level: str = opt(
+        "token",
+        "Where the ratio pi/pi_old is taken (TRL's importance_sampling_level): token (one per token) or "
+        "sequence (GSPO: exp of the mean of a completion's log-ratios, one per completion).",
+        choices=IMPORTANCE_SAMPLING_LEVELS,
+    )
+    sapo_temperature_pos: float = opt(
+        1.0,
+        "loss_type sapo: temperature of the gate for tokens with a positive advantage.",
+        exclusive_minimum=0,
+    )
+    sapo_temperature_neg: float = opt(
+        1.05, "loss_type sapo: temperature of the gate for the other tokens.", exclusive_minimum=0
+    )
+    vespo_k_pos: float = opt(2.0, "loss_type vespo: power k of the weight for advantages >= 0.", minimum=0)
+    vespo_lambda_pos: float = opt(
+        3.0, "loss_type vespo: decay lambda of the weight for advantages >= 0.", exclusive_minimum=0
+    )
+    vespo_k_neg: float = opt(
+        3.0, "loss_type vespo: power k of the weight for negative advantages.", minimum=0
+    )
+    vespo_lambda_neg: float = opt(
+        2.0, "loss_type vespo: decay lambda of the weight for negative advantages.", exclusive_minimum=0
+    )
+    mask_truncated_completions: bool = opt(
+        False,
+        "Leave out of the loss the completions cut at max_new_tokens before a stop token (TRL's "
+        "mask_truncated_completions, DAPO): their reward judges an unfinished answer.",
+    )
+    top_entropy_quantile: float = opt(
+        1.0,
+        "Train only on the tokens whose entropy is in the top fraction of each micro-batch's (TRL's "
+        "top_entropy_quantile, 'Beyond the 80/20 rule' uses 0.2; 1 = every token, 0 = the highest only).",
+        minimum=0,
+        maximum=1,
+    )
     beta: float = opt(
         0.04, "Weight of the KL to the frozen reference model (0 = no reference model is loaded).", minimum=0
     )
@@ -51,6 +115,19 @@ class GRPOConfig(TrainConfig):
         "Added to the group std before dividing (> 0: a unanimous group's std is 0).",
         exclusive_minimum=0,
     )
+    multi_objective_aggregation: str = opt(
+        "sum_then_normalize",
+        "TRL's multi_objective_aggregation: sum_then_normalize (the env's reward, scaled per scale_rewards) or "
+        "normalize_then_sum (GDPO: each reward component of reward_weights standardised within its group, "
+        "weighted, summed, then standardised over the batch; scale_rewards is not read).",
+        choices=MULTI_OBJECTIVE_AGGREGATIONS,
+    )
+    reward_weights: dict = opt(
+        {},
+        "normalize_then_sum: the env's reward components (info['reward_components']) and their weights, JSON, "
+        'e.g. \'{"format": 1, "f1": 1, "label": 1, "iou": 1}\' for detection (TRL\'s reward_weights, one per '
+        "reward function).",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.scale_rewards, bool):  # runs saved when it was a bool: True = group, False = none
@@ -63,6 +140,57 @@ class GRPOConfig(TrainConfig):
             "every advantage is 0 and the weights never move",
             minimum=2,
         )
+        problems = self._variant_problems()
+        if problems:
+            raise SetupError("; ".join(problems))
+
+    def _variant_problems(self) -> list[str]:
+        """What is wrong with the combination of the variant options (each option alone is checked already)."""
+        problems = []
+        if self.delta and self.delta <= 1:
+            problems.append(f"delta (--delta) must be 0 (off) or > 1, got {self.delta!r}: it caps the ratio")
+        if self.delta and self.loss_type not in CLIPPED_LOSS_TYPES:
+            problems.append(
+                f"delta (--delta) caps the ratio of PPO's clipped surrogate, which loss_type {self.loss_type} "
+                f"has not; it applies to {', '.join(CLIPPED_LOSS_TYPES)}"
+            )
+        if self.loss_type == "cispo" and self.epsilon_high < 1:
+            problems.append(
+                f"loss_type cispo caps the ratio itself at epsilon_high (--epsilon-high; TRL, ScaleRL's "
+                f"epsilon_max), not at 1 + epsilon_high: {self.epsilon_high} would scale even on-policy "
+                "gradients down; use >= 1, e.g. 5.0 (ScaleRL)"
+            )
+        if self.loss_type == "luspo" and self.importance_sampling_level != "sequence":
+            problems.append(
+                "loss_type luspo is GSPO's sequence objective scaled by length: set "
+                "--importance-sampling-level sequence (the LUSPO paper; TRL only warns)"
+            )
+        if self.loss_type == "vespo" and self.importance_sampling_level != "token":
+            problems.append(
+                "loss_type vespo takes its own sequence-level weight from the token log-ratios: keep "
+                "--importance-sampling-level token (TRL only warns)"
+            )
+        if self.multi_objective_aggregation == "normalize_then_sum":
+            if not self.reward_weights:
+                problems.append(
+                    "multi_objective_aggregation normalize_then_sum needs --reward-weights: which reward "
+                    'components to standardise and sum, e.g. \'{"format": 1, "f1": 1}\''
+                )
+            bad = {
+                k: v
+                for k, v in self.reward_weights.items()
+                if isinstance(v, bool) or not isinstance(v, (int, float))
+            }
+            if bad:
+                problems.append(
+                    f"reward_weights (--reward-weights) must map component names to numbers, got {bad}"
+                )
+        elif self.reward_weights:
+            problems.append(
+                "reward_weights (--reward-weights) are read by multi_objective_aggregation normalize_then_sum "
+                "only (the env's reward already weighs its components)"
+            )
+        return problems
 
     def loss_settings(self) -> LossSettings:
         from agents.grpo.loss import LossSettings
@@ -71,6 +199,14 @@ class GRPOConfig(TrainConfig):
             loss_type=self.loss_type,
             epsilon_low=self.epsilon_low,
             epsilon_high=self.epsilon_high,
+            delta=self.delta or None,
+            importance_sampling_level=self.importance_sampling_level,
+            sapo_temperature_pos=self.sapo_temperature_pos,
+            sapo_temperature_neg=self.sapo_temperature_neg,
+            vespo_k_pos=self.vespo_k_pos,
+            vespo_lambda_pos=self.vespo_lambda_pos,
+            vespo_k_neg=self.vespo_k_neg,
+            vespo_lambda_neg=self.vespo_lambda_neg,
             beta=self.beta,
             kl_estimator=self.kl_estimator,
             bias_correction_kl=self.use_bias_correction_kl,

@@ -1,5 +1,7 @@
-"""The GRPO objective, token by token, with its aggregation variants.
+"""The GRPO objective, token by token: importance weight, policy term, KL, aggregation.
 
+The variants' maths (loss types, GSPO's sequence-level weight, two-sided clipping, the high-entropy
+tokens) is in ``agents/grpo/variants.py``; this module composes it as TRL 1.16's ``_compute_loss`` does.
 Shapes: ``N = B * G`` completions, ``T`` completion tokens (right-padded).
 """
 
@@ -10,16 +12,22 @@ from dataclasses import dataclass
 import torch
 
 from agents.grpo.config import LOSS_TYPES
+from agents.grpo.variants import (
+    VariantSettings,
+    aggregate,
+    log_importance_weights,
+    logged_mean,
+    policy_term,
+)
 from agents.losses import kl_to_reference, masked_mean
 
 
 @dataclass(frozen=True)
-class LossSettings:
+class LossSettings(VariantSettings):
     """The knobs of :func:`grpo_loss` (a subset of GRPOConfig)."""
 
     loss_type: str = "grpo"
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2
+    importance_sampling_level: str = "token"  # GSPO: "sequence"
     beta: float = 0.04
     kl_estimator: str = "k3"
     bias_correction_kl: bool = False  # KL weighted by the ratio pi / pi_old (TRL's use_bias_correction_kl)
@@ -33,28 +41,28 @@ def grpo_loss(
     mask: torch.Tensor,  # [N, T] 1 for completion tokens
     settings: LossSettings,
     ref_logp: torch.Tensor | None = None,  # [N, T] under the frozen reference, when beta > 0
+    learn_mask: torch.Tensor | None = None,  # [N, T] bool: the tokens whose policy term counts (top entropy)
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy-gradient loss plus ``beta`` x KL, aggregated per ``settings.loss_type``.
+    """The policy term of ``settings.loss_type`` plus ``beta`` x KL, aggregated per ``loss_type``.
 
-    ``settings.bias_correction_kl``: each token's KL is multiplied by the (differentiable) ratio
-    ``pi / pi_old``, an importance weight for tokens sampled from ``pi_old``: its gradient is then the
-    unbiased gradient of the reverse KL (TRL's ``use_bias_correction_kl``). The logged ``kl`` is the
-    weighted one, as TRL's.
+    ``learn_mask`` (``top_entropy_quantile``): the policy term of the other tokens is zeroed, their KL kept
+    and the normaliser unchanged, as TRL. ``settings.bias_correction_kl``: each token's KL is multiplied by
+    the (differentiable) importance weight ``pi / pi_old``, so that its gradient is the unbiased gradient of
+    the reverse KL (TRL's ``use_bias_correction_kl``); the logged ``kl`` is the weighted one, as TRL's.
 
-    * ``grpo``: mean over each completion's tokens, then over completions (the paper);
-    * ``dapo``: mean over all tokens of the batch (long answers weigh more);
-    * ``dr_grpo``: sum over tokens / (N * max_completion_length), no length bias.
-
-    With one update per rollout (``old_logp == logp``) the ratio is 1, clipping
-    never acts, and the loss equals ``-mean(advantage)`` + the KL term.
+    With one update per rollout (``old_logp == logp``) the ratio is 1, clipping never acts, and for the
+    clipped types the loss equals ``-mean(advantage)`` + the KL term.
     """
     if settings.loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {settings.loss_type!r}")
     mask = mask.to(logp.dtype)
     adv = advantages.to(logp.dtype).unsqueeze(1)  # [N, 1]
-    ratio = torch.exp(logp - old_logp)  # [N, T]
-    clipped = torch.clamp(ratio, 1 - settings.epsilon_low, 1 + settings.epsilon_high)
-    per_token = -torch.minimum(ratio * adv, clipped * adv)  # [N, T]
+    log_ratio = logp - old_logp  # [N, T]
+    ratio = torch.exp(log_importance_weights(log_ratio, mask, settings.importance_sampling_level))
+    term = policy_term(settings.loss_type, logp, log_ratio, ratio, adv, mask, settings)
+    per_token = term.per_token  # [N, T] or [N, 1]
+    if learn_mask is not None:
+        per_token = per_token * learn_mask.to(logp.dtype)
     kl = None
     if settings.beta != 0:
         if ref_logp is None:
@@ -63,24 +71,13 @@ def grpo_loss(
         if settings.bias_correction_kl:
             kl = kl * ratio
         per_token = per_token + settings.beta * kl
-
-    if settings.loss_type == "grpo":
-        loss = masked_mean(per_token, mask, dim=1).mean()
-    elif settings.loss_type == "dapo":
-        loss = masked_mean(per_token, mask)
-    else:  # dr_grpo
-        loss = (per_token * mask).sum() / (mask.shape[0] * settings.max_completion_length)
+    loss = aggregate(settings.loss_type, per_token, mask, settings.max_completion_length)
 
     with torch.no_grad():
-        low = (ratio < 1 - settings.epsilon_low) & (adv < 0)
-        high = (ratio > 1 + settings.epsilon_high) & (adv > 0)
-        metrics = {
-            "loss": float(loss),
-            "clip_fraction": float(masked_mean((low | high).to(logp.dtype), mask)),
-            "clip_fraction_low": float(masked_mean(low.to(logp.dtype), mask)),
-            "clip_fraction_high": float(masked_mean(high.to(logp.dtype), mask)),
-            "ratio_mean": float(masked_mean(ratio, mask)),
-        }
+        metrics = {"loss": float(loss), "ratio_mean": logged_mean(ratio, mask)}
+        metrics.update({name: logged_mean(value, mask) for name, value in term.logged.items()})
         if kl is not None:
             metrics["kl"] = float(masked_mean(kl, mask))
+        if learn_mask is not None:
+            metrics["learn_fraction"] = float(masked_mean(learn_mask.to(logp.dtype), mask))
     return loss, metrics

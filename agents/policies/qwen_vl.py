@@ -530,7 +530,8 @@ class QwenVLPolicy:
         temperature: float = 1.0,
         share_vision: bool = True,
         shared_prefix: bool | None = None,
-    ) -> torch.Tensor:
+        with_entropy: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probabilities [N, T] of the completion tokens under ``model`` (default: policy's).
 
         Differentiable when called with grad enabled. Entries where ``completion_mask == 0`` are 0.
@@ -543,6 +544,8 @@ class QwenVLPolicy:
         attending to its keys/values (``agents/policies/shared_prefix.py``; same values and gradients within
         float tolerance). None: the policy's default (``self.shared_prefix``, True), falling back to the
         per-sequence forward where the model cannot (flash-attention, HF gradient checkpointing).
+        ``with_entropy``: also each position's entropy [N, T] (no grad; 0 where the mask is 0), from the same
+        logits: ``(logprobs, entropies)`` (GRPO's ``top_entropy_quantile``).
 
         Per sequence, the full sequence is prompt (left-padded) + completion (right-padded) and
         ``mm_token_type_ids`` is extended with zeros. Either way the vocabulary projection runs only at the T
@@ -588,8 +591,12 @@ class QwenVLPolicy:
                     model, get, obs_index, completion_ids, completion_mask, image_grid_thw, pixel_values,
                     share_vision,
                 )  # fmt: skip
-            logprobs = token_logprobs(hidden, completion_ids, model.lm_head, temperature=temperature)
-        return logprobs * completion_mask.to(logprobs.dtype)
+            scores = token_logprobs(
+                hidden, completion_ids, model.lm_head, temperature=temperature, with_entropy=with_entropy
+            )
+        if with_entropy:
+            return tuple(values * completion_mask.to(values.dtype) for values in scores)
+        return scores * completion_mask.to(scores.dtype)
 
     def _per_sequence_hidden(
         self, model, get, obs_index, completion_ids, completion_mask, image_grid_thw, pixel_values,

@@ -233,8 +233,12 @@ def token_logprobs(
     *,
     temperature: float = 1.0,
     chunk_elements: int = LOGITS_CHUNK_ELEMENTS,
-) -> torch.Tensor:
+    with_entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """log softmax(lm_head(hidden) / temperature)[token] as float32 ``[N, T]``, never all logits at once.
+
+    ``with_entropy``: also the entropy of each position's distribution, float32 ``[N, T]`` without grad
+    (GRPO's ``top_entropy_quantile``), computed from the same chunk of logits: ``(logprobs, entropies)``.
 
     The vocabulary projection and the float32 log-sum-exp run over chunks of tokens so that at most
     ``chunk_elements`` logits exist at a time (a 151k vocabulary x 512 tokens is 310 MB in float32 otherwise).
@@ -248,21 +252,27 @@ def token_logprobs(
     vocab = lm_head.out_features if hasattr(lm_head, "out_features") else lm_head.weight.shape[0]
     step = max(1, chunk_elements // max(1, vocab))
 
-    def chunk_logprobs(h: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def chunk_logprobs(h: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits = lm_head(h).float()  # a float32 copy of this chunk only
         if temperature != 1.0:
             logits = logits / temperature
-        return logits.gather(-1, ids).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        log_normaliser = torch.logsumexp(logits, dim=-1)
+        entropy = None
+        if with_entropy:  # H = log Z - sum p * logits
+            with torch.no_grad():
+                entropy = log_normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        return logits.gather(-1, ids).squeeze(-1) - log_normaliser, entropy
 
     total = flat_hidden.shape[0]
-    if total <= step:
-        return chunk_logprobs(flat_hidden, flat_ids).view(n, length)
-    recompute = torch.is_grad_enabled() and flat_hidden.requires_grad
+    recompute = total > step and torch.is_grad_enabled() and flat_hidden.requires_grad
     parts = []
-    for start in range(0, total, step):
+    for start in range(0, max(total, 1), step):  # one (maybe empty) chunk when total <= step
         h, ids = flat_hidden[start : start + step], flat_ids[start : start + step]
         if recompute:
             parts.append(checkpoint(chunk_logprobs, h, ids, use_reentrant=False))
         else:
             parts.append(chunk_logprobs(h, ids))
-    return torch.cat(parts).view(n, length)
+    logprobs = torch.cat([p[0] for p in parts]).view(n, length)
+    if not with_entropy:
+        return logprobs
+    return logprobs, torch.cat([p[1] for p in parts]).view(n, length)

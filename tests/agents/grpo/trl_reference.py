@@ -1,0 +1,106 @@
+"""TRL 1.16's own GRPO loss, run on given tensors: the reference the GRPO variants are checked against.
+
+``trl_compute_loss`` calls the real ``GRPOTrainer._compute_loss`` (not a restatement of it) on a trainer
+that was never built: only the attributes ``_compute_loss`` reads are set, the model's forward is replaced
+by one that returns the given log-probs and entropies, and the accelerator is that of one process with no
+gradient accumulation (TRL then normalises by the batch it is given, as one micro-batch of ours does).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+trl = __import__("pytest").importorskip("trl")
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+_ARGS_CACHE: dict[tuple, GRPOConfig] = {}
+
+
+def trl_config(**options: Any) -> GRPOConfig:
+    """TRL's own GRPOConfig with ``options`` (its defaults for the rest); built once per set of options."""
+    key = tuple(sorted(options.items()))
+    if key not in _ARGS_CACHE:
+        # report_to="none": no logger integration is looked for; use_cpu, bf16: no GPU is asked for;
+        # the folder is never written
+        _ARGS_CACHE[key] = GRPOConfig(
+            output_dir=tempfile.gettempdir(), report_to="none", use_cpu=True, bf16=False, **options
+        )
+    return _ARGS_CACHE[key]
+
+
+class _OneProcess:
+    """The accelerator of a single process: gathers and reductions return their input."""
+
+    num_processes = 1
+    process_index = 0
+    sync_gradients = True
+
+    def gather(self, tensor):
+        return tensor
+
+    def reduce(self, tensor, reduction="sum"):
+        return tensor
+
+    def pad_across_processes(self, tensor, dim=0, pad_index=0):
+        return tensor
+
+    def gather_for_metrics(self, tensor):
+        return tensor
+
+
+def trl_compute_loss(
+    logp: torch.Tensor,  # [N, T] with grad: what the model's forward returns
+    old_logp: torch.Tensor | None,  # [N, T]; None: TRL uses logp.detach() (on-policy)
+    advantages: torch.Tensor,  # [N]
+    mask: torch.Tensor,  # [N, T] completion mask
+    ref_logp: torch.Tensor | None = None,  # [N, T] when beta != 0
+    entropies: torch.Tensor | None = None,  # [N, T]; default zeros (only top_entropy_quantile reads them)
+    **options: Any,  # GRPOConfig options, e.g. loss_type="cispo", epsilon_high=5.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``(loss, metrics)`` of ``GRPOTrainer._compute_loss`` on these tensors; metrics as TRL logs them."""
+    args = trl_config(**options)
+    trainer = GRPOTrainer.__new__(GRPOTrainer)  # no __init__: no model, no data, no accelerate state
+    entropies = torch.zeros_like(logp) if entropies is None else entropies
+    attributes = dict(
+        args=args,
+        model=SimpleNamespace(training=True),
+        accelerator=_OneProcess(),
+        current_gradient_accumulation_steps=1,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        aux_loss_enabled=False,
+        _entropy_bonus_enabled=False,
+        use_vllm=False,
+        vllm_importance_sampling_correction=False,
+        off_policy_mask_threshold=None,
+        loss_type=args.loss_type,
+        beta=args.beta,
+        epsilon_low=args.epsilon,
+        epsilon_high=args.epsilon_high if args.epsilon_high is not None else args.epsilon,
+        importance_sampling_level=args.importance_sampling_level,
+        top_entropy_quantile=args.top_entropy_quantile,
+        max_completion_length=args.max_completion_length,
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, entropies, None),
+    )
+    for name, value in attributes.items():
+        object.__setattr__(trainer, name, value)
+    n, t = mask.shape
+    inputs = {
+        "prompt_ids": torch.zeros(n, 1, dtype=torch.long),
+        "prompt_mask": torch.ones(n, 1, dtype=torch.long),
+        "completion_ids": torch.zeros(n, t, dtype=torch.long),
+        "completion_mask": mask,
+        "advantages": advantages,
+        "num_items_in_batch": mask.sum(),  # the whole (one-process) batch is this micro-batch
+    }
+    if old_logp is not None:
+        inputs["old_per_token_logps"] = old_logp
+    if ref_logp is not None:
+        inputs["ref_per_token_logps"] = ref_logp
+    loss = GRPOTrainer._compute_loss(trainer, None, inputs)
+    metrics = {name: values[-1] for name, values in trainer._metrics["train"].items()}
+    return loss, metrics
