@@ -131,7 +131,8 @@ class TrainConfig:
         "auto",
         "What samples the rollouts (docs/rollouts.md): fast (prefill once, static KV cache, CUDA graphs), "
         "transformers (its generate; the same tokens), vllm (a colocated vLLM, when installed), auto (fast "
-        "where the model allows, else transformers).",
+        "where the model allows, else transformers; on CUDA only an engine that has passed on a GPU: "
+        "transformers until the GPU check passes fast).",
         choices=("auto", "fast", "transformers", "vllm"),
     )
 
