@@ -27,7 +27,7 @@ fi
 pip=("$VENV/bin/python" -m pip install --quiet -c "$constraints")
 "${pip[@]}" pip setuptools  # the build tool too: the package is built with it, not in isolation
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" torch
-"${pip[@]}" --no-build-isolation -e ".[train,test,bench]"
+"${pip[@]}" --no-build-isolation -e ".[train,test,bench,viz]"
 # RecordVideo's writer, at exact versions and without its pillow<12 pin (requirements/video.txt says why)
 "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements/video.txt
 echo "$want" > "$STAMP"
