@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from perception_env.evaluation import run_evaluation
 from perception_env.evaluation.html_report import (
     DISPLAY_SIDE,
     align_runs,
@@ -389,3 +390,26 @@ def test_the_demo_writes_its_before_and_after_evaluations_side_by_side(tmp_path,
     assert before == [json.loads(line) for line in (tmp_path / "eval-before" / "predictions.jsonl").open()]
     assert (tmp_path / "eval-after" / "report.html").is_file()
     assert f"in a browser: {tmp_path / 'before-vs-after.html'}" in capsys.readouterr().out
+
+
+def test_an_env_made_without_gym_make_is_written_and_reported_without_images(tmp_path):
+    """No spec to rebuild it from: metrics.json names no env, `report` says to use --no-images, which works."""
+    from agents.evaluate import write_training_evaluation
+    from perception_env.evaluation.runner import oracle_answerer
+    from perception_env.tasks.detection import DetectionEnv
+
+    env = DetectionEnv(split="test", difficulty="easy")
+    result = run_evaluation(env, oracle_answerer, limit=3)
+    write_training_evaluation(
+        tmp_path / "run", env, {"metrics": result.metrics, "records": result.records}, "x"
+    )
+    run = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert run["env_id"] is None and run["agent"] == "x"
+    assert len(page_images((tmp_path / "run" / "report.html").read_text(encoding="utf-8"))) == 3
+    done = run_cli("report", str(tmp_path / "run"), cwd=tmp_path, check=False)
+    assert done.returncode != 0 and "use --no-images" in done.stderr and "Traceback" not in done.stderr
+    run_cli(
+        "report", str(tmp_path / "run"), "--no-images", "--output", str(tmp_path / "plain.html"), cwd=tmp_path
+    )
+    page = (tmp_path / "plain.html").read_text(encoding="utf-8")
+    assert page_images(page) == {} and len(embedded(page, "records")) == 3
