@@ -19,7 +19,7 @@ token it rebuilds masks and positions, runs the logits processors and stopping c
   capacity ``S`` rounded up so that prompts of similar length share them. Sampling runs outside the graph.
   Without CUDA (or with ``cuda_graphs=False``) the same loop runs eagerly, attending to the filled slots only.
 * **Early exit** once every answer has stopped (under FSDP2, ``synced_gpus``: once every rank's have).
-* **Log-probs**: each sampled token's ``log softmax(logits / temperature)`` (one ``logsumexp`` a step) comes
+* **Log-probs**: each sampled token's ``log softmax(logits / temperature)`` (one ``log_softmax`` a step) comes
   back as ``Rollout.sampling_logprobs``; under the same weights it equals the trainer's ``completion_logprobs``.
 """
 
@@ -267,12 +267,12 @@ class FastEngine:
         for k in range(steps):
             self._begin_step(buffers, k, tokens, last_position)
             logits = step()  # [N, V] float32
-            normaliser = torch.logsumexp(logits / temperature, dim=-1)  # [N], before the suppression below
+            # [N, V], before the suppression below (log_softmax: half logsumexp's time on CPU)
+            scored = torch.log_softmax(logits if temperature == 1.0 else logits / temperature, dim=-1)
             logits.index_fill_(1, suppressed, float("-inf"))  # vision tokens are never sampled
             chosen = torch.where(unfinished, choose(logits), policy.pad_token_id)
             out[:, k] = chosen
-            # a chosen token is never a vision token, so its logit is the one the normaliser saw
-            logprobs[:, k] = logits.gather(1, chosen.view(-1, 1)).view(-1) / temperature - normaliser
+            logprobs[:, k] = scored.gather(1, chosen.view(-1, 1)).view(-1)
             unfinished &= ~torch.isin(chosen, stops)
             if k + 1 < steps and (k + 1) % check_every == 0 and not self._any_unfinished(unfinished):
                 done = k + 1
