@@ -1,0 +1,164 @@
+"""verl 0.9.1 itself, in a virtual environment of its own (.venv-verl, built once and kept): the README's verl
+command-line keys composed by verl's Hydra config, verl's reward loading and reward manager calling our
+compute_score, verl's dataset preparing the exported images. Skipped, with pip's error, where verl cannot be
+installed. verl is not in this project's .venv: it pins transformers<5.11 (this project needs >= 5.18)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from importlib.metadata import version
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import perception_env  # noqa: F401  (registers the envs)
+from perception_env.integrations import verl as verl_module
+from tests.documented import ROOT, code_blocks, shell_commands, user_environment
+
+VENV = ROOT / ".venv-verl"
+VERL = "verl==0.9.1"
+# verl goes in with --no-deps (its transformers pin would fail beside this torch); then what the modules this test
+# runs import (config, reward loading and managers, dataset, qwen-vl-utils), at verl 0.9.1's bounds
+DEPENDENCIES = (
+    "hydra-core",
+    "omegaconf",
+    "tensordict>=0.8,<=0.10.0,!=0.9.0",
+    "ray",
+    "transformers>=5.5.3,<5.11,!=5.6.0",
+    "datasets",
+    "pandas",
+    "pyarrow>=19",
+    "codetiming",
+    "dill",
+    "aiohttp",
+    "pybind11",
+    "pylatexenc",
+    "qwen-vl-utils",
+    "setuptools>=68",  # to install this project (editable) without build isolation
+)
+QWEN2_VL = ROOT / "tests" / "fixtures" / "qwen-vl-real" / "Qwen2-VL-2B-Instruct"
+GROUNDING = "PerceptionR1/Grounding-v0"
+# 112 x 112 images shown in at most 6,272 pixels: verl must resize them to the env's 56 x 56
+SMALL_FRAME = {
+    "difficulty": "easy",
+    "min_pixels": 3136,
+    "max_pixels": 6272,
+    "reward_config": {"format_weight": 0.2},
+}
+
+
+def _pip(python: Path, *args: str) -> None:
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install {' '.join(args)}: {(done.stderr or done.stdout)[-1500:]}")
+
+
+def verl_python() -> Path:
+    """The python of .venv-verl, built when missing or made for other requirements; skips the test if pip fails."""
+    torch = f"torch=={version('torch')}"  # this venv's build (a CPU wheel here), not a multi-GB CUDA one
+    wanted = hashlib.sha256(json.dumps([VERL, torch, DEPENDENCIES]).encode()).hexdigest()[:16]
+    python, stamp = VENV / "bin" / "python", VENV / ".requirements"
+    if stamp.is_file() and stamp.read_text() == wanted and python.is_file():
+        return python
+    shutil.rmtree(VENV, ignore_errors=True)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120
+        )
+        _pip(python, torch, VERL, "--no-deps")
+        _pip(python, torch, *DEPENDENCIES)
+        _pip(python, "--no-build-isolation", "-e", str(ROOT))  # the base package: no extras
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
+        shutil.rmtree(VENV, ignore_errors=True)
+        pytest.skip(f"{VERL} could not be installed here: {error}")
+    stamp.write_text(wanted)
+    return python
+
+
+def readme_overrides() -> list[str]:
+    """The README's verl command-line keys, as bash expands them (the reward file's path)."""
+    readme = [c.text for b in code_blocks(ROOT / "README.md", "bash") for c in shell_commands(b)]
+    (command,) = [c for c in readme if c.startswith("python -m verl.trainer.main_ppo")]
+    args = command.replace("python -m verl.trainer.main_ppo", "printf '%s\\n'", 1)
+    printed = subprocess.run(
+        ["bash", "-c", args], cwd=ROOT, env=user_environment(), capture_output=True, text=True, check=True
+    )
+    return [arg for arg in printed.stdout.splitlines() if arg != "..."]
+
+
+def stepped(kwargs: dict, index: int, answer: str) -> float:
+    env = gym.make(GROUNDING, **kwargs)
+    env.reset(options={"index": index})
+    return env.step(answer)[1]
+
+
+@pytest.mark.slow
+def test_verl_takes_the_readme_keys_and_rewards_as_env_step(tmp_path):
+    python = verl_python()
+    overrides = readme_overrides()
+    assert all("=" in arg for arg in overrides), overrides
+    cases = []
+    for answer_format in ("qwen2.5-vl", "qwen2-vl"):  # the format the README recommends, and the box tokens
+        kwargs = {**SMALL_FRAME, "answer_format": answer_format}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the box-token export's warning: tested in test_verl.py
+            parquet = verl_module.export_parquet(
+                GROUNDING, tmp_path / f"{answer_format}.parquet", limit=2, **kwargs
+            )
+        env = gym.make(GROUNDING, **kwargs).unwrapped
+        answers = []
+        for index in range(2):
+            env.reset(options={"index": index})
+            oracle = env.oracle_answer()
+            answers.append([oracle, oracle[: len(oracle) // 2], "no idea"])
+        cases.append({"kwargs": kwargs, "parquet": str(parquet), "answers": answers})
+    spec = {
+        "overrides": overrides,
+        "legacy_overrides": [arg.removeprefix("reward.") for arg in overrides],
+        "tokenizer": str(QWEN2_VL),
+        "cases": [{k: case[k] for k in ("parquet", "answers")} for case in cases],
+    }
+    done = subprocess.run(
+        [str(python), str(Path(__file__).with_name("verl_checks.py")), json.dumps(spec)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("VERL-CHECKS ")]
+    result = json.loads(line.removeprefix("VERL-CHECKS "))
+
+    # verl reads the README's reward keys; without `reward.` (verl 0.9's main_ppo) it would find no reward
+    assert result["reward_function"] == {"path": verl_module.__file__, "name": "compute_score"}
+    assert result["legacy_loads"] is False
+    json_case, tokens_case = (dict(case, **found) for case, found in zip(cases, result["cases"]))
+    for case in (json_case, tokens_case):
+        indices = [i for i, answers in enumerate(case["answers"]) for _ in answers]
+        for index, scored in zip(indices, case["scores"]):
+            # verl's reward is env.step's of the text verl decoded ...
+            assert scored["reward"] == stepped(case["kwargs"], index, scored["decoded"]), scored
+        assert case["image_sizes"] == [
+            [56, 56],
+            [56, 56],
+        ]  # the env's frame, not qwen-vl-utils' default 112 x 112
+    # ... which, in the JSON format, is what the model wrote
+    assert all(s["decoded"] == s["answer"] for s in json_case["scores"])
+    assert [s["reward"] for s in json_case["scores"]][0] == stepped(
+        json_case["kwargs"], 0, json_case["answers"][0][0]
+    )
+    # and in Qwen2-VL's box tokens is not: the perfect answer loses its format credit
+    perfect = tokens_case["scores"][0]
+    assert "<|box_start|>" in perfect["answer"] and "<|box_start|>" not in perfect["decoded"]
+    assert perfect["reward"] == pytest.approx(stepped(tokens_case["kwargs"], 0, perfect["answer"]) - 0.2)
