@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from agents.config import SetupError
 from agents.grpo.config import SCALE_REWARDS
 from agents.losses import zero_std_fraction
 from agents.rollout import EpisodeGroup
@@ -72,9 +73,9 @@ def component_rewards(groups: Sequence[EpisodeGroup], names: Sequence[str]) -> t
         for info in group.infos:
             reported = info.get("reward_components") or {}
             missing = [name for name in names if not isinstance(reported.get(name), (int, float))]
-            if missing:
-                raise ValueError(
-                    f"reward_weights names reward components the env does not report: {', '.join(missing)}; "
+            if missing:  # a setting that cannot work: one line from the command line, as other such errors
+                raise SetupError(
+                    f"reward_weights (--reward-weights) names reward components the env does not report: {', '.join(missing)}; "
                     f"it reports {', '.join(sorted(reported)) or 'none'}"
                 )
             row.append([float(reported[name]) for name in names])

@@ -8,6 +8,9 @@ gradient with respect to the log-probs and the logged metrics must agree (max |d
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +23,7 @@ from agents.grpo.advantages import batch_standardized, component_rewards, normal
 from agents.grpo.config import TOKEN_LEVEL_LOSS_TYPES, GRPOConfig
 from agents.grpo.loss import LossSettings, grpo_loss
 from agents.grpo.variants import high_entropy_mask, truncated_completions
+from agents.policies.shared_prefix import token_logprobs
 from agents.rollout import EpisodeGroup
 from tests.agents.grpo.trl_reference import trl_compute_loss, trl_config
 
@@ -370,3 +374,41 @@ def test_the_options_from_the_command_line_and_yaml(tmp_path):
         and from_yaml.loss_settings().importance_sampling_level == "sequence"
     )
     assert GRPOConfig().loss_settings().delta is None
+
+
+def test_train_help_lists_the_options_with_their_trl_names():
+    """``perception-r1 train --help``, the installed command, as a user reads it."""
+    console = Path(sys.executable).with_name("perception-r1")
+    help_text = subprocess.run(
+        [str(console), "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    flat = " ".join(help_text.split())  # argparse wraps lines
+    for flag in (
+        "--loss-type {grpo,dapo,dr_grpo,bnpo,cispo,sapo,luspo,vespo}", "--delta", "--importance-sampling-level "
+        "{token,sequence}", "--mask-truncated-completions", "--top-entropy-quantile", "--sapo-temperature-pos",
+        "--vespo-lambda-neg", "--multi-objective-aggregation {sum_then_normalize,normalize_then_sum}",
+        "--reward-weights",
+    ):  # fmt: skip
+        assert flag in flat, flag
+    for trl_name in (
+        "TRL's loss_type", "TRL's delta", "TRL's importance_sampling_level", "TRL's mask_truncated_completions",
+        "TRL's top_entropy_quantile", "TRL's multi_objective_aggregation", "TRL's reward_weights",
+    ):  # fmt: skip
+        assert trl_name in flat, trl_name
+
+
+@pytest.mark.parametrize("chunk_elements", [10**6, 70, 50])  # one chunk; chunks recomputed in backward
+def test_entropies_come_from_the_same_logits(chunk_elements):
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False)
+    hidden = torch.randn(3, 5, 8, generator=g, requires_grad=True)
+    ids = torch.randint(0, 50, (3, 5), generator=g)
+    logp, entropies = token_logprobs(
+        hidden, ids, head, temperature=0.7, chunk_elements=chunk_elements, with_entropy=True
+    )
+    log_softmax = torch.log_softmax(head(hidden) / 0.7, dim=-1)
+    torch.testing.assert_close(logp, log_softmax.gather(-1, ids.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(entropies, -(log_softmax.exp() * log_softmax).sum(-1))
+    assert not entropies.requires_grad
+    logp.sum().backward()  # the log-probs keep their gradient
+    assert hidden.grad is not None and hidden.grad.abs().sum() > 0
