@@ -40,13 +40,16 @@ def test_the_options_with_fixed_values_are_declared():
 
 
 @pytest.mark.parametrize("config_cls", [GRPOConfig, RLOOConfig])
-def test_a_wrong_fixed_value_fails_before_anything_loads(config_cls, tmp_path, capsys):
+def test_a_wrong_fixed_value_fails_before_anything_loads(config_cls, tiny_model_dir, tmp_path, capsys):
     agent = "grpo" if config_cls is GRPOConfig else "rloo"
+    runs = tmp_path / "runs"
     for name, choices in choice_fields(config_cls):
         flag = "--" + name.replace("_", "-")
-        # --model names no folder: an error about it would mean the value got past the check
+        # a real model folder (a missing one is refused before the options are parsed): argparse's exit,
+        # before any run folder is made
         with pytest.raises(SystemExit):
-            main(["train", "--agent", agent, "--model", str(tmp_path / "absent"), flag, "nonsense"])
+            main(["train", "--agent", agent, "--model", tiny_model_dir, "--output-dir", str(runs), flag, "nonsense"])  # fmt: skip
+        assert not runs.exists()
         err = capsys.readouterr().err
         assert f"argument {flag}: invalid choice: 'nonsense'" in err and choices[0] in err
         with pytest.raises(ValueError, match=rf"{name} \({flag}\) must be one of {', '.join(choices)}"):
