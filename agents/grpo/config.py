@@ -47,7 +47,7 @@ class GRPOConfig(TrainConfig):
     )
     epsilon_high: float = opt(
         0.2,
-        "Upper ratio clip (DAPO's clip-higher uses e.g. 0.28). With loss_type cispo it is the cap of the "
+        "Upper ratio clip (TRL's epsilon_high; DAPO's clip-higher uses e.g. 0.28). With loss_type cispo it is the cap of the "
         "ratio itself (TRL, ScaleRL's epsilon_max; ScaleRL uses 5.0) and must be >= 1.",
         minimum=0,
     )
@@ -61,26 +61,31 @@ class GRPOConfig(TrainConfig):
     importance_sampling_level: str = opt(
         "token",
         "Where the ratio pi/pi_old is taken (TRL's importance_sampling_level): token (one per token) or "
-        "sequence (GSPO: exp of the mean of a completion's log-ratios, one per completion).",
+        "sequence (GSPO: exp of the mean of a completion's log-ratios, one per completion; GSPO's setup is "
+        "loss_type grpo: with dapo, bnpo, dr_grpo or cispo each completion weighs by its length, as TRL warns).",
         choices=IMPORTANCE_SAMPLING_LEVELS,
     )
     sapo_temperature_pos: float = opt(
         1.0,
-        "loss_type sapo: temperature of the gate for tokens with a positive advantage.",
+        "loss_type sapo (TRL's sapo_temperature_pos): the gate's temperature for positive advantages.",
         exclusive_minimum=0,
     )
     sapo_temperature_neg: float = opt(
-        1.05, "loss_type sapo: temperature of the gate for the other tokens.", exclusive_minimum=0
+        1.05,
+        "loss_type sapo (TRL's sapo_temperature_neg): the gate's temperature for the others.",
+        exclusive_minimum=0,
     )
-    vespo_k_pos: float = opt(2.0, "loss_type vespo: power k of the weight for advantages >= 0.", minimum=0)
+    vespo_k_pos: float = opt(
+        2.0, "loss_type vespo (TRL's vespo_k_pos): power k of the weight, advantages >= 0.", minimum=0
+    )
     vespo_lambda_pos: float = opt(
-        3.0, "loss_type vespo: decay lambda of the weight for advantages >= 0.", exclusive_minimum=0
+        3.0, "loss_type vespo (TRL's vespo_lambda_pos): decay lambda, advantages >= 0.", exclusive_minimum=0
     )
     vespo_k_neg: float = opt(
-        3.0, "loss_type vespo: power k of the weight for negative advantages.", minimum=0
+        3.0, "loss_type vespo (TRL's vespo_k_neg): power k of the weight, advantages < 0.", minimum=0
     )
     vespo_lambda_neg: float = opt(
-        2.0, "loss_type vespo: decay lambda of the weight for negative advantages.", exclusive_minimum=0
+        2.0, "loss_type vespo (TRL's vespo_lambda_neg): decay lambda, advantages < 0.", exclusive_minimum=0
     )
     mask_truncated_completions: bool = opt(
         False,

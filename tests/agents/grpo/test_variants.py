@@ -393,6 +393,8 @@ def test_train_help_lists_the_options_with_their_trl_names():
     for trl_name in (
         "TRL's loss_type", "TRL's delta", "TRL's importance_sampling_level", "TRL's mask_truncated_completions",
         "TRL's top_entropy_quantile", "TRL's multi_objective_aggregation", "TRL's reward_weights",
+        "TRL's epsilon)", "TRL's epsilon_high", "TRL's sapo_temperature_pos", "TRL's sapo_temperature_neg",
+        "TRL's vespo_k_pos", "TRL's vespo_lambda_pos", "TRL's vespo_k_neg", "TRL's vespo_lambda_neg",
     ):  # fmt: skip
         assert trl_name in flat, trl_name
 
