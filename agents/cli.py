@@ -444,13 +444,28 @@ def _run(argv: list[str]) -> None:
 
 
 def _chosen_agent(argv: list[str]) -> str:
-    """The --agent given to ``train`` (its flags depend on it), before full parsing; a resumed run's own."""
+    """The --agent given to ``train`` (its flags depend on it), before full parsing; a resumed run's own.
+
+    A resumed run's agent is taken from its checkpoint only when it is one of the package's own
+    (``AGENTS``): an agent named ``file.py:Class`` or ``module:Class`` is code outside the package, and a
+    checkpoint folder from someone else could name code it ships. Such a run resumes only when the same
+    ``--agent`` is given again, which says the user trusts that code.
+    """
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--agent", default=None)
     peek.add_argument("--resume", default=None)
     known = peek.parse_known_args(argv)[0]
-    if known.agent is None and known.resume:
-        return saved_run(known.resume)[0]
+    if known.resume:
+        saved = saved_run(known.resume)[0]
+        if known.agent is None and ":" in saved:  # module:Class or file.py:Class, not a name of AGENTS
+            from agents.config import SetupError
+
+            raise SetupError(
+                f"{known.resume} was trained with the agent {saved!r}, code outside perception-r1; resuming "
+                f"runs it, so it is not loaded from the checkpoint: if you trust that code, add --agent {saved}"
+            )
+        if known.agent is None:
+            return saved
     return known.agent or "grpo"
 
 

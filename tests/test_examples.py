@@ -3,9 +3,19 @@ by flags only, and prints what it promises."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from tests.documented import ROOT, Command, docstring_commands, run_shell, set_flag, user_folder
+from tests.documented import (
+    ROOT,
+    Command,
+    docstring_commands,
+    run_shell,
+    set_flag,
+    user_environment,
+    user_folder,
+)
 
 EXAMPLES = ROOT / "examples"
 
@@ -77,7 +87,8 @@ def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
 
 @pytest.mark.slow
 def test_custom_agent_plugs_into_the_train_command(tmp_path):
-    """`perception-r1 train --agent file.py:Class` as documented: its own options, checkpoints, --resume alone."""
+    """`perception-r1 train --agent file.py:Class` as documented: its own options, checkpoints, and --resume,
+    which runs the agent's file only when --agent names it again (a checkpoint cannot choose code to run)."""
     from agents.trainer import read_state
 
     cwd = user_folder(tmp_path)
@@ -85,9 +96,20 @@ def test_custom_agent_plugs_into_the_train_command(tmp_path):
     run_shell("perception-r1 make-tiny-model runs/tiny", cwd)  # what its note says to run first
     short = "--total-steps 1 --prompts-per-step 2 --group-size 2 --max-new-tokens 3 --run-name mine"
     run_shell(f"{command.text} {short}", cwd)
+    refused = subprocess.run(
+        "perception-r1 train --resume runs/mine --total-steps 2",
+        shell=True,
+        cwd=cwd,
+        env=user_environment(),
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert "add --agent examples/custom_agent.py:ReinforceAgent" in refused.stderr
     out = run_shell(
-        "perception-r1 train --resume runs/mine --total-steps 2", cwd
-    )  # the agent comes back by itself
+        "perception-r1 train --resume runs/mine --agent examples/custom_agent.py:ReinforceAgent --total-steps 2",
+        cwd,
+    )
     assert "resumed from" in out
     state = read_state(tmp_path / "runs" / "mine" / "checkpoints" / "step-000002")
     assert state["agent_name"] == "examples/custom_agent.py:ReinforceAgent"

@@ -440,3 +440,31 @@ def test_only_the_file_the_trust_variable_names_is_unpickled_in_full(tmp_path, m
     monkeypatch.setenv(TRUST_VARIABLE, str(path))
     with pytest.warns(LegacyCheckpointWarning, match=f"unpickled in full because {TRUST_VARIABLE} names it"):
         assert read_state(tmp_path)["agent"]["baseline"] == Fraction(1, 3)
+
+
+def test_a_checkpoint_naming_code_as_its_agent_is_not_resumed_alone(two_step_run, tmp_path):
+    """run.json's agent names what --resume rebuilds; a crafted one naming a file it ships (``file.py:Class``)
+    would have that file executed by ``resolve_agent``. Only the package's own agents come back by
+    themselves: such a run resumes only with the same --agent given again, and nothing runs before."""
+    from agents.trainer import RUN_FILE
+
+    run = _copy(two_step_run, tmp_path)
+    marker = tmp_path / "code-ran"
+    shipped = tmp_path / "agent.py"
+    shipped.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    run_file = run / "checkpoints" / "step-000002" / RUN_FILE
+    saved = json.loads(run_file.read_text())
+    run_file.write_text(json.dumps({**saved, "agent_name": f"{shipped}:Agent"}))
+
+    console = Path(sys.executable).with_name("perception-r1")
+    done = subprocess.run(
+        [str(console), "train", "--resume", str(run), "--total-steps", "3"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    assert "code outside perception-r1" in message and f"add --agent {shipped}:Agent" in message
+    assert not marker.exists() and "resumed from" not in done.stdout
