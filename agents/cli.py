@@ -97,7 +97,8 @@ def build_train_parser(sub, agent: str | None = "grpo") -> None:
         "--agent",
         default=agent,
         help=f"training algorithm: {', '.join(sorted(AGENTS))}, or your own as module:Class or "
-        "file.py:Class (its options follow); a resumed run keeps its own",
+        "file.py:Class (its options follow); a resumed run keeps its own (one outside the package only when "
+        "named again here: a checkpoint does not choose code to run)",
     )
     p.add_argument("--env", dest="env_id_alias", default=None, help="alias of --env-id")
     p.add_argument("--config", default=None, help="YAML file of options (flags override it)")
