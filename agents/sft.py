@@ -12,23 +12,51 @@ from collections.abc import Collection
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from agents.base import derive_seed
 from agents.config import SetupError, bound_problem
 from agents.losses import masked_mean
 from agents.trainer import DataOrder
+from perception_env.rewards.counting import target_points
 
 log = logging.getLogger("agents.sft")
 
 
-def oracle_batch(env: gym.Env, indices: list[int]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Observations and the oracle's answers for dataset ``indices``."""
+TARGET_ORDERS = ("random", "sorted", "listed")
+
+
+def object_order(env: gym.Env, index: int, order: str = "random", seed: int = 0) -> list[int] | None:
+    """The order in which supervision lists the current sample's objects (sample ``index``).
+
+    ``"random"``: a permutation drawn from ``(seed, index)`` alone, as real annotation files list
+    objects in no particular order (the same image, the same order, on every call and machine).
+    ``"sorted"``: reading order, top to bottom then left to right by centre (ties keep the dataset's
+    order): one fixed order a model can learn to follow. ``"listed"``: as the dataset lists them
+    (``None``). An unordered matched reward scores all three alike; an order-sensitive one does not.
+    """
+    if order not in TARGET_ORDERS:
+        raise SetupError(f"target_order must be one of {', '.join(TARGET_ORDERS)}; got {order!r}")
+    centres = target_points(env.unwrapped.sample)  # [N, 2] x, y pixels: box centres or points
+    if order == "listed" or len(centres) < 2:
+        return None
+    if order == "sorted":
+        return [int(i) for i in np.lexsort((centres[:, 0], centres[:, 1]))]  # last key (y) first
+    rng = np.random.default_rng(derive_seed(seed, 5, index))
+    return [int(i) for i in rng.permutation(len(centres))]
+
+
+def oracle_batch(
+    env: gym.Env, indices: list[int], order: str = "listed", seed: int = 0
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Observations and the oracle's answers for dataset ``indices``, objects in ``order``
+    (:func:`object_order`; ``seed`` draws the random order)."""
     observations, answers = [], []
     for i in indices:
         obs, _ = env.reset(options={"index": i})
         observations.append(obs)
-        answers.append(env.unwrapped.oracle_answer())
+        answers.append(env.unwrapped.oracle_answer(object_order=object_order(env, i, order, seed)))
     return observations, answers
 
 
@@ -62,11 +90,14 @@ def supervised_warm_start(
     optimizer: torch.optim.Optimizer | None = None,
     start_step: int = 0,
     progress: bool = False,
+    target_order: str = "random",
 ) -> list[float]:
     """``steps`` AdamW steps of next-token cross-entropy on oracle answers; returns the losses.
 
     ``exclude_answers``: leave out samples whose perfect answer is one of these.
     ``optimizer`` / ``start_step``: continue an earlier call (same Adam moments, next data).
+    ``target_order``: the order the answers list an image's objects, ``"random"`` per image (as real
+    annotation files), ``"sorted"`` (reading order) or ``"listed"`` (the dataset's): :func:`object_order`.
     ``progress``: a progress bar with the loss (the ``log_every`` lines then go to the debug level).
     A non-finite loss or gradient norm raises :class:`FloatingPointError` naming the step, before the
     optimiser steps: the weights stay finite.
@@ -79,6 +110,10 @@ def supervised_warm_start(
         problem = bound_problem(value, **bounds)
         if problem:
             raise SetupError(f"supervised_warm_start: {name} {problem}; got {value!r}")
+    if target_order not in TARGET_ORDERS:
+        raise SetupError(
+            f"supervised_warm_start: target_order must be one of {TARGET_ORDERS}; got {target_order!r}"
+        )
     pool = (
         oracle_indices(env, exclude_answers) if exclude_answers else list(range(len(env.unwrapped.dataset)))
     )
@@ -91,7 +126,9 @@ def supervised_warm_start(
     losses = []
     bar = _bar(start_step, start_step + steps) if progress else None
     for step in range(start_step, start_step + steps):
-        observations, answers = oracle_batch(env, [pool[i] for i in order.indices(step, batch_size)])
+        observations, answers = oracle_batch(
+            env, [pool[i] for i in order.indices(step, batch_size)], target_order, seed
+        )
         rollout = policy.teacher_forcing(observations, answers)
         logp = policy.completion_logprobs(rollout)  # [B, T]
         loss = -masked_mean(logp, rollout.completion_mask.float())

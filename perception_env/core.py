@@ -296,16 +296,18 @@ class PerceptionEnv(gym.Env[Observation, str]):
             return think_prompt(question, self.answer_descriptions.get(self.answer_format.name, "answer"))
         return question
 
-    def oracle_answer(self, exact: bool = False) -> str:
+    def oracle_answer(self, exact: bool = False, object_order: Sequence[int] | None = None) -> str:
         """A perfect answer for the current sample, in this env's answer format.
 
         Coordinates are integers, as a model writes them, so a box of a few pixels can lose a
         little IoU to rounding. ``exact=True`` writes unrounded coordinates (4 decimals) where the
         format allows them (Qwen2.5-VL JSON), for evaluations that must reach AP 100 exactly;
         the Qwen2-VL formats are integers in ``[0, 1000)`` by definition and ignore it.
+        ``object_order``: list the target objects in this order (a permutation of their indices;
+        ``None``: as the dataset lists them), e.g. the supervised data's order (agents/sft.py).
         With ``reasoning="think"`` the answer follows an empty think block: ``<think></think><answer>…</answer>``.
         """
-        targets = self._oracle_targets(self.sample)
+        targets = reorder_targets(self._oracle_targets(self.sample), object_order)
         if exact and self.answer_format.fractional_coordinates:
             answer = self.answer_format.write(frame=self.frame, decimals=4, **targets)
         else:
@@ -395,3 +397,21 @@ def strip_article(phrase: str) -> str:
     """'the red circle' -> 'red circle', so templates can say 'the {expression}'."""
     phrase = phrase.strip()
     return phrase[4:] if phrase.lower().startswith("the ") else phrase
+
+
+def reorder_targets(targets: dict[str, Any], order: Sequence[int] | None) -> dict[str, Any]:
+    """``targets`` (an oracle's ``boxes`` / ``points`` / ``labels``) with the objects listed in ``order``.
+
+    ``order`` must be a permutation of ``range(n)``, ``n`` the number of objects; ``None`` keeps them."""
+    if order is None:
+        return targets
+    order = [int(i) for i in order]
+    out = dict(targets)
+    for key in ("boxes", "points", "labels"):
+        values = targets.get(key)
+        if values is None:
+            continue
+        if sorted(order) != list(range(len(values))):
+            raise ValueError(f"object_order {order} is not a permutation of the {len(values)} target {key}")
+        out[key] = np.asarray(values)[order] if key != "labels" else [values[i] for i in order]
+    return out

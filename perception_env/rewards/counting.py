@@ -11,7 +11,7 @@ import numpy as np
 from perception_env.data.sample import Sample
 from perception_env.formats import AnswerFormat
 from perception_env.frames import CoordinateFrame
-from perception_env.rewards.matching import hungarian_match
+from perception_env.rewards.matching import MATCHINGS, match_pairs
 from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 
 SQRT2 = math.sqrt(2.0)
@@ -22,17 +22,28 @@ class CountingRewardConfig:
     """``kind``: ``"auto"`` (exact count for the ``number`` format, else points), ``"points"``,
     ``"exact"`` (the number of predicted objects must equal the number of targets: the paper's
     evaluation metric) or ``"ratio"`` (the paper's count-ratio term ``min(Np, Ng) / max(Np, Ng)``
-    alone: partial credit for near misses, a denser signal for RL on number answers)."""
+    alone: partial credit for near misses, a denser signal for RL on number answers).
+
+    ``matching`` (point answers): ``"hungarian"`` (the paper's) or ``"listed"``, the order-sensitive
+    ablation: point ``i`` paired with target ``i`` as the sample lists them, the rest unmatched."""
 
     kind: Literal["auto", "points", "exact", "ratio"] = "auto"
+    matching: Literal["hungarian", "listed"] = "hungarian"
 
     def __post_init__(self) -> None:
         if self.kind not in ("auto", "points", "exact", "ratio"):
             raise ValueError(f"kind must be 'auto', 'points', 'exact' or 'ratio', got {self.kind!r}")
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"matching must be one of {MATCHINGS}, got {self.matching!r}")
 
 
 def counting_points_reward(
-    pred_points: np.ndarray, gt_points: np.ndarray, width: int, height: int, well_formed: bool = True
+    pred_points: np.ndarray,
+    gt_points: np.ndarray,
+    width: int,
+    height: int,
+    well_formed: bool = True,
+    matching: str = "hungarian",
 ) -> tuple[float, dict]:
     """The paper's counting reward, in ``[0, 1]``.
 
@@ -41,6 +52,8 @@ def counting_points_reward(
     ``[0, 1000)`` units divided by ``1000 * sqrt(2)``, the same thing)::
 
         min(P, G) / max(P, G) * (1 - mean Hungarian-matched distance / sqrt(2))
+
+    ``matching="listed"``: point ``i`` paired with target ``i`` instead (the order-sensitive ablation).
 
     0 when not well-formed; 1 when both sets are empty (and well-formed).
     Breakdown: ``components`` (``count_ratio``, ``mean_distance``, ``distance_term``),
@@ -54,7 +67,7 @@ def counting_points_reward(
     if n_pred and n_gt:
         scale = np.array([width, height], dtype=np.float64)
         d = np.linalg.norm((pred / scale)[:, None, :] - (gt / scale)[None, :, :], axis=-1)  # [P, G]
-        rows, cols = hungarian_match(d)
+        rows, cols = match_pairs(d, matching)
         dist = d[rows, cols]
     if n_pred == 0 and n_gt == 0:
         ratio, mean_d = 1.0, 0.0
@@ -139,7 +152,9 @@ def score_counting(
         b.update(matching=[], unmatched_predictions=[], unmatched_targets=[])
         b["components"].update(format=1.0 if parsed.well_formed else 0.0, n_pred=float(pred_count or 0))
     else:
-        reward, b = counting_points_reward(parsed.points, gt, sample.width, sample.height, parsed.well_formed)
+        reward, b = counting_points_reward(
+            parsed.points, gt, sample.width, sample.height, parsed.well_formed, cfg.matching
+        )
         b["components"]["exact"] = exact
     reason = why(parsed)
     if not use_exact and not parsed.well_formed:

@@ -14,7 +14,7 @@ import numpy as np
 from perception_env.data.sample import Sample
 from perception_env.formats import AnswerFormat
 from perception_env.frames import CoordinateFrame
-from perception_env.rewards.matching import box_cxcywh, box_iou_giou, hungarian_match
+from perception_env.rewards.matching import MATCHINGS, box_cxcywh, box_iou_giou, match_pairs
 from perception_env.rewards.result import RewardResult, clamp, read_answer, why
 
 
@@ -44,6 +44,10 @@ class DetectionRewardConfig:
     labels differ has IoU 0 (it cannot earn anything); reward = sum of matched
     IoUs / ``max(N_pred, N_gt)``, in ``[0, 1]``; no format term.
 
+    ``matching="listed"`` (the ablation of the matched reward, not the paper's): prediction ``i`` is
+    paired with target ``i`` in the order the sample lists them, the rest unmatched, whatever the
+    costs; a correct answer that lists the objects in another order then earns less.
+
     Both kinds: no predictions and no targets is a perfect answer (every term
     1) when the answer is well-formed (e.g. ``[]``), and 0 (paper: format term
     only, which is then 0 too) when it is unreadable text. Targets without
@@ -61,12 +65,15 @@ class DetectionRewardConfig:
     cost_l1: float = 5.0
     cost_giou: float = 2.0
     match_denominator: Literal["max", "tp"] = "max"
+    matching: Literal["hungarian", "listed"] = "hungarian"
 
     def __post_init__(self) -> None:
         if self.kind not in ("paper", "matched-iou"):
             raise ValueError(f"kind must be 'paper' or 'matched-iou', got {self.kind!r}")
         if self.match_denominator not in ("max", "tp"):
             raise ValueError(f"match_denominator must be 'max' or 'tp', got {self.match_denominator!r}")
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"matching must be one of {MATCHINGS}, got {self.matching!r}")
         weights = (self.format_weight, self.f1_weight, self.label_weight, self.iou_weight, self.fp_fn_penalty)
         if min(weights) < 0:
             raise ValueError("reward weights must be >= 0")
@@ -136,7 +143,7 @@ def detection_reward(
         else:
             iou = iou * label_ok  # a wrong label earns nothing
             cost = -iou
-        rows, cols = hungarian_match(cost)
+        rows, cols = match_pairs(cost, cfg.matching)
     m_iou, m_label = iou[rows, cols], label_ok[rows, cols]
 
     if cfg.kind == "paper":

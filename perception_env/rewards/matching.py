@@ -94,13 +94,37 @@ def hungarian_match(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(np.int64), cols.astype(np.int64)
 
 
+MATCHINGS = ("hungarian", "listed")
+
+
+def listed_match(n_pred: int, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    """The order-sensitive pairing: prediction ``i`` with target ``i`` for ``i < min(n_pred, n_gt)``; the
+    rest are unmatched. What supervision on one fixed target order, or a reward that reads the answer
+    as a list, asks for (the ablation of Perception-R1's matched reward)."""
+    both = np.arange(min(n_pred, n_gt), dtype=np.int64)
+    return both, both.copy()
+
+
+def match_pairs(cost: np.ndarray, matching: str = "hungarian") -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, cols)`` of ``cost`` ``[N, M]``: :func:`hungarian_match`, or :func:`listed_match` for
+    ``matching="listed"`` (which ignores the costs)."""
+    if matching == "listed":
+        return listed_match(*np.shape(cost))
+    if matching != "hungarian":
+        raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+    return hungarian_match(cost)
+
+
 __all__ = [
     "FORBIDDEN_COST",
+    "MATCHINGS",
     "box_area",
     "box_cxcywh",
     "box_iou",
     "box_iou_giou",
     "generalized_box_iou",
     "hungarian_match",
+    "listed_match",
+    "match_pairs",
     "single_iou",
 ]

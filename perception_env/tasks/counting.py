@@ -48,6 +48,7 @@ class CountingEnv(PerceptionEnv):
     ``[0, 1000)`` units over ``1000*sqrt(2)``); 0 for a malformed answer.
     ``"number"`` answers: 1 for the exact count, else 0; with
     ``reward_config={"kind": "ratio"}``, ``min(p, g) / max(p, g)`` (partial credit).
+    ``reward_config={"matching": "listed"}`` (an ablation): point ``i`` against target ``i`` as listed.
 
     ## Starting State
     A sample drawn with ``self.np_random``; ``reset(options={"index": i})`` replays sample ``i``.

@@ -44,6 +44,8 @@ class DetectionEnv(PerceptionEnv):
     ``0.25 format + 0.75 F1@IoU0.5 + label accuracy over matches + mean IoU
     over matches (- optional FP/FN penalty)``. ``kind="matched-iou"``, in
     ``[0, 1]``: the sum of matched IoUs over ``max(#predicted, #targets)``.
+    ``reward_config.matching="listed"`` (an ablation, not the paper's): box ``i`` is scored against
+    target ``i`` as the sample lists them instead of the Hungarian match.
     ``info`` holds every component, the matching and, for unreadable answers, why.
 
     ## Starting State
