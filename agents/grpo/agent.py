@@ -76,8 +76,10 @@ class GRPOAgent(Agent):
             entropies, self._entropies = self._entropies, None
             if entropies is None or entropies.shape != logp.shape:
                 raise RuntimeError("top_entropy_quantile: no entropies from this micro-batch's log-prob pass")
-            # the quantile of this micro-batch's tokens, as TRL's of its per-device batch
-            learn_mask = high_entropy_mask(entropies, mask, self.config.top_entropy_quantile)
+            # the quantile over this micro-batch's tokens on every rank, as TRL's over its per-device batches
+            real = entropies[mask.bool()].float().cpu()
+            pool = torch.cat(self.parallel.gather_objects([real])) if self.parallel.enabled else None
+            learn_mask = high_entropy_mask(entropies, mask, self.config.top_entropy_quantile, pool=pool)
         settings = self.config.loss_settings()
         return grpo_loss(logp, old_logp, advantages, mask, settings, ref_logp, learn_mask=learn_mask)
 

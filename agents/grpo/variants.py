@@ -200,12 +200,15 @@ def logged_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
 
 
 # --------------------------------------------------------------------------- which tokens learn
-def high_entropy_mask(entropies: torch.Tensor, mask: torch.Tensor, top_quantile: float) -> torch.Tensor:
+def high_entropy_mask(
+    entropies: torch.Tensor, mask: torch.Tensor, top_quantile: float, pool: torch.Tensor | None = None
+) -> torch.Tensor:
     """``[N, T]`` bool: the completion tokens whose entropy is at least the ``1 - top_quantile`` quantile of
-    the completion tokens' entropies ('Beyond the 80/20 rule', Wang et al. 2025; TRL's
-    ``get_high_entropy_mask``, one process). ``top_quantile`` 0 keeps the highest only; ties are kept."""
+    ``pool``, the entropies the threshold is taken over (default: these completion tokens'; in a data-parallel
+    run every rank's, as TRL gathers them) ('Beyond the 80/20 rule', Wang et al. 2025; TRL's
+    ``get_high_entropy_mask``). ``top_quantile`` 0 keeps the highest only; ties are kept."""
     real = mask.bool()
-    values = entropies[real].float()
+    values = entropies[real].float() if pool is None else pool.float()
     if values.numel() == 0:
         return torch.zeros_like(real)
     threshold = torch.quantile(values, 1 - top_quantile)

@@ -20,6 +20,7 @@ from agents.base import Agent
 from agents.config import SetupError, add_arguments, config_from_args
 from agents.distributed import Parallel
 from agents.grpo.advantages import batch_standardized, component_rewards, normalized_component_sum
+from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import TOKEN_LEVEL_LOSS_TYPES, GRPOConfig
 from agents.grpo.loss import LossSettings, grpo_loss
 from agents.grpo.variants import high_entropy_mask, truncated_completions
@@ -414,3 +415,43 @@ def test_entropies_come_from_the_same_logits(chunk_elements):
     assert not entropies.requires_grad
     logp.sum().backward()  # the log-probs keep their gradient
     assert hidden.grad is not None and hidden.grad.abs().sum() > 0
+
+
+def test_top_entropy_threshold_pools_every_rank():
+    """In a data-parallel run the threshold is taken over every rank's tokens of the micro-batch, as TRL
+    gathers them: another rank's more uncertain tokens leave none of ours above it."""
+    logp, old, _, entropies, adv, mask = _batch(0)  # 21 tokens, entropies < 3
+    config = GRPOConfig(loss_type="dapo", top_entropy_quantile=0.5, beta=0.0)
+    other_rank = torch.full((30,), 10.0)
+    two_ranks = SimpleNamespace(enabled=True, gather_objects=lambda items: [*items, other_rank])
+    pooled = SimpleNamespace(config=config, _entropies=entropies, parallel=two_ranks)
+    _, metrics = GRPOAgent.loss(pooled, logp, adv, mask, old, None)
+    assert metrics["learn_fraction"] == 0.0  # the median of 51 values is 10
+    alone = SimpleNamespace(config=config, _entropies=entropies, parallel=Parallel.single())
+    _, metrics = GRPOAgent.loss(alone, logp, adv, mask, old, None)
+    assert metrics["learn_fraction"] == pytest.approx(11 / 21)  # the median of our 21 and those above it
+    assert alone._entropies is None  # read once: the next micro-batch must bring its own
+    with pytest.raises(RuntimeError, match="no entropies"):
+        GRPOAgent.loss(alone, logp, adv, mask, old, None)
+
+
+@pytest.mark.slow
+def test_top_entropy_over_two_ranks_is_one_process(tiny_model_dir, tmp_path):
+    """2 gloo ranks, each micro-batch its whole shard, pool their entropies for the threshold (torch.distributed,
+    not a fake): the same tokens learn as in one process over the whole batch, so the same parameters."""
+    from safetensors.torch import load_file
+
+    from tests.agents.support import checkpoint_weights, train_on_ranks
+
+    # OCR: its edit-distance reward scores a random model's text above 0 and unequally, so the policy term
+    # (the only one, beta 0) has a signal; what it learns depends on which tokens pass the threshold
+    ocr = ("--env", "PerceptionR1/OCR-v0", "--env-kwargs", '{"difficulty": "easy"}', "--beta", "0")
+    options = (*ocr, "--top-entropy-quantile", "0.5", "--micro-batch-size", "0")
+    train_on_ranks(tiny_model_dir, tmp_path, "one", 1, *options)
+    log = train_on_ranks(tiny_model_dir, tmp_path, "two", 2, *options, "--parallel", "ddp")
+    assert "data-parallel: ddp over 2 ranks" in log
+    one, two = checkpoint_weights(tmp_path / "one"), checkpoint_weights(tmp_path / "two")
+    start = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    assert max(float((one[k] - start[k]).abs().max()) for k in one) > 1e-4  # training moved them
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], atol=1e-6, rtol=1e-5, msg=key)
