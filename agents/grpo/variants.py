@@ -60,10 +60,10 @@ def log_importance_weights(log_ratio: torch.Tensor, mask: torch.Tensor, level: s
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, s: VariantSettings) -> PolicyTerm:
     """PPO's ``-min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)`` (grpo, dapo, dr_grpo, bnpo, luspo).
 
-    ``delta`` (INTELLECT-2's two-sided clipping): the unclipped ``r`` is also capped at ``delta``, which
-    only matters for a negative advantage (``min`` takes the larger ratio then): its loss stops growing
-    past ``delta``. As TRL, the clip fractions are counted on the capped ratio (the same counts for
-    ``delta > 1 + eps_high``).
+    ``delta`` (INTELLECT-2's two-sided clipping): the unclipped ``r`` is also capped at ``delta``. With
+    ``delta >= 1 + eps_high`` (TRL's recommendation) that only changes a negative advantage's term (``min``
+    takes the larger ratio then): its loss stops growing past ``delta``. As TRL, the clip fractions are
+    counted on the capped ratio (the same counts for ``delta > 1 + eps_high``).
     """
     clipped = torch.clamp(ratio, 1 - s.epsilon_low, 1 + s.epsilon_high)
     if s.delta is not None:
