@@ -1,6 +1,6 @@
 """Validation helpers shared by the loaders: every check names the file and the entry.
 
-``Where`` carries (file, entry) so that each helper can raise a
+``Where`` (:mod:`.errors`) carries (file, entry) so that each helper can raise a
 :class:`DatasetFormatError` that says exactly where the problem is.
 """
 
@@ -10,26 +10,13 @@ import json
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from perception_env.data.loaders.errors import DatasetFormatError, DroppedEntriesWarning
+from perception_env.data.loaders.errors import DatasetFormatError, DroppedEntriesWarning, Where
 from perception_env.data.loaders.images import annotation_frame, read_header
-
-
-@dataclass(frozen=True)
-class Where:
-    file: Path
-    entry: str | None = None
-
-    def error(self, problem: str) -> DatasetFormatError:
-        return DatasetFormatError(self.file, self.entry, problem)
-
-    def at(self, entry: str) -> Where:
-        return Where(self.file, entry)
 
 
 def read_json(path: str | Path) -> Any:

@@ -33,7 +33,6 @@ import numpy as np
 
 from perception_env.data.loaders._records import (
     DropLog,
-    Where,
     box,
     check_box_inside,
     check_index,
@@ -41,6 +40,7 @@ from perception_env.data.loaders._records import (
     field,
     read_json,
 )
+from perception_env.data.loaders.errors import Where
 from perception_env.data.loaders.images import exif_policy
 from perception_env.data.sample import Sample
 

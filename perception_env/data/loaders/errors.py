@@ -1,7 +1,9 @@
-"""The error a malformed dataset file or image raises, and the warning for entries a loader leaves out."""
+"""The error a malformed dataset file or image raises, where it points (``Where``), and the warning for
+entries a loader leaves out."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -20,3 +22,17 @@ class DatasetFormatError(ValueError):
 
 class DroppedEntriesWarning(UserWarning):
     """A loader left entries out (or kept them incomplete); ``dataset.dropped`` counts them per reason."""
+
+
+@dataclass(frozen=True)
+class Where:
+    """A dataset file and one entry of it: every check of a loader raises through it, naming both."""
+
+    file: Path
+    entry: str | None = None
+
+    def error(self, problem: str) -> DatasetFormatError:
+        return DatasetFormatError(self.file, self.entry, problem)
+
+    def at(self, entry: str) -> Where:
+        return Where(self.file, entry)

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from perception_env.data.loaders._records import Where, check_index, check_inside, declared_size
+from perception_env.data.loaders._records import check_index, check_inside, declared_size
+from perception_env.data.loaders.errors import Where
 from perception_env.data.loaders.images import read_header, to_rgb
 from perception_env.data.loaders.jsonl import PARSERS
 from perception_env.data.sample import Sample

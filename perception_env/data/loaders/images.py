@@ -32,12 +32,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from perception_env.data.loaders.errors import DatasetFormatError
+from perception_env.data.loaders.errors import DatasetFormatError, Where
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
-
-    from perception_env.data.loaders._records import Where
 
 ORIENTATION_TAG = 0x0112  # EXIF "Orientation"
 TRANSPOSING = frozenset({5, 6, 7, 8})  # orientations that swap width and height

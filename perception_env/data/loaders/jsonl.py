@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from perception_env.data.loaders._records import (
-    Where,
     box,
     check_index,
     check_inside,
@@ -41,6 +40,7 @@ from perception_env.data.loaders._records import (
     point,
     resolve_image,
 )
+from perception_env.data.loaders.errors import Where
 from perception_env.data.loaders.images import exif_policy
 from perception_env.data.sample import Sample
 

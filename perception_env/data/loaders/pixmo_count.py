@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_env.data.loaders._records import Where, field, number, split_file
+from perception_env.data.loaders._records import field, number, split_file
+from perception_env.data.loaders.errors import Where
 from perception_env.data.loaders.jsonl import JsonlDataset
 
 PIXMO_SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from perception_env.data.loaders._records import (
     DropLog,
-    Where,
     box,
     check_box_inside,
     check_index,
@@ -39,7 +38,7 @@ from perception_env.data.loaders._records import (
     read_json,
 )
 from perception_env.data.loaders.coco import _records
-from perception_env.data.loaders.errors import DatasetFormatError
+from perception_env.data.loaders.errors import DatasetFormatError, Where
 from perception_env.data.loaders.images import exif_policy
 from perception_env.data.sample import Sample
 
