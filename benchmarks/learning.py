@@ -1,6 +1,6 @@
 """Does GRPO teach the tiny model, and does it beat more supervised training at equal compute?
 
-    .venv/bin/python benchmarks/learning.py --tasks counting grounding detection --seeds 0 1 2
+    .venv/bin/python benchmarks/learning.py --tasks counting grounding detection --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/learning.py --tasks ocr --eval-every 100 --control-eval-every 250
     .venv/bin/python benchmarks/learning.py --plot-only          # tables and PNGs from the saved runs
 
@@ -8,8 +8,13 @@ Each run is the demo's recipe (agents/demo.py): tiny Qwen2-VL -> warm start stop
 -> GRPO, with the greedy held-out paper metric every ``--eval-every`` GRPO steps. The control restores
 the same warm start and takes ``control_sft_steps`` more supervised steps (about GRPO's CPU time; both
 times are printed), evaluated every ``--control-eval-every`` steps. One JSON per task and seed is kept
-in ``--out``; the table and the learning curves (benchmarks/figures/learning-TASK.png: held-out metric
+in ``--out``; the tables and the learning curves (benchmarks/figures/learning-TASK.png: held-out metric
 vs training CPU seconds, evaluation excluded) are made from all of them.
+
+Two tables: one row per run (the demo's figures), and one row per task with the IQM over seeds and its
+95% interval, bootstrapped over seeds and the test split's distinct scenes (benchmarks/intervals.py), for
+the warm start, GRPO, the SFT control and the gains, with the number of distinct scenes the test and
+validation figures rest on.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+from benchmarks.intervals import Interval, bootstrap_intervals, score_matrix  # noqa: E402
 from benchmarks.plots import PALETTE, Series, line_chart  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -75,6 +81,81 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _scenes(run: dict, split: str) -> str:
+    """``"200 (57)"``: images and distinct scenes of a run's test or validation figure."""
+    images = run.get("eval_samples" if split == "test" else "val_samples")
+    scenes = run.get("distinct_scenes", {}).get(split)
+    return f"{images} ({scenes})" if images and scenes else "not recorded"
+
+
+def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
+    """One task's runs (one per seed, each with ``per_sample``) -> IQM over seeds and 95% interval of:
+    ``before``, ``after``, ``control_after`` (%), and in points ``gain``, ``control_gain`` and
+    ``grpo_minus_control`` (positive when GRPO ended better). A scene's score is the mean over its
+    test images; runs without a control leave the control's entries out."""
+    sign = 100.0 if runs[0].get("higher_is_better", True) else -100.0
+    per_sample = [r["per_sample"] for r in runs]
+
+    def matrix(values: list[list[float]]):
+        return score_matrix([(p["scene"], v) for p, v in zip(per_sample, values)])[0]
+
+    before = matrix([p["before"] for p in per_sample])
+    after = matrix([p["after"] for p in per_sample])
+    matrices = {"before": 100.0 * before, "after": 100.0 * after, "gain": sign * (after - before)}
+    if all(r.get("control", {}).get("per_sample_after") for r in runs):
+        control = matrix([r["control"]["per_sample_after"] for r in runs])
+        matrices.update(
+            control_after=100.0 * control,
+            control_gain=sign * (control - before),
+            grpo_minus_control=sign * (after - control),
+        )
+    return bootstrap_intervals(matrices, **bootstrap)
+
+
+SUMMARY_COLUMNS = (
+    "task",
+    "metric",
+    "seeds",
+    "test images (distinct scenes)",
+    "validation images (distinct scenes)",
+    "before",
+    "GRPO after",
+    "GRPO gain",
+    "SFT control after",
+    "control gain",
+    "GRPO - control",
+    "CPU s, GRPO / control",
+)
+
+
+def summary_table(runs: list[dict], **bootstrap) -> str:
+    """One row per task: IQM over seeds [95% bootstrap interval over seeds and scenes]."""
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    for task in sorted({r["task"] for r in runs}):
+        mine = sorted((r for r in runs if r["task"] == task), key=lambda r: r["seed"])
+        first = mine[0]
+        head = [task, first["metric_label"], " ".join(str(r["seed"]) for r in mine)]
+        head += [_scenes(first, "test"), _scenes(first, "val")]
+        if not all("per_sample" in r for r in mine):
+            cells = ["no per-sample results (saved before intervals: rerun)"] + ["-"] * 5
+        else:
+            ci = task_intervals(mine, **bootstrap)
+            missing = "not measured"
+            cells = [
+                ci["before"].format(),
+                ci["after"].format(),
+                ci["gain"].format(signed=True),
+                ci["control_after"].format() if "control_after" in ci else missing,
+                ci["control_gain"].format(signed=True) if "control_gain" in ci else missing,
+                ci["grpo_minus_control"].format(signed=True) if "grpo_minus_control" in ci else missing,
+            ]
+        cpu = [f"{sum(r['grpo_cpu_s'] for r in mine) / len(mine):.0f}"]
+        controls = [r["control"]["cpu_s"] for r in mine if r.get("control")]
+        cpu.append(f"{sum(controls) / len(controls):.0f}" if len(controls) == len(mine) else "-")
+        lines.append("| " + " | ".join(head + cells + [" / ".join(cpu)]) + " |")
+    return "\n".join(lines)
+
+
 def plot(runs: list[dict], task: str, folder: Path = FIGURES) -> Path:
     """Held-out metric (%) vs training CPU seconds: GRPO solid, the SFT control dashed, a colour per seed."""
     mine = [r for r in runs if r["task"] == task]
@@ -108,7 +189,9 @@ def main() -> None:
     )
     tasks = ["counting", "grounding", "detection", "ocr"]  # agents/demo.py RECIPES
     parser.add_argument("--tasks", nargs="+", default=tasks, choices=tasks)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="at least 5 for the interval table"
+    )
     parser.add_argument("--eval-every", type=int, default=25, help="GRPO steps between held-out evaluations")
     parser.add_argument("--control-eval-every", type=int, default=100, help="SFT steps between evaluations")
     parser.add_argument("--out", default="runs/learning")
@@ -130,6 +213,8 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"no runs in {out} (TASK-seedN.json): run without --plot-only first")
     print(table(runs))
+    print()
+    print(summary_table(runs))
     for task in sorted({r["task"] for r in runs}):
         print(f"wrote {plot(runs, task)}")
 

@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from benchmarks.learning import load_runs, plot, table
+from benchmarks.learning import SUMMARY_COLUMNS, load_runs, plot, summary_table, table, task_intervals
 
 
 def _run(task: str, seed: int, control: bool = True) -> dict:
@@ -30,3 +30,48 @@ def test_saved_runs_make_one_table_row_each_with_grpo_and_the_control(tmp_path):
 def test_the_curve_png_is_written_per_task(tmp_path):
     path = plot([_run("grounding", 0), _run("grounding", 2)], "grounding", tmp_path)
     assert path.name == "learning-grounding.png" and Image.open(path).size == (900, 540)
+
+
+def _per_sample_run(seed: int, before: list[int], after: list[int], control: list[int]) -> dict:
+    """A counting run on 4 test images of 3 scenes (a, a, b, c) with its per-sample hits."""
+    run = _run("counting", seed)
+    run.update(
+        metric_label="accuracy",
+        eval_samples=4,
+        val_samples=100,
+        distinct_scenes={"test": 3, "val": 68},
+        per_sample={"scene": ["a", "a", "b", "c"], "before": before, "after": after},
+    )
+    run["control"]["per_sample_after"] = control
+    return run
+
+
+def test_the_summary_row_gives_iqm_and_intervals_over_seeds_and_scenes():
+    # every seed: before hits scene b only (1/3 of scenes), after every scene, the control scenes a and b
+    runs = [_per_sample_run(seed, [0, 0, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0]) for seed in range(5)]
+    lines = summary_table(runs).splitlines()
+    assert lines[0] == "| " + " | ".join(SUMMARY_COLUMNS) + " |" and len(lines) == 3
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    row = dict(zip(SUMMARY_COLUMNS, cells))
+    assert row["seeds"] == "0 1 2 3 4"
+    assert (
+        row["test images (distinct scenes)"] == "4 (3)"
+        and row["validation images (distinct scenes)"] == "100 (68)"
+    )
+    # scene-weighted (a scene once, however many images): before 1/3, after 1, control 2/3
+    assert row["before"].startswith("33.3 [0.0, ") and row["GRPO after"] == "100.0 [100.0, 100.0]"
+    assert row["GRPO gain"].startswith("+66.7 [+") and row["SFT control after"].startswith("66.7 [")
+    assert row["GRPO - control"].startswith("+33.3 [+0.0, ")
+    assert row["CPU s, GRPO / control"] == "83 / 92"
+
+
+def test_intervals_are_the_same_on_every_call_and_reflect_seed_spread():
+    runs = [_per_sample_run(seed, [0, 0, 1, 0], [1, 1, 1, seed % 2], [1, 1, 1, 0]) for seed in range(5)]
+    first = task_intervals(runs)
+    assert first == task_intervals(runs)
+    assert first["after"].low < first["after"].point <= first["after"].high == 100.0
+
+
+def test_runs_saved_without_per_sample_results_say_so():
+    row = summary_table([_run("grounding", 0), _run("grounding", 1)]).splitlines()[2]
+    assert "no per-sample results" in row and "not recorded" in row

@@ -18,6 +18,7 @@ every split, at the same rate as any other content, so the answers stay balanced
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
 import zlib
 from collections.abc import Hashable
@@ -31,6 +32,21 @@ from perception_env.data.synthetic.difficulty import Difficulty, get_difficulty
 SPLIT_BUCKETS = {"test": frozenset({0, 1}), "val": frozenset({2}), "train": frozenset(range(3, 10))}
 DEFAULT_SIZES = {"train": 1000, "val": 200, "test": 200}
 _MAX_DRAWS = 10_000  # a split owns >= 10% of the buckets: ~10 draws on average, this is never reached
+
+
+def scene_keys(dataset: Any, n: int | None = None) -> list[str]:
+    """The scene of each of ``dataset``'s first ``n`` samples (all by default): a synthetic dataset's
+    :meth:`SyntheticDataset.scene_key`; any other dataset's samples are each their own scene (the
+    ``sample_id``)."""
+    n = len(dataset) if n is None else min(int(n), len(dataset))
+    if hasattr(dataset, "scene_key"):
+        return [dataset.scene_key(i) for i in range(n)]
+    return [dataset[i].sample_id for i in range(n)]
+
+
+def distinct_scenes(dataset: Any, n: int | None = None) -> int:
+    """How many distinct scenes the first ``n`` samples of ``dataset`` show (all by default)."""
+    return len(set(scene_keys(dataset, n)))
 
 
 def stable_hash(value: Any) -> int:
@@ -107,6 +123,11 @@ class SyntheticDataset:
         return np.random.default_rng(np.random.SeedSequence(entropy))
 
     def _generate(self, index: int) -> Sample:
+        rng, content, _ = self._accepted_draw(index)
+        return self.render(rng, content, f"{self.name}/{self.split}/{index}")
+
+    def _accepted_draw(self, index: int) -> tuple[np.random.Generator, Any, Hashable | None]:
+        """Sample ``index``'s generator (positioned for rendering), content and signature."""
         rng = self.rng(index)
         for _ in range(_MAX_DRAWS):
             content = self.draw(rng)
@@ -117,8 +138,20 @@ class SyntheticDataset:
             # gets a random bucket, so each split accepts it at the rate of any other content
             bucket = int(rng.integers(10)) if signature is None else stable_hash(signature) % 10
             if bucket in SPLIT_BUCKETS[self.split]:
-                return self.render(rng, content, f"{self.name}/{self.split}/{index}")
+                return rng, content, signature
         raise RuntimeError(f"{self.name}: no sample for split {self.split!r} after {_MAX_DRAWS} draws")
+
+    def scene_key(self, index: int) -> str:
+        """Sample ``index``'s scene: a digest of its signature (objects and question, or text and layout,
+        never the noise). Two samples with one key differ only in pixel noise; a split's figures rest on
+        its number of distinct keys, not its number of samples (:func:`distinct_scenes`)."""
+        index = operator.index(index)
+        if not 0 <= index < self.size:
+            raise IndexError(
+                f"index {index} out of range for {self.name} ({self.split}) of {self.size} samples"
+            )
+        _, _, signature = self._accepted_draw(index)
+        return hashlib.blake2b(repr(signature).encode("utf-8"), digest_size=8).hexdigest()
 
     # -- for subclasses -------------------------------------------------------
     @property

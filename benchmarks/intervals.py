@@ -1,0 +1,132 @@
+"""Intervals for the learning figures: IQM over seeds, 95% bootstrap intervals over seeds and scenes.
+
+    from benchmarks.intervals import bootstrap_intervals, score_matrix
+    before, scenes = score_matrix([(run["per_sample"]["scene"], run["per_sample"]["before"]) for run in runs])
+    bootstrap_intervals({"before": before})["before"]      # Interval(point, low, high)
+
+The unit of evidence is a *scene*, not an image: the built-in splits are disjoint by content, so a split's
+200 images may show far fewer distinct scenes (the rest repeat one with other pixel noise). A scene's score
+is the mean of its images' per-sample metric; a seed's figure is the mean over scenes (each scene once);
+the seeds are aggregated by the interquartile mean (IQM, the 25% trimmed mean), as rliable does
+(Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice", ``metrics.aggregate_iqm``).
+
+The interval is a two-level percentile bootstrap: each replicate draws the seeds (whole rows of the
+``[seeds x scenes]`` matrix) and the scenes (whole columns) with replacement, independently, and
+recomputes the statistic. Why not rliable's ``get_interval_estimates(..., task_bootstrap=True)``:
+
+- its stratified bootstrap draws a run *per cell* (per task, independently); that is right where each
+  task has its own training runs (Atari games), but here one training seed is evaluated on every scene,
+  so a good seed is good on all of them. Drawing seeds per cell averages that away and narrows the
+  interval: two seeds scoring 0 and 1 on every scene get [0.40, 0.60] with 50 scenes from per-cell
+  draws, and [0, 1] from row draws (tests/benchmarks/test_intervals.py);
+- its draws use NumPy's global generator (``np.random.choice``), so ``random_state`` does not fix them;
+- rliable 1.2.0 requires arch < 8, and arch 7.2.0 (the newest) fails to import with the pandas of
+  requirements/lock.txt (3.1.1: ``deprecate_kwarg() missing 1 required positional argument``).
+
+Paired figures (before, after and their gain on the same seeds and scenes) are given the same draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import trim_mean
+
+CONFIDENCE = 0.95
+REPLICATES = 2000
+
+
+def iqm(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle half (rliable's ``aggregate_iqm``, scipy's
+    ``trim_mean(..., 0.25)``: ``floor(n / 4)`` values cut from each end; 5 seeds -> the middle 3)."""
+    return trim_mean(np.asarray(values, dtype=np.float64), proportiontocut=0.25, axis=axis)
+
+
+def seed_iqm(matrix: np.ndarray) -> float:
+    """``[seeds x scenes]`` -> each seed's mean over scenes, then the IQM over seeds."""
+    return float(iqm(np.asarray(matrix, dtype=np.float64).mean(axis=1)))
+
+
+def scene_scores(scenes: Sequence[str], values: Sequence[float]) -> dict[str, float]:
+    """Each scene's score: the mean of the per-sample ``values`` of its samples."""
+    if len(scenes) != len(values):
+        raise ValueError(f"{len(scenes)} scene keys for {len(values)} per-sample values")
+    totals: dict[str, list[float]] = {}
+    for scene, value in zip(scenes, values):
+        totals.setdefault(scene, []).append(float(value))
+    return {scene: float(np.mean(v)) for scene, v in totals.items()}
+
+
+def score_matrix(seeds: Sequence[tuple[Sequence[str], Sequence[float]]]) -> tuple[np.ndarray, list[str]]:
+    """One ``(scene keys, per-sample values)`` pair per seed -> the ``[seeds x scenes]`` matrix of scene
+    scores and the scene keys of its columns (sorted). Every seed must have been evaluated on the same
+    scenes (the same test split), else a ValueError says which differ."""
+    if not seeds:
+        raise ValueError("no seeds to build a score matrix from")
+    per_seed = [scene_scores(scenes, values) for scenes, values in seeds]
+    keys = sorted(per_seed[0])
+    for k, scores in enumerate(per_seed[1:], start=1):
+        if sorted(scores) != keys:
+            raise ValueError(
+                f"seed {k} was evaluated on other scenes than seed 0 ({len(scores)} vs {len(keys)} scenes)"
+            )
+    return np.array([[scores[key] for key in keys] for scores in per_seed], dtype=np.float64), keys
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate and its bootstrap interval ``[low, high]``."""
+
+    point: float
+    low: float
+    high: float
+
+    def scaled(self, factor: float) -> Interval:
+        return Interval(self.point * factor, self.low * factor, self.high * factor)
+
+    def format(self, digits: int = 1, signed: bool = False) -> str:
+        """``"41.0 [38.5, 44.0]"``; ``signed``: ``"+59.0 [+57.5, +60.0]"`` (gains)."""
+        sign = "+" if signed else ""
+        return f"{self.point:{sign}.{digits}f} [{self.low:{sign}.{digits}f}, {self.high:{sign}.{digits}f}]"
+
+
+def bootstrap_intervals(
+    matrices: Mapping[str, np.ndarray],
+    statistic: Callable[[np.ndarray], float] = seed_iqm,
+    replicates: int = REPLICATES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """``statistic`` of each ``[seeds x scenes]`` matrix and its percentile bootstrap interval.
+
+    Every replicate draws ``seeds`` row indices and ``scenes`` column indices with replacement (from
+    ``np.random.default_rng(seed)``: the same intervals on every call) and applies them to every matrix,
+    so matrices of one shape are resampled as pairs. Returns ``{name: Interval}``.
+    """
+    if not matrices:
+        return {}
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if replicates < 1:
+        raise ValueError(f"replicates must be >= 1, got {replicates}")
+    arrays = {name: np.asarray(m, dtype=np.float64) for name, m in matrices.items()}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or 0 in next(iter(shapes)):
+        raise ValueError(
+            f"the matrices must share one non-empty [seeds x scenes] shape, got {sorted(shapes)}"
+        )
+    if not all(np.isfinite(a).all() for a in arrays.values()):
+        raise ValueError("a score matrix holds a non-finite value")
+    n_seeds, n_scenes = next(iter(shapes))
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(n_seeds, size=(replicates, n_seeds))  # [R, S]
+    cols = rng.integers(n_scenes, size=(replicates, n_scenes))  # [R, M]
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    out = {}
+    for name, matrix in arrays.items():
+        stats = np.array([statistic(matrix[r][:, c]) for r, c in zip(rows, cols)])
+        low, high = np.percentile(stats, [tail, 100.0 - tail])
+        out[name] = Interval(float(statistic(matrix)), float(low), float(high))
+    return out
