@@ -110,10 +110,10 @@ def test_the_fifth_task_scores_and_answers_as_an_oracle(colour_task):
 
 def test_the_fifth_task_has_its_data_metrics_and_report(colour_task):
     from perception_env.data import TASKS as data_tasks
-    from perception_env.evaluation.report import COLUMNS
+    from perception_env.evaluation.table import task_columns
 
     assert isinstance(make_dataset("colour", split="test"), Colours) and "colour" in data_tasks
-    assert COLUMNS["colour"] == [("accuracy", "accuracy", "pct")]
+    assert task_columns()["colour"] == [("accuracy", "accuracy", "pct")]
     env = gym.make(ColourEnv.env_id)
     infos, samples = [], []
     for index, answer in enumerate(["red", "green", "green"]):  # the third is blue

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from perception_env.evaluation.table import columns_for, format_value
 from perception_env.render import MATCHED, TARGET, UNMATCHED
 
 ASSETS = Path(__file__).with_name("report_assets")
@@ -157,8 +158,6 @@ def _finite(x: Any) -> Any:
 
 def metrics_table_html(runs: Sequence[Mapping[str, Any]]) -> str:
     """The metrics table of ``table.md`` as HTML: one row per run, the paper's units."""
-    from perception_env.evaluation.report import columns_for, format_value
-
     task = runs[0]["task"]
     cols = columns_for(task, [r.get("metrics") or {} for r in runs])
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ["benchmark", "model"] + [c[1] for c in cols])

@@ -3,7 +3,8 @@
 import json
 import math
 
-from perception_env.evaluation.report import COLUMNS, format_value, markdown_table, write_outputs
+from perception_env.evaluation.report import write_outputs
+from perception_env.evaluation.table import format_value, markdown_table, task_columns
 
 
 def _parse_table(text):
@@ -67,7 +68,7 @@ def test_table_matches_metrics_json(tmp_path):
     assert "METEOR (exact+stem, no WordNet)" in parsed["model-b"] and "METEOR" not in parsed["model-b"]
     for run in (on_disk, runs[1]):
         row = parsed[run["agent"]]
-        for key, header, kind in COLUMNS[run["task"]]:
+        for key, header, kind in task_columns()[run["task"]]:
             if key in run["metrics"]:
                 value = run["metrics"][key]
                 assert row[header] == format_value(value, kind)
@@ -89,7 +90,7 @@ def test_every_paper_metric_has_a_column():
         "ocr": set(ocr_sample_metrics("a b", "a b")) | {"meteor", "meteor_exact_stem"},
     }
     for task, keys in produced.items():
-        assert keys == {key for key, _, _ in COLUMNS[task]}, task
+        assert keys == {key for key, _, _ in task_columns()[task]}, task
     run = {
         "task": "grounding",
         "benchmark": "RefCOCO val",
