@@ -38,7 +38,10 @@ from agents.policies.qwen_vl import QwenVLPolicy
 from agents.policies.tiny_model import build_tiny_model
 from agents.sft import supervised_warm_start
 from agents.trainer import Trainer, evaluate
+from perception_env.data.synthetic.base import distinct_scenes, scene_keys
 from perception_env.evaluation.report import write_views
+from perception_env.evaluation.runner import metrics_dataset
+from perception_env.evaluation.tasks import task_metrics
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,20 @@ def metric_value(result: dict, recipe: DemoRecipe) -> float:
     if value is None or not math.isfinite(float(value)):
         return 0.0 if recipe.higher_is_better else 1.0
     return float(value)
+
+
+def per_sample_metric(result: dict, env: gym.Env, recipe: DemoRecipe) -> list[float]:
+    """The recipe's metric on each evaluated sample alone, in index order (the bootstrap's input,
+    benchmarks/statistics.py): a 0/1 hit for accuracy and Acc@0.5, the page's edit distance, and for
+    COCO AP the AP of the image's own boxes (a per-image proxy: AP is not a mean over images)."""
+    u = env.unwrapped
+    dataset = metrics_dataset(env)
+    return [
+        metric_value(
+            {"metrics": task_metrics(u.task, [record], [u.dataset[record["index"]]], dataset=dataset)}, recipe
+        )
+        for record in result["records"]
+    ]
 
 
 def reward_windows(
@@ -463,13 +480,18 @@ def sft_control(
         if (eval_every and (step + 1) % eval_every == 0) or step + 1 == steps:
             cpu, wall = clock.elapsed()
             with clock.paused():
-                value = metric_value(
-                    evaluate(agent, test_env, recipe.eval_samples, max_new_tokens=recipe.max_new_tokens),
-                    recipe,
-                )
+                last = evaluate(agent, test_env, recipe.eval_samples, max_new_tokens=recipe.max_new_tokens)
+                value = metric_value(last, recipe)
             curve.append((step + 1, cpu, wall, value))
     cpu, wall = clock.elapsed()
-    return {"steps": steps, "curve": curve, "after": curve[-1][3], "cpu_s": cpu, "wall_s": wall}
+    return {
+        "steps": steps,
+        "curve": curve,
+        "after": curve[-1][3],
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "per_sample_after": per_sample_metric(last, test_env, recipe),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -511,10 +533,17 @@ def run_demo(
     train_env, val_env, test_env = (recipe.make_env(split) for split in ("train", "val", "test"))
     demo_env = recipe.make_env("train", recipe.sft_demonstrations) if recipe.sft_demonstrations else train_env
     task = train_env.unwrapped.task
+    # what the figures rest on: the splits are disjoint by content, so a split holds fewer distinct
+    # scenes than images (the rest repeat a scene with other pixel noise)
+    scenes = {
+        "val": distinct_scenes(val_env.unwrapped.dataset, recipe.sft_check_samples),
+        "test": distinct_scenes(test_env.unwrapped.dataset, recipe.eval_samples),
+    }
     lo, hi = recipe.sft_band
     print(
         f"[2/5] supervised warm start on oracle answers until validation {recipe.metric_label} is in "
-        f"{lo:.0%}..{hi:.0%} (imperfect on purpose)",
+        f"{lo:.0%}..{hi:.0%} (imperfect on purpose; {recipe.sft_check_samples} validation images, "
+        f"{scenes['val']} distinct scenes)",
         flush=True,
     )
     agent = GRPOAgent(policy, recipe.grpo_config(str(model_dir), out, seed, grpo_steps))
@@ -525,7 +554,8 @@ def run_demo(
     config.eval_every, config.eval_samples = eval_every, recipe.eval_samples
     agent = GRPOAgent(policy, config)
     print(
-        f"[3/5] held-out {recipe.metric_label} before RL ({recipe.eval_samples} test images, greedy)",
+        f"[3/5] held-out {recipe.metric_label} before RL ({recipe.eval_samples} test images, "
+        f"{scenes['test']} distinct scenes, greedy)",
         flush=True,
     )
     before = evaluate(agent, test_env, recipe.eval_samples, max_new_tokens=recipe.max_new_tokens)
@@ -554,6 +584,17 @@ def run_demo(
     )["report"]
     result = _summarise(recipe, task, seed, before, after, history, trainer, warm)
     result.update(grpo_cpu_s=grpo_cpu, grpo_wall_s=grpo_wall, run_dir=str(out / config.run_name))
+    # per test image: its scene and the metric before and after, for intervals over scenes and seeds
+    result.update(
+        eval_samples=before["n"],
+        val_samples=min(recipe.sft_check_samples, len(val_env.unwrapped.dataset)),
+        distinct_scenes=scenes,
+        per_sample={
+            "scene": scene_keys(test_env.unwrapped.dataset, before["n"]),
+            "before": per_sample_metric(before, test_env, recipe),
+            "after": per_sample_metric(after, test_env, recipe),
+        },
+    )
     print(
         f"  GRPO took {grpo_cpu:.0f} s of CPU ({grpo_wall:.0f} s wall); the whole demo "
         f"{time.process_time() - cpu_start:.0f} s of CPU, {time.perf_counter() - t_start:.0f} s wall"
@@ -590,7 +631,11 @@ def _summarise(
     m_before, m_after = metric_value(before, recipe), metric_value(after, recipe)
     gain = recipe.gain(m_before, m_after)
     print(f"\n{recipe.env_id} {recipe.env_kwargs}, seed {seed}")
-    print(f"  held-out {recipe.metric_label:<9s}: {m_before:6.1%} -> {m_after:6.1%}   ({gain:+.1f} points)")
+    print(
+        f"  held-out {recipe.metric_label:<9s}: {m_before:6.1%} -> {m_after:6.1%}   ({gain:+.1f} points; "
+        f"{before['n']} test images, {distinct_scenes(trainer.eval_env.unwrapped.dataset, before['n'])} "
+        "distinct scenes)"
+    )
     if recipe.metric not in ("accuracy", "acc@0.5"):  # those two are the env's success rate
         print(f"  held-out success  : {before['success']:6.1%} -> {after['success']:6.1%}")
     print(f"  held-out reward   : {before['reward']:6.3f} -> {after['reward']:6.3f}")
