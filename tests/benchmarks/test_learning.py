@@ -1,10 +1,16 @@
 """benchmarks/learning.py: the table and the curves from saved runs (no training)."""
 
+import dataclasses
 import json
+from collections.abc import Callable
 
+import gymnasium as gym
+import pytest
 from PIL import Image
 
+from agents.demo import RECIPES, metric_value, per_sample_metric, run_demo
 from benchmarks.learning import SUMMARY_COLUMNS, load_runs, plot, summary_table, table, task_intervals
+from perception_env.evaluation.runner import run_evaluation
 
 
 def _run(task: str, seed: int, control: bool = True) -> dict:
@@ -75,3 +81,47 @@ def test_intervals_are_the_same_on_every_call_and_reflect_seed_spread():
 def test_runs_saved_without_per_sample_results_say_so():
     row = summary_table([_run("grounding", 0), _run("grounding", 1)]).splitlines()[2]
     assert "no per-sample results" in row and "not recorded" in row
+
+
+def _evaluated(recipe, answer_right: Callable[[int], bool], n: int = 6) -> tuple[dict, gym.Env]:
+    """``recipe``'s test env evaluated on ``n`` images: the oracle's answer where ``answer_right(i)``,
+    else a malformed one; as the demo's evaluate() returns it (``records`` in index order)."""
+    env, oracle = recipe.make_env("test", n), recipe.make_env("test", n)
+
+    def answer(_env, indices, _observations):
+        texts = []
+        for i in indices:
+            oracle.reset(options={"index": i})
+            texts.append(oracle.unwrapped.oracle_answer() if answer_right(i) else "no idea")
+        return texts
+
+    result = run_evaluation(env, answer)
+    return {"records": result.records, "metrics": result.metrics}, env
+
+
+@pytest.mark.parametrize("task", ["counting", "detection", "ocr"])
+def test_the_demo_s_per_sample_metric_scores_each_image_alone(task):
+    recipe = RECIPES[task]
+    result, env = _evaluated(recipe, lambda i: i % 2 == 0)
+    scores = per_sample_metric(result, env, recipe)
+    assert len(scores) == 6
+    if recipe.higher_is_better:  # a miss or a malformed answer scores 0; the oracle's box AP >= 0.85
+        assert scores[1::2] == [0.0] * 3 and all(s >= 0.85 for s in scores[::2])
+    else:  # "no idea" read for a word of 1-4 letters: mostly edits; the oracle's text: none
+        assert all(s > 0.5 for s in scores[1::2]) and scores[::2] == [0.0] * 3
+    if task != "detection":  # a per-sample mean: the images' mean is the metric (AP is not: a proxy)
+        assert sum(scores) / 6 == pytest.approx(metric_value(result, recipe))
+
+
+def test_a_demo_run_saves_each_test_image_s_scene_and_metric(tmp_path):
+    miniature = dataclasses.replace(
+        RECIPES["counting"], sft_band=(1.01, 1.01), sft_max_steps=1, sft_chunk=1, sft_check_samples=4,
+        grpo_steps=1, prompts_per_step=2, group_size=2, eval_samples=6, control_sft_steps=1,
+    )  # fmt: skip
+    result = run_demo(tmp_path, seed=0, recipe=miniature, progress=False, control=True)
+    per_sample = result["per_sample"]
+    assert result["eval_samples"] == 6 and result["val_samples"] == 4
+    assert len(per_sample["scene"]) == len(per_sample["before"]) == len(per_sample["after"]) == 6
+    assert result["distinct_scenes"]["test"] == len(set(per_sample["scene"]))
+    assert sum(per_sample["after"]) / 6 == pytest.approx(result["after"])
+    assert sum(result["control"]["per_sample_after"]) / 6 == pytest.approx(result["control"]["after"])
