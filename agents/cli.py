@@ -358,8 +358,17 @@ def _run(argv: list[str]) -> None:
     p.add_argument(
         "--task",
         default="counting",
-        choices=["counting", "grounding", "detection", "ocr"],  # agents/demo.py RECIPES
-        help="the demo's task: counting (default), grounding (Acc@0.5), detection (COCO AP) or ocr (edit distance)",
+        choices=[
+            "counting",
+            "grounding",
+            "detection",
+            "ocr",
+            "detection-multi",
+            "counting-points",
+        ],  # agents/demo.py RECIPES
+        help="the demo's task: counting (default), grounding (Acc@0.5), detection (COCO AP), ocr (edit "
+        "distance), or many objects per image: detection-multi (2-5 objects, COCO AP) and counting-points "
+        "(2-5 objects pointed at, count accuracy)",
     )
     p.add_argument(
         "--grpo-steps",
