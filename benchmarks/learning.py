@@ -25,9 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
 from benchmarks.intervals import Interval, bootstrap_intervals, score_matrix  # noqa: E402
-from benchmarks.plots import PALETTE, Series, line_chart  # noqa: E402
+from benchmarks.plots import DPI, PALETTE, Series, line_figure  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parent / "figures"
 
@@ -156,31 +158,65 @@ def summary_table(runs: list[dict], **bootstrap) -> str:
     return "\n".join(lines)
 
 
+def curve_band(curves: list[list[tuple[float, float]]], **bootstrap) -> list[tuple[float, float, float]]:
+    """Seeds' curves ``[(cpu_s, value)]`` evaluated at the same steps -> ``[(median cpu_s, low, high)]``:
+    the 95% bootstrap interval over seeds of the IQM at each evaluation (the evaluations along the way
+    keep no per-sample results, so scenes are not resampled here). ``[]`` when the curves differ in length
+    or there are fewer than 3 seeds."""
+    if len(curves) < 3 or len({len(c) for c in curves}) != 1:
+        return []
+    band = []
+    for points in zip(*curves):
+        xs, ys = zip(*points)
+        ci = bootstrap_intervals({"y": [[y] for y in ys]}, **bootstrap)["y"]  # [seeds x 1 scene]
+        band.append((float(sorted(xs)[len(xs) // 2]), ci.low, ci.high))
+    return band
+
+
 def plot(runs: list[dict], task: str, folder: Path = FIGURES) -> Path:
-    """Held-out metric (%) vs training CPU seconds: GRPO solid, the SFT control dashed, a colour per seed."""
+    """:func:`learning_figure` saved as ``folder/learning-TASK.png``."""
+    path = folder / f"learning-{task}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    learning_figure(runs, task).savefig(path, dpi=DPI)
+    return path
+
+
+def learning_figure(runs: list[dict], task: str) -> Figure:
+    """Held-out metric (%) vs training CPU seconds: GRPO solid, the SFT control dashed, a colour per seed;
+    with 3 seeds or more, shaded: the 95% interval over seeds of the IQM at each evaluation."""
     mine = [r for r in runs if r["task"] == task]
     series = []
+    grpo_curves, control_curves = [], []
     for r in mine:
         color = PALETTE[r["seed"] % len(PALETTE)]
-        series.append(
-            Series(f"GRPO, seed {r['seed']}", [(cpu, 100 * m) for _, cpu, _, m in r["curve"]], color)
-        )
+        grpo_curves.append([(cpu, 100 * m) for _, cpu, _, m in r["curve"]])
+        series.append(Series(f"GRPO, seed {r['seed']}", grpo_curves[-1], color))
         control = r.get("control")
         if control:
             points = [(cpu, 100 * (r["before"] if m is None else m)) for _, cpu, _, m in control["curve"]]
+            control_curves.append(points)
             series.append(Series(f"more SFT (control), seed {r['seed']}", points, color, dashed=True))
     label = mine[0]["metric_label"]
     rising = mine[0].get("higher_is_better", True)
-    return line_chart(
+    scenes = mine[0].get("distinct_scenes", {}).get("test")
+    images = mine[0].get("eval_samples", 200)
+    figure = line_figure(
         series,
-        folder / f"learning-{task}.png",
         y_range=(0, 100),
         legend_at="bottom right" if rising else "top right",
-        title=f"{task}: held-out {label} (200 test images, greedy{'' if rising else ', lower is better'}) "
-        "from the same warm start",
+        title=f"{task}: held-out {label} ({images} test images"
+        + (f", {scenes} distinct scenes" if scenes else "")
+        + f", greedy{'' if rising else ', lower is better'}) from the same warm start",
         x_label="training time, CPU seconds of one thread (evaluation excluded)",
         y_label=f"{label} (%)",
     )
+    axes = figure.axes[0]
+    for curves, hatch in ((grpo_curves, None), (control_curves, "//")):
+        band = curve_band(curves)
+        if band:
+            xs, lows, highs = zip(*band)
+            axes.fill_between(xs, lows, highs, color="0.5", alpha=0.15, hatch=hatch, linewidth=0, zorder=0)
+    return figure
 
 
 def main() -> None:

@@ -9,7 +9,16 @@ import pytest
 from PIL import Image
 
 from agents.demo import RECIPES, metric_value, per_sample_metric, run_demo
-from benchmarks.learning import SUMMARY_COLUMNS, load_runs, plot, summary_table, table, task_intervals
+from benchmarks.learning import (
+    SUMMARY_COLUMNS,
+    curve_band,
+    learning_figure,
+    load_runs,
+    plot,
+    summary_table,
+    table,
+    task_intervals,
+)
 from perception_env.evaluation.runner import run_evaluation
 
 
@@ -125,3 +134,17 @@ def test_a_demo_run_saves_each_test_image_s_scene_and_metric(tmp_path):
     assert result["distinct_scenes"]["test"] == len(set(per_sample["scene"]))
     assert sum(per_sample["after"]) / 6 == pytest.approx(result["after"])
     assert sum(result["control"]["per_sample_after"]) / 6 == pytest.approx(result["control"]["after"])
+
+
+def test_the_curve_band_is_the_interval_over_seeds_at_each_evaluation():
+    same = [[(0.0, 40.0), (10.0, 90.0)], [(0.0, 40.0), (12.0, 90.0)], [(0.0, 40.0), (14.0, 90.0)]]
+    assert curve_band(same) == [(0.0, 40.0, 40.0), (12.0, 90.0, 90.0)]  # equal seeds: zero width, median x
+    spread = curve_band([[(0.0, 0.0)], [(0.0, 50.0)], [(0.0, 100.0)]])
+    assert spread[0][1] == 0.0 and spread[0][2] == 100.0  # a draw of three times one seed is possible
+    assert curve_band(same[:2]) == [] and curve_band([same[0], same[1], same[2][:1]]) == []
+
+
+def test_with_three_seeds_the_figure_shades_each_method_s_band():
+    bands = lambda runs: learning_figure(runs, "grounding").axes[0].collections  # noqa: E731
+    assert len(bands([_run("grounding", seed) for seed in range(3)])) == 2  # GRPO's and the control's
+    assert len(bands([_run("grounding", seed) for seed in range(2)])) == 0  # two seeds: no band
