@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from perception_env.data import make_dataset
+from perception_env.data.loaders import HfDataset, JsonlDataset, RecordSchema
 from perception_env.data.sample import PerceptionDataset, Sample
 from perception_env.formats import AnswerFormat, get_format
 from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, CoordinateFrame
@@ -41,6 +41,8 @@ Observation = dict[str, Any]  # {"image": [H, W, 3] uint8, "prompt": str}
 
 # Longest prompt/answer we accept as valid actions/observations (characters).
 MAX_TEXT_LENGTH = 1 << 16
+
+ANY_TASK_SOURCES = ("jsonl", "hf")  # your own data, in the JSONL schema of the task (its jsonl_schema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +85,8 @@ class PerceptionEnv(gym.Env[Observation, str]):
     synthetic_data: ClassVar[Callable[..., PerceptionDataset] | None] = None  # source "synthetic"
     # real data: source name -> builder(split, **data_kwargs) (perception_env.data)
     real_sources: ClassVar[Mapping[str, Callable[..., PerceptionDataset]]] = {}
+    # its lines in the sources "jsonl" and "hf" (perception_env.data.loaders.jsonl); None: neither source
+    jsonl_schema: ClassVar[RecordSchema | None] = None
     max_answer_tokens: ClassVar[int] = (
         768  # the paper's longest answer: the default of eval's --max-new-tokens
     )
@@ -119,7 +123,7 @@ class PerceptionEnv(gym.Env[Observation, str]):
             kwargs = dict(data_kwargs or {})
             if source == "synthetic":
                 kwargs.setdefault("difficulty", difficulty)
-            dataset = make_dataset(self.task, source=source, split=split, **kwargs)
+            dataset = self.make_dataset(source, split, **kwargs)
         if len(dataset) == 0:
             raise ValueError(f"dataset {getattr(dataset, 'name', dataset)!r} is empty")
         self.dataset = dataset
@@ -146,6 +150,43 @@ class PerceptionEnv(gym.Env[Observation, str]):
         self._last: RewardResult | None = None
         self._last_answer: str | None = None
         self._finished = False  # the episode's one step was taken: step again only after reset
+
+    @classmethod
+    def sources(cls) -> tuple[str, ...]:
+        """The data sources of this task: ``synthetic`` (when it has built-in data), its real sources, and
+        ``jsonl`` and ``hf`` (when it declares a :attr:`jsonl_schema`)."""
+        built_in = ("synthetic",) if cls.synthetic_data is not None else ()
+        return (*built_in, *cls.real_sources, *(ANY_TASK_SOURCES if cls.jsonl_schema is not None else ()))
+
+    @classmethod
+    def make_dataset(
+        cls, source: str = "synthetic", split: str = "train", **kwargs: Any
+    ) -> PerceptionDataset:
+        """The task's dataset from ``source`` (one of :meth:`sources`); ``kwargs`` go to its builder.
+
+        ``synthetic``: :attr:`synthetic_data` (``difficulty``, ``size``, ``seed``); ``jsonl``: ``path`` (a
+        file in the task's :attr:`jsonl_schema`); ``hf``: ``path`` to a local Hugging Face dataset,
+        ``columns`` mapping schema fields to its columns; a real source: its builder ``(split, **kwargs)``.
+        """
+        if source not in cls.sources():
+            if source == "synthetic":
+                raise ValueError(
+                    f"task {cls.task!r} has no built-in data: give source= (one of {cls.sources()})"
+                )
+            raise ValueError(f"task {cls.task!r} reads no source {source!r}; its sources: {cls.sources()}")
+        if source == "synthetic":
+            return cls.synthetic_data(split=split, **kwargs)
+        if source == "jsonl":
+            if "path" not in kwargs:
+                raise ValueError("source 'jsonl' needs path= (a JSONL file)")
+            return JsonlDataset(kwargs.pop("path"), cls.jsonl_schema, **kwargs)
+        if source == "hf":
+            if "path" not in kwargs:
+                raise ValueError(
+                    "source 'hf' needs path= (a save_to_disk folder, a parquet file or a folder of them)"
+                )
+            return HfDataset(kwargs.pop("path"), cls.jsonl_schema, split=split, **kwargs)
+        return cls.real_sources[source](split, **kwargs)
 
     @classmethod
     def make_reward_config(cls, value: Any) -> Any:
@@ -356,6 +397,7 @@ class PerceptionEnv(gym.Env[Observation, str]):
             "points": np.asarray(s.points).tolist(),
             "query": s.query,
             "text": s.text,
+            **({"targets": s.targets} if s.targets else {}),  # a task's own target fields
         }
 
     # ------------------------------------------------------ subclass interface

@@ -13,10 +13,10 @@ from gymnasium.utils.env_checker import check_env
 
 import perception_env
 from perception_env import ENV_IDS, TASKS, PerceptionEnv, Sample, register_task
-from perception_env.data import make_dataset
 from perception_env.evaluation import REFERENCE_AGENTS, run_evaluation, task_metrics
 from perception_env.rewards import RewardResult
 from perception_env.rewards.result import read_answer
+from perception_env.tasks import make_dataset
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 
@@ -109,10 +109,11 @@ def test_the_fifth_task_scores_and_answers_as_an_oracle(colour_task):
 
 
 def test_the_fifth_task_has_its_data_metrics_and_report(colour_task):
-    from perception_env.data import TASKS as data_tasks
     from perception_env.evaluation.table import task_columns
+    from perception_env.tasks import sources
 
-    assert isinstance(make_dataset("colour", split="test"), Colours) and "colour" in data_tasks
+    assert isinstance(make_dataset("colour", split="test"), Colours) and ColourEnv.sources() == ("synthetic",)
+    assert sources() == ("synthetic", "coco", "pixmo-count", "refcoco", "page-ocr", "jsonl", "hf")
     assert task_columns()["colour"] == [("accuracy", "accuracy", "pct")]
     env = gym.make(ColourEnv.env_id)
     infos, samples = [], []

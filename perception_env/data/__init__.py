@@ -2,7 +2,9 @@
 
 Every dataset is a :class:`PerceptionDataset`: ``name``, ``categories``,
 ``len()``, and ``ds[i]`` -> :class:`Sample` (a negative or too large index
-raises ``IndexError``). :func:`make_dataset` picks one by task and source.
+raises ``IndexError``). This package only loads: which sources a task offers, and which builder below
+makes each, its class says (``synthetic_data``, ``real_sources``, ``jsonl_schema``);
+:func:`perception_env.tasks.make_dataset` picks one by task and source.
 """
 
 from __future__ import annotations
@@ -74,72 +76,11 @@ def jsonl_source(cls):
     return build
 
 
-ANY_TASK_SOURCES = ("jsonl", "hf")  # your own data, in a task's schema
-
-
-def make_dataset(task: str, source: str = "synthetic", split: str = "train", **kwargs) -> PerceptionDataset:
-    """The dataset for ``task`` from ``source``; ``kwargs`` go to its class.
-
-    * ``synthetic`` (every task): the task's built-in data, e.g. :class:`ShapesDetection` (``difficulty``,
-      ``size``, ``seed``).
-    * ``jsonl`` (any task): ``path`` (see :mod:`perception_env.data.loaders.jsonl`).
-    * ``hf`` (any task): ``path`` to a local Hugging Face dataset (``save_to_disk`` folder or parquet files),
-      ``columns`` mapping the JSONL schema's fields to its columns (see :mod:`perception_env.data.loaders.hf`).
-    * the task's real sources: ``coco`` (detection): ``root`` or ``annotation_file`` + ``image_dir`` ->
-      :class:`CocoDetection`; ``refcoco`` (grounding): ``root`` (+ ``dataset`` "refcoco"/"refcoco+"/"refcocog",
-      ``split_by``, ``image_dir``) or ``refs_file`` + ``instances_file`` + ``image_dir``; ``pixmo-count``
-      (counting), ``page-ocr`` (ocr): ``path`` to a JSONL file or ``root`` with ``<split>.jsonl``.
-    """
-    from perception_env.tasks import TASKS, get_task  # the task list (each task module imports this one)
-
-    definition = get_task(task)
-    owners = {name: t.task for t in TASKS.values() for name in t.real_sources}
-    if source not in ("synthetic", *owners, *ANY_TASK_SOURCES):
-        raise ValueError(f"unknown source {source!r}; one of {sources()}")
-    if source in owners and source not in definition.real_sources:
-        raise ValueError(f"source {source!r} serves the {owners[source]!r} task, not {task!r}")
-    if source == "synthetic":
-        if definition.synthetic_data is None:
-            raise ValueError(f"task {task!r} has no built-in data: give source= (one of {sources()})")
-        return definition.synthetic_data(split=split, **kwargs)
-    if source == "jsonl":
-        if "path" not in kwargs:
-            raise ValueError("source 'jsonl' needs path= (a JSONL file)")
-        return JsonlDataset(kwargs.pop("path"), task, **kwargs)
-    if source == "hf":
-        if "path" not in kwargs:
-            raise ValueError(
-                "source 'hf' needs path= (a save_to_disk folder, a parquet file or a folder of them)"
-            )
-        return HfDataset(kwargs.pop("path"), task, split=split, **kwargs)
-    return definition.real_sources[source](split, **kwargs)
-
-
-def sources() -> tuple[str, ...]:
-    """Every data source: ``synthetic``, the tasks' real sources, ``jsonl``, ``hf``."""
-    from perception_env.tasks import TASKS
-
-    return ("synthetic", *(name for t in TASKS.values() for name in t.real_sources), *ANY_TASK_SOURCES)
-
-
-def __getattr__(name: str):
-    # TASKS (task names) and SOURCES, as before, now read off the task list (perception_env.tasks)
-    if name == "TASKS":
-        from perception_env.tasks import TASKS
-
-        return tuple(TASKS)
-    if name == "SOURCES":
-        return sources()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = [
     "EASY",
     "HARD",
     "MEDIUM",
     "PRESETS",
-    "SOURCES",
-    "TASKS",
     "CocoDetection",
     "DatasetFormatError",
     "Difficulty",
@@ -158,7 +99,5 @@ __all__ = [
     "coco_source",
     "get_difficulty",
     "jsonl_source",
-    "make_dataset",
     "refcoco_source",
-    "sources",
 ]

@@ -27,6 +27,8 @@ class Sample:
       ``count`` (the true number; datasets with counts but no points leave ``points`` empty)
     * grounding: ``boxes`` holds exactly one box; ``query`` is the referring expression
     * OCR:       ``text``
+    * a task of your own: any of these, and in ``targets`` what they cannot hold (its JSONL schema's
+      parser fills it: :mod:`perception_env.data.loaders.jsonl`)
     """
 
     sample_id: str
@@ -42,6 +44,7 @@ class Sample:
     iscrowd: tuple[bool, ...] = ()  # [N]; empty means all False
     count: int | None = None  # counting: number of objects of class ``query``; None = len(points)
     meta: dict = field(default_factory=dict)  # source ids (COCO image_id, category ids, ...)
+    targets: dict = field(default_factory=dict)  # a task's own target fields: name -> JSON value
     exif_transpose: bool = False  # image_path: turn the pixels upright by their EXIF orientation first
     origin: str = ""  # real data: the dataset file and entry it came from, named in image errors
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from perception_env.data.sample import Sample
 from perception_env.evaluation.coco import detection_ground_truth, to_coco_results
-from perception_env.evaluation.tasks import parsed_boxes, parsed_of
+from perception_env.evaluation.metrics import parsed_boxes, parsed_of
 
 
 def coco_files(

@@ -19,6 +19,9 @@ except counts and errors measured in objects.
   Words are whitespace tokens, or, when either text contains Chinese, ``jieba``
   tokens (if ``jieba`` is installed; else one token per character, reported),
   whitespace tokens INCLUDED, as Fox/GOT's ``jieba.lcut(text)`` yields them.
+
+A task's metrics read its scored answers' records (an env's ``step`` info, a line of ``predictions.jsonl``)
+with :func:`parsed_of` and :func:`parsed_boxes`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from __future__ import annotations
 import functools
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
@@ -34,6 +38,17 @@ from rapidfuzz.distance import Levenshtein
 from perception_env.rewards.matching import single_iou
 
 GROUNDING_THRESHOLDS = (0.1, 0.3, 0.5, 0.75, 0.95)
+
+
+def parsed_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A record's ``"parsed"`` dict ({} when it has none)."""
+    parsed = record.get("parsed")
+    return parsed if isinstance(parsed, Mapping) else {}
+
+
+def parsed_boxes(parsed: Mapping[str, Any]) -> np.ndarray:
+    """A parsed answer's boxes, ``[N, 4]`` float64 pixels."""
+    return np.asarray(parsed.get("boxes") or [], dtype=np.float64).reshape(-1, 4)
 
 
 def _mean(values: Sequence[float]) -> float:

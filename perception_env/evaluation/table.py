@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from perception_env.tasks import TASKS
+
 # the columns every table ends with: (metrics key, column header, kind); kind: "pct", "num", "int"
 COMMON_COLUMNS = [("n", "n", "int"), ("reward", "reward", "num"), ("success", "success", "pct")]
 # mean lengths (evaluation.tasks.length_metrics), after those, where a run has them; thinking's tag share
@@ -24,8 +26,6 @@ LENGTH_COLUMNS = [
 
 def task_columns() -> dict[str, list[tuple[str, str, str]]]:
     """Each task's own columns (its class's ``report_columns``), in the paper's order, tasks in list order."""
-    from perception_env.tasks import TASKS
-
     return {name: list(task.report_columns) for name, task in TASKS.items()}
 
 

@@ -17,17 +17,8 @@ from typing import Any
 import numpy as np
 
 from perception_env.data.sample import Sample
-
-
-def parsed_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A record's ``"parsed"`` dict ({} when it has none)."""
-    parsed = record.get("parsed")
-    return parsed if isinstance(parsed, Mapping) else {}
-
-
-def parsed_boxes(parsed: Mapping[str, Any]) -> np.ndarray:
-    """A parsed answer's boxes, ``[N, 4]`` float64 pixels."""
-    return np.asarray(parsed.get("boxes") or [], dtype=np.float64).reshape(-1, 4)
+from perception_env.evaluation.metrics import parsed_of
+from perception_env.tasks import get_task
 
 
 def task_metrics(
@@ -45,8 +36,6 @@ def task_metrics(
     ``dataset`` and ``categories`` go to the task's metrics (detection: the dataset's own COCO index, or
     the class names of a ground truth built from ``samples``).
     """
-    from perception_env.tasks import get_task  # the task list imports this package's modules
-
     definition = get_task(task)
     if len(infos) != len(samples):
         raise ValueError(f"{len(infos)} infos for {len(samples)} samples")

@@ -1,16 +1,19 @@
 """The tasks, one class each (a :class:`~perception_env.core.PerceptionEnv` subclass), and their registry.
 
 :data:`TASKS` (name -> class) is the one list: ``gym.make`` ids (:data:`ENV_IDS`), data sources
-(:func:`perception_env.data.make_dataset`), the paper's metrics (:func:`perception_env.evaluation.task_metrics`),
+(:func:`make_dataset`, each task's own :meth:`~perception_env.core.PerceptionEnv.make_dataset`), the paper's metrics (:func:`perception_env.evaluation.task_metrics`),
 the report's columns and eval's answer length are all read off it. A new task is one module defining its
 class and one call, ``register_task(MyTaskEnv)``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 
-from perception_env.core import PerceptionEnv
+from perception_env.core import ANY_TASK_SOURCES, PerceptionEnv
+from perception_env.data.sample import PerceptionDataset
 from perception_env.vector import vector_entry_point
 
 TASKS: dict[str, type[PerceptionEnv]] = {}
@@ -45,6 +48,38 @@ def get_task(name: str) -> type[PerceptionEnv]:
         raise ValueError(f"unknown task {name!r}; one of {tuple(TASKS)}") from None
 
 
+def make_dataset(
+    task: str, source: str = "synthetic", split: str = "train", **kwargs: Any
+) -> PerceptionDataset:
+    """The dataset for ``task`` from ``source``; ``kwargs`` go to its builder (the task class's
+    :meth:`~perception_env.core.PerceptionEnv.make_dataset` says which).
+
+    * ``synthetic`` (every built-in task): the task's built-in data, e.g. ``ShapesDetection`` (``difficulty``,
+      ``size``, ``seed``).
+    * ``jsonl`` (any task with a JSONL schema): ``path`` (see :mod:`perception_env.data.loaders.jsonl`).
+    * ``hf`` (the same tasks): ``path`` to a local Hugging Face dataset (``save_to_disk`` folder or parquet
+      files), ``columns`` mapping the JSONL schema's fields to its columns (:mod:`perception_env.data.loaders.hf`).
+    * the task's real sources: ``coco`` (detection): ``root`` or ``annotation_file`` + ``image_dir``;
+      ``refcoco`` (grounding): ``root`` (+ ``dataset`` "refcoco"/"refcoco+"/"refcocog", ``split_by``,
+      ``image_dir``) or ``refs_file`` + ``instances_file`` + ``image_dir``; ``pixmo-count`` (counting),
+      ``page-ocr`` (ocr): ``path`` to a JSONL file or ``root`` with ``<split>.jsonl``.
+    """
+    definition = get_task(task)
+    owners = {name: t.task for t in TASKS.values() for name in t.real_sources}
+    if source in owners and source not in definition.real_sources:
+        raise ValueError(f"source {source!r} serves the {owners[source]!r} task, not {task!r}")
+    if source not in sources():
+        raise ValueError(f"unknown source {source!r}; one of {sources()}")
+    return definition.make_dataset(source, split, **kwargs)
+
+
+def sources() -> tuple[str, ...]:
+    """Every data source of the registered tasks: ``synthetic``, their real sources, ``jsonl``, ``hf``."""
+    offered = {name for t in TASKS.values() for name in t.sources()}
+    every = ("synthetic", *(name for t in TASKS.values() for name in t.real_sources), *ANY_TASK_SOURCES)
+    return tuple(name for name in dict.fromkeys(every) if name in offered)
+
+
 def _register_built_in() -> None:
     from perception_env.tasks.counting import CountingEnv
     from perception_env.tasks.detection import DetectionEnv
@@ -57,4 +92,4 @@ def _register_built_in() -> None:
 
 _register_built_in()
 
-__all__ = ["ENV_IDS", "TASKS", "get_task", "register_task"]
+__all__ = ["ENV_IDS", "TASKS", "get_task", "make_dataset", "register_task", "sources"]

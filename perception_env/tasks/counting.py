@@ -8,6 +8,7 @@ import numpy as np
 
 from perception_env.core import PerceptionEnv
 from perception_env.data import PixmoCount, ShapesCounting, jsonl_source
+from perception_env.data.loaders.jsonl import COUNTING
 from perception_env.data.sample import Sample
 from perception_env.rewards import CountingRewardConfig, RewardResult, score_counting
 from perception_env.rewards.counting import target_points
@@ -93,6 +94,7 @@ class CountingEnv(PerceptionEnv):
     reward_config_class = CountingRewardConfig
     synthetic_data = ShapesCounting
     real_sources = {"pixmo-count": jsonl_source(PixmoCount)}
+    jsonl_schema = COUNTING
     report_columns = (("accuracy", "accuracy", "pct"), ("mae", "MAE", "num"))
     render_points = True
 
@@ -121,8 +123,7 @@ class CountingEnv(PerceptionEnv):
     @classmethod
     def metrics(cls, records, samples, *, dataset=None, categories=None) -> dict[str, float]:
         """Exact-count accuracy and MAE: the number written (``number`` format), else the objects listed."""
-        from perception_env.evaluation.metrics import counting_metrics
-        from perception_env.evaluation.tasks import parsed_of
+        from perception_env.evaluation.metrics import counting_metrics, parsed_of
 
         predicted = []
         for record in records:

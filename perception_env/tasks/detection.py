@@ -6,6 +6,7 @@ from typing import Any
 
 from perception_env.core import PerceptionEnv
 from perception_env.data import ShapesDetection, coco_source
+from perception_env.data.loaders.jsonl import DETECTION
 from perception_env.data.sample import Sample
 from perception_env.rewards import DetectionRewardConfig, RewardResult, score_detection
 
@@ -88,6 +89,7 @@ class DetectionEnv(PerceptionEnv):
     reward_config_class = DetectionRewardConfig
     synthetic_data = ShapesDetection
     real_sources = {"coco": coco_source}
+    jsonl_schema = DETECTION
     max_answer_tokens = 2048  # the paper's, for up to 100 objects
     report_columns = (
         ("AP", "AP", "pct"),
@@ -119,7 +121,7 @@ class DetectionEnv(PerceptionEnv):
         its first answer), else on a ground truth built from ``samples`` with ``categories`` (default
         ``dataset.categories``, else the labels found)."""
         from perception_env.evaluation.coco import detection_ground_truth, detection_metrics
-        from perception_env.evaluation.tasks import parsed_boxes, parsed_of
+        from perception_env.evaluation.metrics import parsed_boxes, parsed_of
 
         truth = detection_ground_truth(samples, dataset, categories)
         parsed = [parsed_of(records[k]) for k in truth.keep]

@@ -8,6 +8,7 @@ import numpy as np
 
 from perception_env.core import PerceptionEnv, strip_article
 from perception_env.data import ShapesGrounding, refcoco_source
+from perception_env.data.loaders.jsonl import GROUNDING
 from perception_env.data.sample import Sample
 from perception_env.rewards import GroundingRewardConfig, RewardResult, score_grounding
 
@@ -79,6 +80,7 @@ class GroundingEnv(PerceptionEnv):
     reward_config_class = GroundingRewardConfig
     synthetic_data = ShapesGrounding
     real_sources = {"refcoco": refcoco_source}
+    jsonl_schema = GROUNDING
     report_columns = (
         ("acc@0.1", "Acc@0.1", "pct"),
         ("acc@0.3", "Acc@0.3", "pct"),
@@ -103,8 +105,7 @@ class GroundingEnv(PerceptionEnv):
     @classmethod
     def metrics(cls, records, samples, *, dataset=None, categories=None) -> dict[str, float]:
         """Acc@k, their RefCOCOg mean, mean IoU and centre accuracy of each answer's first box."""
-        from perception_env.evaluation.metrics import grounding_metrics
-        from perception_env.evaluation.tasks import parsed_boxes, parsed_of
+        from perception_env.evaluation.metrics import grounding_metrics, parsed_boxes, parsed_of
 
         firsts = [(b[0] if len(b) else None) for b in (parsed_boxes(parsed_of(r)) for r in records)]
         truth = [np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4)[0] for s in samples]

@@ -6,6 +6,7 @@ from typing import Any
 
 from perception_env.core import PerceptionEnv
 from perception_env.data import PageOcr, RenderedTextOCR, jsonl_source
+from perception_env.data.loaders.jsonl import OCR
 from perception_env.data.sample import Sample
 from perception_env.rewards import RewardResult, score_ocr
 
@@ -59,6 +60,7 @@ class OCREnv(PerceptionEnv):
     scorer = staticmethod(score_ocr)
     synthetic_data = RenderedTextOCR
     real_sources = {"page-ocr": jsonl_source(PageOcr)}
+    jsonl_schema = OCR
     report_columns = (
         ("edit_distance", "edit dist ↓", "pct"),
         ("f1", "F1", "pct"),
@@ -83,8 +85,7 @@ class OCREnv(PerceptionEnv):
     @classmethod
     def metrics(cls, records, samples, *, dataset=None, categories=None) -> dict[str, float]:
         """Per page, then averaged: normalised edit distance, word-set P/R/F1, BLEU, METEOR (Fox/GOT)."""
-        from perception_env.evaluation.metrics import ocr_metrics
-        from perception_env.evaluation.tasks import parsed_of
+        from perception_env.evaluation.metrics import ocr_metrics, parsed_of
 
         return ocr_metrics([parsed_of(r).get("text") for r in records], [s.text for s in samples])
 

@@ -10,8 +10,8 @@ from perception_env.data import (
     ShapesCounting,
     ShapesDetection,
     ShapesGrounding,
-    make_dataset,
 )
+from perception_env.tasks import make_dataset
 
 from .fixtures import write_coco, write_jsonl, write_png, write_refer
 

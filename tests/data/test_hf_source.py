@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import perception_env  # noqa: F401  (registers the envs)
-from perception_env.data import DatasetFormatError, make_dataset, sources
+from perception_env.data import DatasetFormatError
+from perception_env.tasks import make_dataset, sources
 
 
 def picture(width: int, height: int, colour: tuple[int, int, int]) -> Image.Image:

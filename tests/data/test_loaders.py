@@ -11,10 +11,10 @@ from perception_env.data import (
     PageOcr,
     PixmoCount,
     RefCocoGrounding,
-    make_dataset,
 )
 from perception_env.data.loaders.errors import DroppedEntriesWarning
 from perception_env.data.loaders.refcoco import load_refs
+from perception_env.tasks import make_dataset
 
 from .fixtures import (
     coco_dict,
@@ -239,7 +239,7 @@ def test_jsonl_all_tasks(tmp_path):
     assert g.query == "the thing" and g.boxes.shape == (1, 4)
     ocr = write_jsonl(tmp_path / "o.jsonl", [{"image": "a.png", "text": "abc"}])
     assert JsonlDataset(ocr, "ocr")[0].text == "abc"
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match="no JSONL schema .segmentation.; one of"):
         JsonlDataset(ocr, "segmentation")
 
 

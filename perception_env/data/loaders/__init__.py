@@ -3,7 +3,7 @@
 from perception_env.data.loaders.coco import CocoDetection
 from perception_env.data.loaders.errors import DatasetFormatError, DroppedEntriesWarning
 from perception_env.data.loaders.hf import HfDataset
-from perception_env.data.loaders.jsonl import JsonlDataset
+from perception_env.data.loaders.jsonl import SCHEMAS, JsonlDataset, RecordSchema
 from perception_env.data.loaders.page_ocr import PageOcr
 from perception_env.data.loaders.pixmo_count import PixmoCount
 from perception_env.data.loaders.refcoco import RefCocoGrounding, load_refs
@@ -16,6 +16,8 @@ __all__ = [
     "JsonlDataset",
     "PageOcr",
     "PixmoCount",
+    "RecordSchema",
     "RefCocoGrounding",
+    "SCHEMAS",
     "load_refs",
 ]

@@ -3,7 +3,7 @@
 ``path`` is a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` (a ``DatasetDict``
 gives the env's split), a parquet file, or a folder of parquet files (the hub's layout,
 ``data/<split>-00000-of-00001.parquet``, or any ``*.parquet``). Each row is read as a line of the JSONL
-schema of its task (:mod:`perception_env.data.loaders.jsonl`: coordinates in pixels of the image,
+schema of its task (:mod:`perception_env.data.loaders.jsonl`, the task class's ``jsonl_schema``: coordinates in pixels of the image,
 ``[x1, y1, x2, y2]`` boxes), with ``columns`` mapping a schema field to the dataset's column where the names
 differ, e.g. ``columns={"boxes": "bbox", "labels": "category", "expression": "sentence"}``.
 
@@ -23,24 +23,8 @@ from typing import Any
 from perception_env.data.loaders._records import check_index, check_inside, declared_size
 from perception_env.data.loaders.errors import Where
 from perception_env.data.loaders.images import read_header, to_rgb
-from perception_env.data.loaders.jsonl import PARSERS
+from perception_env.data.loaders.jsonl import IMAGE_FIELDS, RecordSchema, get_schema
 from perception_env.data.sample import Sample
-
-# The fields of the JSONL schema (every task's), which ``columns`` may map to other column names.
-FIELDS = (
-    "image",
-    "width",
-    "height",
-    "boxes",
-    "labels",
-    "iscrowd",
-    "query",
-    "points",
-    "count",
-    "expression",
-    "box",
-    "text",
-)
 
 
 class _NamedBytes(io.BytesIO):
@@ -55,9 +39,10 @@ class _NamedBytes(io.BytesIO):
 
 
 class HfDataset:
-    """Samples of ``task`` from a local Hugging Face dataset (see the module docstring).
+    """Samples in ``schema`` (a task's :class:`~perception_env.data.loaders.jsonl.RecordSchema`, or a
+    built-in one's name) from a local Hugging Face dataset (see the module docstring).
 
-    Arguments: ``path``, ``task``, ``split`` (the ``DatasetDict`` split or the parquet files' prefix),
+    Arguments: ``path``, ``schema``, ``split`` (the ``DatasetDict`` split or the parquet files' prefix),
     ``columns`` (schema field -> column name), ``categories`` (detection class names in id order; default:
     the sorted distinct labels), ``name``, ``check_coordinates``. Sample ``meta``: ``row`` (0-based).
     """
@@ -65,7 +50,7 @@ class HfDataset:
     def __init__(
         self,
         path: str | Path,
-        task: str,
+        schema: RecordSchema | str,
         *,
         split: str = "train",
         columns: Mapping[str, str] | None = None,
@@ -73,13 +58,14 @@ class HfDataset:
         name: str | None = None,
         check_coordinates: bool = True,
     ):
-        if task not in PARSERS:
-            raise ValueError(f"unknown task {task!r}; one of {sorted(PARSERS)}")
-        self.path, self.task = Path(path), task
+        self.schema = get_schema(schema)
+        self.path = Path(path)
         self.name = name or self.path.stem
         self._folder = self.path if self.path.is_dir() else self.path.parent
         data, self._file = _load(self.path, split)
-        self._mapping = _column_mapping(columns, data.column_names, self._file)
+        self._mapping = _column_mapping(
+            columns, (*IMAGE_FIELDS, *self.schema.fields), data.column_names, self._file
+        )
         self._data = _undecoded_images(data, self._mapping["image"])
         self._samples = [
             self._sample(index, row, check_coordinates) for index, row in enumerate(self._records())
@@ -101,7 +87,7 @@ class HfDataset:
 
     def _sample(self, index: int, record: dict, check_coordinates: bool) -> Sample:
         where = Where(self._file, f"row {index}")
-        fields = PARSERS[self.task](record, where)
+        fields = self.schema.parse(record, where)
         image = record.get("image")
         header = read_header(self._image_source(image, where), where)
         width, height = header.stored_size
@@ -189,16 +175,18 @@ def _parquet_files(path: Path, split: str) -> list[Path]:
     return of_split or every
 
 
-def _column_mapping(columns: Mapping[str, str] | None, names: Sequence[str], file: Path) -> dict[str, str]:
+def _column_mapping(
+    columns: Mapping[str, str] | None, fields: Sequence[str], names: Sequence[str], file: Path
+) -> dict[str, str]:
     """Schema field -> column: the field's own name unless ``columns`` maps it; unknown keys or columns fail."""
     columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(FIELDS))
+    unknown = sorted(set(columns) - set(fields))
     if unknown:
-        raise ValueError(f"columns= maps unknown fields {unknown}; the fields are {list(FIELDS)}")
+        raise ValueError(f"columns= maps unknown fields {unknown}; the fields are {list(fields)}")
     missing = sorted(c for c in columns.values() if c not in names)
     if missing:
         raise ValueError(f"columns= names {missing}, not columns of {file}: {list(names)}")
-    mapping = {field: columns.get(field, field) for field in FIELDS}
+    mapping = {field: columns.get(field, field) for field in fields}
     if mapping["image"] not in names:
         raise ValueError(
             f"{file} has no image column {mapping['image']!r} (its columns: {list(names)}); "

@@ -16,6 +16,11 @@ down, and must lie in the image::
     grounding  {"image": "a.png", "expression": "the red cup", "box": [x1, y1, x2, y2]}
     ocr        {"image": "a.png", "text": "line one\\nline two"}
 
+A task's class names its schema (``jsonl_schema``, a :class:`RecordSchema`: the fields a line may hold
+and how they become :class:`~perception_env.data.sample.Sample` fields); the four above are
+:data:`SCHEMAS`. A task of your own declares its own schema, and its target fields go to
+``Sample.targets`` (a mapping) where ``Sample`` has no field for them.
+
 Detection ``categories`` are the sorted distinct labels unless given. Any
 malformed line fails at load time with a ``DatasetFormatError`` naming the
 file and the line; a missing image with ``FileNotFoundError``. Nothing is
@@ -25,6 +30,7 @@ left out silently (``dropped`` is empty: a bad line is an error).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,18 +97,45 @@ def _ocr(r: dict, w: Where) -> dict:
     return {"text": field(r, "text", str, w)}
 
 
-PARSERS: dict[str, Parser] = {
-    "detection": _detection,
-    "counting": _counting,
-    "grounding": _grounding,
-    "ocr": _ocr,
-}
+# the fields every line may hold, whatever its task
+IMAGE_FIELDS = ("image", "width", "height")
+
+
+@dataclass(frozen=True)
+class RecordSchema:
+    """One task's JSONL schema: its ``name`` (in messages), the ``fields`` a line may hold besides
+    :data:`IMAGE_FIELDS` (the Hugging Face source maps columns to them) and ``parse`` (a line ->
+    ``Sample`` fields; raises through ``where`` naming the file and line)."""
+
+    name: str
+    fields: tuple[str, ...]
+    parse: Parser
+
+
+DETECTION = RecordSchema("detection", ("boxes", "labels", "iscrowd"), _detection)
+COUNTING = RecordSchema("counting", ("query", "points", "count"), _counting)
+GROUNDING = RecordSchema("grounding", ("expression", "box"), _grounding)
+OCR = RecordSchema("ocr", ("text",), _ocr)
+SCHEMAS: dict[str, RecordSchema] = {schema.name: schema for schema in (DETECTION, COUNTING, GROUNDING, OCR)}
+
+
+def get_schema(schema: RecordSchema | str) -> RecordSchema:
+    """``schema`` itself, or the built-in schema of that name (``ValueError`` naming them)."""
+    if isinstance(schema, RecordSchema):
+        return schema
+    try:
+        return SCHEMAS[schema]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"no JSONL schema {schema!r}; one of {sorted(SCHEMAS)}, or a task's own RecordSchema"
+        ) from None
 
 
 class JsonlDataset:
-    """Samples from a JSONL file in the schema of ``task`` (see the module docstring).
+    """Samples from a JSONL file in ``schema`` (a :class:`RecordSchema`, or a built-in one's name: the
+    module docstring).
 
-    Arguments: ``path``, ``task``, ``categories`` (detection class names in id
+    Arguments: ``path``, ``schema``, ``categories`` (detection class names in id
     order; default: the sorted distinct labels), ``name``, ``image_root``
     (folder that relative image paths start from; default: the file's folder),
     ``exif_orientation`` ("auto", "apply", "ignore"; see the module docstring).
@@ -112,7 +145,7 @@ class JsonlDataset:
     def __init__(
         self,
         path: str | Path,
-        task: str,
+        schema: RecordSchema | str,
         *,
         categories: Sequence[str] | None = None,
         name: str | None = None,
@@ -121,13 +154,12 @@ class JsonlDataset:
         check_coordinates: bool = True,
         exif_orientation: str = "auto",
     ):
-        if task not in PARSERS:
-            raise ValueError(f"unknown task {task!r}; one of {sorted(PARSERS)}")
+        self.schema = get_schema(schema)
         exif_policy(exif_orientation)
-        self.path, self.task = Path(path), task
+        self.path = Path(path)
         self.name = name or self.path.stem
         root = Path(image_root) if image_root is not None else self.path.parent
-        parse = parser or PARSERS[task]
+        parse = parser or self.schema.parse
         self._samples: list[Sample] = []
         for w, record in iter_jsonl(self.path):
             fields = parse(record, w)
@@ -149,7 +181,7 @@ class JsonlDataset:
                     **fields,
                 )
             )
-        labels = sorted({label for s in self._samples for label in s.labels}) if task == "detection" else []
+        labels = sorted({label for s in self._samples for label in s.labels})  # empty for label-free tasks
         self.categories = tuple(categories) if categories is not None else tuple(labels)
         for s in self._samples:
             unknown = set(s.labels) - set(self.categories)
