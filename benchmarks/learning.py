@@ -223,8 +223,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    tasks = ["counting", "grounding", "detection", "ocr"]  # agents/demo.py RECIPES
-    parser.add_argument("--tasks", nargs="+", default=tasks, choices=tasks)
+    tasks = ["counting", "grounding", "detection", "ocr"]  # agents/demo.py RECIPES: the default run
+    many_objects = ["detection-multi", "counting-points"]  # 2-5 objects per image (issue 20)
+    parser.add_argument("--tasks", nargs="+", default=tasks, choices=tasks + many_objects)
     parser.add_argument(
         "--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="at least 5 for the interval table"
     )
