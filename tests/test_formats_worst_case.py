@@ -22,7 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perception_env.formats import _COUNT_RE, FORMATS, _find_fence, _is_just_a_number
+from perception_env.formats import FORMATS
+from perception_env.formats.plain import _COUNT_RE, _is_just_a_number
+from perception_env.formats.qwen25 import _find_fence
 from perception_env.reasoning import split_thinking, wrap_answer
 from tests.worst_case_answers import WORST_CASES
 

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from perception_env.core import PerceptionEnv
-from perception_env.formats import REF_START, _has_qwen2_tokens
+from perception_env.formats.qwen2 import REF_START, has_qwen2_tokens
 
 # any one object, written in a format to see whether the format spells it with special tokens
 _ONE_BOX = {"boxes": np.array([[0.0, 0.0, 1.0, 1.0]]), "labels": ["x"], "count": 1, "text": "x"}
@@ -43,7 +43,7 @@ def sample_indices(env: PerceptionEnv, limit: int | None) -> range:
 def special_token_format(env: PerceptionEnv) -> bool:
     """Whether a well-formed answer in ``env``'s format holds Qwen2-VL special tokens (``qwen2-vl``,
     ``qwen2-vl-points``): then decoding with ``skip_special_tokens=True`` changes its reward."""
-    return _has_qwen2_tokens(env.answer_format.write(**_ONE_BOX))
+    return has_qwen2_tokens(env.answer_format.write(**_ONE_BOX))
 
 
 def stripped_tokens_note(env: PerceptionEnv) -> str:
