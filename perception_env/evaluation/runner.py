@@ -107,6 +107,7 @@ def _record(index: int, prompt: str, answer: str, scored: Scored) -> dict:
                 "count": parsed.count,
                 "text": parsed.text,
                 "problems": list(parsed.problems),
+                **({"values": dict(parsed.values)} if parsed.values else {}),  # a task's own format's fields
             },
             "target": info["target"],
             "reward_components": info["reward_components"],
