@@ -36,6 +36,8 @@ from agents.policies.shared_prefix import (
     token_logprobs,
 )
 from agents.rollout import Rollout
+from perception_env.formats import STOP_TOKENS
+from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 __all__ = [
     "QwenVLPolicy",
@@ -52,8 +54,8 @@ VISION_SPECIAL_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
-# Tokens that end an answer: kept in completion_ids/mask (the model must learn to stop), not in texts.
-STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+# STOP_TOKENS (the env's, which its answer formats strip) end an answer: kept in completion_ids/mask (the
+# model must learn to stop), not in texts.
 
 
 # the weights of a model folder: one file, shards (the index names them), or the older pickle format
@@ -211,8 +213,8 @@ class QwenVLPolicy:
         *,
         dtype: str | torch.dtype | None = "float32",
         device: str | torch.device = "cpu",
-        min_pixels: int = 3136,
-        max_pixels: int = 1_000_000,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         attn_implementation: str | None = None,
         activation_checkpointing: bool | str = False,
         **options: Any,
