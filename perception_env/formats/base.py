@@ -19,7 +19,7 @@ MAX_OBJECTS = 1000  # objects read per answer; more are ignored (noted) to bound
 MAX_NUMBER_DIGITS = 30  # a longer digit run is not a count (and int() would be slow / refuse it)
 _SNIPPET = 40  # characters of offending text quoted in a problem
 MAX_LABEL = 1000  # characters in a label; a longer run of text is not a label
-# Tokens a chat model ends its answer with (agents.policies.qwen_vl stops generation on the same two).
+# Tokens a chat model ends its answer with: every format strips them; agents.policies.qwen_vl stops on them.
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 # A number as a model may write it: ints, floats, exponents, signs, nan/inf (ASCII only: under plain
