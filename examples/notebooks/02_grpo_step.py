@@ -295,11 +295,11 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# When GRPO's advantages are RLOO's times one constant, as here (both groups with a signal have 2 of 8
-# answers right, so the same std), their first updates are the same: AdamW's first step is
-# `lr * sign(gradient)` for every weight, whatever the gradient's size. They part ways when groups differ in
-# spread (GRPO divides each group by its own std, so a nearly unanimous group weighs as much as a split one)
-# and over many steps, where Adam's running moments keep the gradients' relative sizes.
+# When GRPO's advantages are RLOO's times one constant (the first line printed above: one ratio for every
+# answer, as when all groups with a signal have the same spread of rewards), their first updates are the
+# same: AdamW's first step is `lr * sign(gradient)` for every weight, whatever the gradient's size. They part
+# ways when groups differ in spread (GRPO divides each group by its own std, so a nearly unanimous group
+# weighs as much as a split one) and over many steps, where Adam's running moments keep relative sizes.
 
 # %%
 print(
