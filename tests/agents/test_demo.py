@@ -266,3 +266,20 @@ def test_multi_object_recipes_ask_for_many_objects_and_room_to_write_them(name):
     if recipe.metric == "AP":
         assert len(classes) >= 2
     assert longest < recipe.max_new_tokens  # room for the answer and its end token
+
+
+@pytest.mark.parametrize("order", ["random", "sorted"])
+def test_the_warm_start_and_the_control_read_targets_in_the_recipe_s_order(order, monkeypatch):
+    orders = []
+
+    def fake_sft(policy, env, *, steps, target_order, **kwargs):
+        orders.append(target_order)
+
+    monkeypatch.setattr(demo, "supervised_warm_start", fake_sft)
+    monkeypatch.setattr(demo, "evaluate", lambda *args, **kwargs: {"metrics": {"accuracy": 0.5}})
+    monkeypatch.setattr(demo, "per_sample_metric", lambda *args: [])
+    recipe = dataclasses.replace(BAND, target_order=order)
+    agent = SimpleNamespace(policy=_StepCounter(lambda s: 0.5))
+    warm = warm_start_to_band(agent, recipe, None, None, seed=0, progress=False)
+    demo.sft_control(agent, recipe, warm, None, None, seed=0, steps=2)
+    assert orders == [order] * 3  # one warm-start chunk (inside the band at once), two control steps
