@@ -1,12 +1,15 @@
 """Intervals for the learning figures: IQM over seeds, 95% bootstrap intervals over seeds and scenes.
 
     from benchmarks.intervals import bootstrap_intervals, score_matrix
-    before, scenes = score_matrix([(run["per_sample"]["scene"], run["per_sample"]["before"]) for run in runs])
-    bootstrap_intervals({"before": before})["before"]      # Interval(point, low, high)
+    pairs = [(run["per_sample"]["scene"], run["per_sample"]["before"]) for run in runs]
+    before, scenes = score_matrix(pairs)
+    weights = scene_weights(pairs[0][0], scenes)            # images per scene
+    bootstrap_intervals({"before": before}, weights)["before"]      # Interval(point, low, high)
 
 The unit of evidence is a *scene*, not an image: the built-in splits are disjoint by content, so a split's
 200 images may show far fewer distinct scenes (the rest repeat one with other pixel noise). A scene's score
-is the mean of its images' per-sample metric; a seed's figure is the mean over scenes (each scene once);
+is the mean of its images' per-sample metric; a seed's figure is the mean over scenes weighted by their
+images (so it equals the figure the demo prints over all images; unweighted, each scene counts once);
 the seeds are aggregated by the interquartile mean (IQM, the 25% trimmed mean), as rliable does
 (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice", ``metrics.aggregate_iqm``).
 
@@ -44,9 +47,10 @@ def iqm(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
     return trim_mean(np.asarray(values, dtype=np.float64), proportiontocut=0.25, axis=axis)
 
 
-def seed_iqm(matrix: np.ndarray) -> float:
-    """``[seeds x scenes]`` -> each seed's mean over scenes, then the IQM over seeds."""
-    return float(iqm(np.asarray(matrix, dtype=np.float64).mean(axis=1)))
+def seed_iqm(matrix: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """``[seeds x scenes]`` -> each seed's mean over scenes (weighted by ``weights [scenes]``, e.g. their
+    images, when given), then the IQM over seeds."""
+    return float(iqm(np.average(np.asarray(matrix, dtype=np.float64), axis=1, weights=weights)))
 
 
 def scene_scores(scenes: Sequence[str], values: Sequence[float]) -> dict[str, float]:
@@ -75,6 +79,14 @@ def score_matrix(seeds: Sequence[tuple[Sequence[str], Sequence[float]]]) -> tupl
     return np.array([[scores[key] for key in keys] for scores in per_seed], dtype=np.float64), keys
 
 
+def scene_weights(scenes: Sequence[str], keys: Sequence[str]) -> np.ndarray:
+    """How many of the samples (``scenes``: one key each) show each scene of ``keys``: ``[scenes]``."""
+    counts: dict[str, int] = {}
+    for scene in scenes:
+        counts[scene] = counts.get(scene, 0) + 1
+    return np.array([counts.get(key, 0) for key in keys], dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate and its bootstrap interval ``[low, high]``."""
@@ -94,12 +106,14 @@ class Interval:
 
 def bootstrap_intervals(
     matrices: Mapping[str, np.ndarray],
-    statistic: Callable[[np.ndarray], float] = seed_iqm,
+    weights: Sequence[float] | np.ndarray | None = None,
+    statistic: Callable[[np.ndarray, np.ndarray | None], float] = seed_iqm,
     replicates: int = REPLICATES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> dict[str, Interval]:
-    """``statistic`` of each ``[seeds x scenes]`` matrix and its percentile bootstrap interval.
+    """``statistic(matrix, weights)`` of each ``[seeds x scenes]`` matrix and its percentile bootstrap
+    interval; ``weights [scenes]`` (None: equal) travel with their scenes' columns.
 
     Every replicate draws ``seeds`` row indices and ``scenes`` column indices with replacement (from
     ``np.random.default_rng(seed)``: the same intervals on every call) and applies them to every matrix,
@@ -120,13 +134,18 @@ def bootstrap_intervals(
     if not all(np.isfinite(a).all() for a in arrays.values()):
         raise ValueError("a score matrix holds a non-finite value")
     n_seeds, n_scenes = next(iter(shapes))
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if w is not None and (w.shape != (n_scenes,) or (w < 0).any() or w.sum() <= 0):
+        raise ValueError(f"weights must be {n_scenes} non-negative numbers, not all 0, got shape {w.shape}")
     rng = np.random.default_rng(seed)
     rows = rng.integers(n_seeds, size=(replicates, n_seeds))  # [R, S]
     cols = rng.integers(n_scenes, size=(replicates, n_scenes))  # [R, M]
     tail = 100.0 * (1.0 - confidence) / 2.0
     out = {}
     for name, matrix in arrays.items():
-        stats = np.array([statistic(matrix[r][:, c]) for r, c in zip(rows, cols)])
+        stats = np.array(
+            [statistic(matrix[r][:, c], None if w is None else w[c]) for r, c in zip(rows, cols)]
+        )
         low, high = np.percentile(stats, [tail, 100.0 - tail])
-        out[name] = Interval(float(statistic(matrix)), float(low), float(high))
+        out[name] = Interval(float(statistic(matrix, w)), float(low), float(high))
     return out

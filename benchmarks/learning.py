@@ -28,7 +28,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
-from benchmarks.intervals import Interval, bootstrap_intervals, score_matrix  # noqa: E402
+from benchmarks.intervals import Interval, bootstrap_intervals, scene_weights, score_matrix  # noqa: E402
 from benchmarks.plots import DPI, PALETTE, Series, line_figure  # noqa: E402
 
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -94,7 +94,8 @@ def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
     """One task's runs (one per seed, each with ``per_sample``) -> IQM over seeds and 95% interval of:
     ``before``, ``after``, ``control_after`` (%), and in points ``gain``, ``control_gain`` and
     ``grpo_minus_control`` (positive when GRPO ended better). A scene's score is the mean over its
-    test images; runs without a control leave the control's entries out."""
+    test images, weighted by their number (the point is the demo's figure over all images); runs
+    without a control leave the control's entries out."""
     sign = 100.0 if runs[0].get("higher_is_better", True) else -100.0
     per_sample = [r["per_sample"] for r in runs]
 
@@ -103,6 +104,8 @@ def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
 
     before = matrix([p["before"] for p in per_sample])
     after = matrix([p["after"] for p in per_sample])
+    scenes = per_sample[0]["scene"]
+    weights = scene_weights(scenes, sorted(set(scenes)))  # score_matrix's columns: the sorted scene keys
     matrices = {"before": 100.0 * before, "after": 100.0 * after, "gain": sign * (after - before)}
     if all(r.get("control", {}).get("per_sample_after") for r in runs):
         control = matrix([r["control"]["per_sample_after"] for r in runs])
@@ -111,7 +114,7 @@ def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
             control_gain=sign * (control - before),
             grpo_minus_control=sign * (after - control),
         )
-    return bootstrap_intervals(matrices, **bootstrap)
+    return bootstrap_intervals(matrices, weights, **bootstrap)
 
 
 SUMMARY_COLUMNS = (

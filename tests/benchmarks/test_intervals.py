@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from benchmarks.intervals import Interval, bootstrap_intervals, iqm, scene_scores, score_matrix, seed_iqm
+from benchmarks.intervals import (
+    Interval,
+    bootstrap_intervals,
+    iqm,
+    scene_scores,
+    scene_weights,
+    score_matrix,
+    seed_iqm,
+)
 
 
 def test_iqm_is_the_mean_of_the_middle_half():
@@ -16,6 +24,19 @@ def test_a_seed_is_its_mean_over_scenes_and_the_seeds_are_aggregated_by_iqm():
     matrix = np.array([[0.0, 1.0], [1.0, 1.0], [0.5, 0.5], [0.0, 0.0], [1.0, 0.0]])
     # seed means 0.5, 1.0, 0.5, 0.0, 0.5 -> sorted 0, .5, .5, .5, 1 -> the middle three
     assert seed_iqm(matrix) == pytest.approx(0.5)
+
+
+def test_weighted_by_their_images_scenes_give_the_mean_over_images():
+    scenes, hits = ["a", "a", "a", "b"], [1, 1, 1, 0]  # one scene shown three times, solved; one missed
+    matrix, keys = score_matrix([(scenes, hits)])
+    weights = scene_weights(scenes, keys)
+    assert weights.tolist() == [3.0, 1.0]
+    assert seed_iqm(matrix) == pytest.approx(0.5) and seed_iqm(matrix, weights) == pytest.approx(0.75)
+    # the weights travel with the scenes: drawing a twice scores 1, b twice 0, one of each 0.75
+    out = bootstrap_intervals({"m": matrix}, weights)["m"]
+    assert (out.point, out.low, out.high) == (0.75, 0.0, 1.0)
+    with pytest.raises(ValueError, match="weights must be 2"):
+        bootstrap_intervals({"m": matrix}, [1.0])
 
 
 def test_a_scene_scores_the_mean_of_its_samples():

@@ -73,10 +73,10 @@ def test_the_summary_row_gives_iqm_and_intervals_over_seeds_and_scenes():
         row["test images (distinct scenes)"] == "4 (3)"
         and row["validation images (distinct scenes)"] == "100 (68)"
     )
-    # scene-weighted (a scene once, however many images): before 1/3, after 1, control 2/3
-    assert row["before"].startswith("33.3 [0.0, ") and row["GRPO after"] == "100.0 [100.0, 100.0]"
-    assert row["GRPO gain"].startswith("+66.7 [+") and row["SFT control after"].startswith("66.7 [")
-    assert row["GRPO - control"].startswith("+33.3 [+0.0, ")
+    # scenes weighted by their images (a: 2, b: 1, c: 1): before 1/4, after 1, control 3/4, as over images
+    assert row["before"].startswith("25.0 [0.0, ") and row["GRPO after"] == "100.0 [100.0, 100.0]"
+    assert row["GRPO gain"].startswith("+75.0 [+") and row["SFT control after"].startswith("75.0 [")
+    assert row["GRPO - control"].startswith("+25.0 [+0.0, ")
     assert row["CPU s, GRPO / control"] == "83 / 92"
 
 
