@@ -19,11 +19,11 @@ import torch
 
 from agents.config import SetupError, TrainConfig
 from agents.distributed import LogProbModule, Parallel
-from agents.losses import masked_mean, zero_std_fraction
+from agents.losses import as_loss, masked_mean, zero_std_fraction
 from agents.policies.sampling import derive_seed
 from agents.rollout import EpisodeGroup, Policy, Rollout, RolloutBatch, RolloutEngine, Sampling
 
-__all__ = ["Agent", "EpisodeGroup", "RolloutBatch", "derive_seed"]
+__all__ = ["Agent", "EpisodeGroup", "RolloutBatch", "class_spec", "derive_seed"]
 
 
 class Agent:
@@ -31,11 +31,14 @@ class Agent:
 
     The base class builds the optimiser and learning-rate schedule from the config, runs an update
     (micro-batches, gradient accumulation, the optimiser step, the metrics) and checkpoints its state;
-    a subclass supplies :meth:`advantages` and :meth:`loss`. ``beta`` > 0 in the config loads a frozen
-    reference model for a KL term (:attr:`reference`).
+    a subclass supplies :meth:`advantages` and :meth:`loss`. Options that ask for a KL term
+    (``config.uses_reference``) load a frozen reference model (:attr:`reference`).
     """
 
     config_class: ClassVar[type[TrainConfig]] = TrainConfig  # the agent's options: flags, YAML, checkpoints
+    # the algorithm's registered name (``--agent NAME``, ``agents.registry.AGENTS``), declared by the class
+    # itself: a subclass that does not declare one is another algorithm, named ``module:Class``
+    name: ClassVar[str | None] = None
     reference: torch.nn.Module | None = None  # the frozen model of a KL term (see make_reference)
 
     def __init__(self, policy: Policy, config: TrainConfig, reference_model: torch.nn.Module | None = None):
@@ -44,17 +47,15 @@ class Agent:
         self.parallel = Parallel.single()
         self.trainable: torch.nn.Module = LogProbModule(policy, policy.model, config.temperature)
         self.optimizer, self.scheduler = self._build_optimizer()
-        self.reference = self.make_reference(getattr(config, "beta", 0.0), reference_model)
+        self.reference = self.make_reference(reference_model) if config.uses_reference else None
         self.engine: RolloutEngine = self.make_engine()
         self._spec: str | None = None  # set by agents.registry.make_agent
 
     @property
     def spec(self) -> str:
-        """The agent's one name: its key in ``agents.registry.AGENTS``, the ``module:Class`` /
-        ``file.py:Class`` it was built from, else ``module:Class``. Checkpoints record it for ``--resume``."""
-        from agents.registry import agent_spec  # the registry imports the algorithms, which import this
-
-        return self._spec or agent_spec(type(self))
+        """The agent's one name: the ``module:Class`` / ``file.py:Class`` it was built from, else its class's
+        own :attr:`name`, else ``module:Class``. Checkpoints record it for ``--resume``."""
+        return self._spec or class_spec(type(self))
 
     @spec.setter
     def spec(self, value: str) -> None:
@@ -88,8 +89,9 @@ class Agent:
         """What samples the rollouts: ``config.rollout_engine`` over the policy (``agents/engines/``)."""
         from agents.engines import make_engine
 
-        name = getattr(self.config, "rollout_engine", "transformers")
-        return make_engine(name, self.policy, config=self.config)  # vLLM sizes itself from the run's options
+        return make_engine(
+            self.config.rollout_engine, self.policy, config=self.config
+        )  # vLLM sizes itself from the run's options
 
     def sync_engine_weights(self) -> None:
         """After an update: an engine with its own copy of the weights (vLLM) gets the policy's new ones."""
@@ -109,10 +111,9 @@ class Agent:
             return 0.5 * (1.0 + math.cos(math.pi * progress))
         raise ValueError(f"lr_scheduler must be constant, linear or cosine, got {c.lr_scheduler!r}")
 
-    def make_reference(self, beta: float, reference_model: torch.nn.Module | None) -> torch.nn.Module | None:
-        """A frozen copy of the starting policy for a KL term; ``beta == 0`` loads none (half the memory)."""
-        if beta == 0:
-            return None
+    def make_reference(self, reference_model: torch.nn.Module | None) -> torch.nn.Module:
+        """The frozen model of a KL term: ``reference_model``, else a copy of the starting policy. Loaded only
+        when the options ask for it (``config.uses_reference``): without, half the memory."""
         reference = reference_model if reference_model is not None else copy.deepcopy(self.policy.model)
         return reference.eval().requires_grad_(False)
 
@@ -190,14 +191,11 @@ class Agent:
         ref_logp: torch.Tensor | None,  # [n, T] under the frozen reference, when there is one
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """A micro-batch's loss, aggregated over its ``n`` completions as the algorithm aggregates the whole
-        batch, and its metrics (``"loss"`` and per-token means, e.g. ``"kl"``). The loop weighs micro-batches
-        (:attr:`token_level_loss`) so that their sum is the loss of the whole (global) batch."""
+        batch, and its metrics (``"loss"`` and per-token means, e.g. ``"kl"``): a :class:`~agents.losses.Loss`,
+        which says what the loss is a mean over (answers or tokens), or a plain ``(loss, metrics)`` for a mean
+        over answers. The loop weighs each micro-batch by its share of that unit, so that their sum is the
+        loss of the whole (global) batch."""
         raise NotImplementedError(f"{type(self).__name__}: implement advantages() and loss(), or update()")
-
-    @property
-    def token_level_loss(self) -> bool:
-        """Whether :meth:`loss` is a mean over tokens (micro-batches then weigh by tokens), not over answers."""
-        return False
 
     @property
     def iterations(self) -> int:
@@ -218,8 +216,12 @@ class Agent:
         mask = self.loss_mask(batch).float()  # [N, T]
         advantages = self.batch_advantages(batch).flatten().to(mask.device)  # [N], observation-major
         chunks = self.micro_batches(mask.shape[0])
-        weights = self.chunk_weights(mask, chunks, token_level=self.token_level_loss)
-        token_weights = self.chunk_weights(mask, chunks, token_level=True)  # per-token metrics
+        # each micro-batch's share of the answers, and of every rank's tokens (also the per-token metrics')
+        weights = {
+            "answers": self.chunk_weights(mask, chunks, token_level=False),
+            "tokens": self.chunk_weights(mask, chunks, token_level=True),
+        }
+        token_weights = weights["tokens"]
         iterations = self.iterations
         self.policy.model.train()
         old_logp = self._logprobs_no_grad(rollout, chunks) if iterations > 1 else None
@@ -238,12 +240,13 @@ class Agent:
                     logp = self.logprobs(rollout.select(idx))  # [n, T], with grad
                     old = old_logp[idx] if old_logp is not None else logp.detach()
                     ref = ref_logp[idx] if ref_logp is not None else None
-                    loss, metrics = self.loss(logp, advantages[idx], mask[idx], old, ref)
-                    (loss * weights[k]).backward()
-                loss_sum += metrics["loss"] * weights[k]
-                for key, value in metrics.items():
-                    weight = weights[k] if key == "loss" else token_weights[k]
-                    sums[key] = sums.get(key, 0.0) + value * weight / iterations
+                    out = as_loss(self.loss(logp, advantages[idx], mask[idx], old, ref))
+                    weight = weights[out.mean_over][k]
+                    (out.value * weight).backward()
+                loss_sum += out.metrics["loss"] * weight
+                for key, value in out.metrics.items():
+                    share = weight if key == "loss" else token_weights[k]
+                    sums[key] = sums.get(key, 0.0) + value * share / iterations
                 if iteration == 0:
                     entropy += float(masked_mean(-old, mask[idx])) * token_weights[k]
             grad_norm = self.clip_and_step(
@@ -277,7 +280,7 @@ class Agent:
     def reference_logprobs(self, rollout: Rollout) -> torch.Tensor:
         """Completion log-probs [N, T] under the frozen :attr:`reference`, scored as :meth:`logprobs`."""
         if self.reference is None:
-            raise ValueError(f"{self.spec}: no reference model was loaded (beta == 0)")
+            raise ValueError(f"{self.spec}: no reference model was loaded (its options use none: beta == 0)")
         temperature = self.config.temperature
         return self.policy.completion_logprobs(rollout, model=self.reference, temperature=temperature)
 
@@ -347,3 +350,8 @@ class Agent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.parallel.load_optimizer_state(self.trainable, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def class_spec(agent_cls: type[Agent]) -> str:
+    """The one name of ``agent_cls``: the :attr:`Agent.name` it declares itself, else ``module:Class``."""
+    return vars(agent_cls).get("name") or f"{agent_cls.__module__}:{agent_cls.__qualname__}"

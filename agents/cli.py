@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> None:
@@ -38,7 +36,8 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> None:
 
 def cmd_sft(args: argparse.Namespace) -> None:
     from agents.config import check_output_folder
-    from agents.console import check_model, make_env, set_threads, show_progress
+    from agents.console import make_env, set_threads, show_progress
+    from agents.model_folder import check_model
 
     check_output_folder(args.output, "--output")  # before the work whose result it would receive (and torch)
     check_model(args.model)
@@ -157,21 +156,6 @@ def training_summary(history: list[dict[str, float]], window: int = 10) -> list[
     return lines
 
 
-def run_directory(config, agent: str) -> Path:
-    """``output_dir/run_name``; by default ``{env}__{agent}__{seed}__{time}`` (``agent``: the agent's spec)."""
-    from agents.registry import agent_label
-
-    name = config.run_name or "__".join(
-        [
-            config.env_id.replace("/", "-"),
-            agent_label(agent),
-            str(config.seed),
-            time.strftime("%Y%m%d-%H%M%S"),
-        ]
-    )
-    return Path(config.output_dir) / name
-
-
 def train(
     config,
     resume: str | None = None,
@@ -183,106 +167,25 @@ def train(
     threads: int | str = "auto",
     history: list | None = None,
 ):
-    """Build policy, agent and trainer from a config (resuming if asked) and train; returns the run folder.
+    """Build the run (:func:`agents.build.build_run`: policy, agent, trainer; resuming if asked) and train it;
+    returns the run folder. ``agent``: a registered name or ``module:Class`` / ``file.py:Class``;
+    ``threads``: torch's CPU threads; ``history``: a list that receives the steps' logged rows."""
+    from agents.build import build_run
 
-    Everything that can be checked without loading a model is checked first: the options (when the config
-    was built), the checkpoint's files, the model folder, the run folder, the env and its data.
-    ``agent``: a registered name or ``module:Class`` / ``file.py:Class`` (default: the registered agent whose
-    options ``config`` holds). ``threads``: torch's CPU threads (``auto``: :func:`agents.console.set_threads`).
-    ``history``: a list that receives the steps' logged rows.
-    Local paths in the config (``model``, data folders) are stored absolute, so that ``--resume`` works
-    from any folder."""
-    from agents.config import check_output_folder
-    from agents.console import check_model, make_env, set_threads
-    from agents.distributed import Parallel
-    from agents.lora import apply_lora, is_lora, load_lora_policy, lora_reference
-    from agents.policies.qwen_vl import QwenVLPolicy
-    from agents.registry import make_agent, spec_for_config
-    from agents.trainer import Trainer, latest_checkpoint, verify_checkpoint
-    from agents.trainer_state import seed_global_rngs
-
-    agent = agent or spec_for_config(config)
-    config = config.with_absolute_paths()
-    checkpoint = None
-    if resume:
-        checkpoint = latest_checkpoint(resume)
-        verify_checkpoint(checkpoint)
-    if not config.model:
-        raise SystemExit(
-            "--model is required (a hub id or a local folder; `perception-r1 make-tiny-model DIR` builds one)"
-        )
-    lora_checkpoint = checkpoint is not None and (checkpoint / "policy" / "adapter_config.json").is_file()
-    if checkpoint is None or lora_checkpoint or getattr(config, "beta", 0) != 0:
-        # the starting model: the policy, the LoRA base or the reference of the KL term
-        check_model(config.model)
-    parallel = Parallel.from_environment(config.device, config.parallel)
-    if checkpoint is not None:
-        run_dir = checkpoint.parent.parent
-    else:
-        run_dir = parallel.broadcast(
-            run_directory(config, agent)
-        )  # the ranks' clocks may read different seconds
-    check_output_folder(run_dir, "--output-dir / --run-name")
-    if config.lora_r and parallel.shards_parameters:
-        raise SystemExit(
-            "LoRA runs data-parallel with --parallel ddp (the adapters are small; nothing to shard)"
-        )
-    device = parallel.device(config.device)
-    checkpointing = {"none": False, "vision": "vision", "all": True}.get(config.activation_checkpointing)
-    if checkpointing is None:
-        raise SystemExit(
-            f"--activation-checkpointing must be none, vision or all, got {config.activation_checkpointing!r}"
-        )
-    load = dict(
-        device=device,
-        dtype=config.dtype,
-        min_pixels=config.min_pixels,
-        max_pixels=config.max_pixels,
-        activation_checkpointing=checkpointing,
+    run = build_run(
+        config, agent=agent, resume=resume, env=env, eval_env=eval_env, progress=progress, threads=threads
     )
-    # the env (and its data) before the model: a wrong env id or data folder fails in seconds
-    env = env if env is not None else make_env(config.env_id, config.env_make_kwargs())
-    seed_global_rngs(config.seed)  # LoRA's adapters and any new weights start the same for a seed
-    if lora_checkpoint:
-        policy = load_lora_policy(checkpoint / "policy", config.model, **load)  # adapters trainable again
-    else:
-        policy = QwenVLPolicy.from_pretrained(
-            str(checkpoint / "policy") if checkpoint else config.model, **load
-        )
-        if config.lora_r:
-            apply_lora(
-                policy,
-                r=config.lora_r,
-                alpha=config.lora_alpha,
-                dropout=config.lora_dropout,
-                freeze_vision=not config.lora_train_vision,
-            )
-    set_threads(threads, policy.model)
-    reference = None
-    if getattr(config, "beta", 0) != 0:
-        if is_lora(policy.model):
-            reference = lora_reference(policy)  # the frozen base weights, shared, not copied
-        elif checkpoint is not None:
-            # the reference is the run's STARTING model, not the checkpoint
-            reference = QwenVLPolicy.from_pretrained(config.model, **load).model
-    learner = make_agent(policy, config, reference_model=reference, spec=agent)
-    learner.distribute(parallel)
-    if parallel.enabled and parallel.is_main:
-        print(
-            f"data-parallel: {parallel.describe(policy.model)}", flush=True
-        )  # a result tests read on stdout
-    trainer = Trainer(learner, config, run_dir, env=env, eval_env=eval_env, progress=progress)
-    if checkpoint is not None:
-        trainer.load_state(checkpoint)
-        if parallel.is_main:
-            print(f"resumed from {checkpoint} at step {trainer.step}")
+    if run.parallel.enabled and run.parallel.is_main:
+        print(f"data-parallel: {run.parallel.describe(run.policy.model)}", flush=True)  # tests read it
+    if run.checkpoint is not None and run.parallel.is_main:
+        print(f"resumed from {run.checkpoint} at step {run.trainer.step}")
     try:
-        rows = trainer.train(stop_at=stop_at)
+        rows = run.trainer.train(stop_at=stop_at)
     finally:
-        parallel.close()
+        run.parallel.close()
     if history is not None:
         history.extend(rows)
-    return run_dir
+    return run.run_dir
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -315,29 +218,9 @@ def cmd_tour(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    from agents.config import SetupError
+    from agents.console import run_command
 
-    try:
-        _run(argv)
-    except SetupError as error:  # a wrong option or file: its message says which and what, no traceback
-        if "--debug" in argv:
-            raise
-        raise SystemExit(
-            f"perception-r1 {argv[0] if argv else ''}: {error} (--debug: the traceback)"
-        ) from error
-    except ModuleNotFoundError as error:
-        if error.name not in _TRAIN_EXTRA:
-            raise
-        command = argv[0] if argv else "this command"
-        raise SystemExit(
-            f"perception-r1 {command} needs {error.name}, which is not installed: "
-            "pip install 'perception-r1[train]' (or run bash scripts/setup.sh in a clone)"
-        ) from error
-
-
-# what the ``train`` extra adds to the torch-free base install (envs, metrics, eval of reference agents)
-_TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "tensorboard", "tqdm", "peft")
+    run_command(_run, sys.argv[1:] if argv is None else list(argv))
 
 
 def _run(argv: list[str]) -> None:

@@ -202,6 +202,12 @@ class TrainConfig:
             kwargs[name] = ours
         return kwargs
 
+    @property
+    def uses_reference(self) -> bool:
+        """Whether the algorithm needs a frozen reference model (a KL term): none here; an algorithm's options
+        with a KL weight say so (GRPO's and RLOO's ``beta != 0``). Read before the model loads."""
+        return False
+
     def with_absolute_paths(self) -> TrainConfig:
         """A copy whose ``model`` and ``env_kwargs`` data paths (``root``, ``path``, ``*_file``, ``*_dir``,
         ...) are absolute where they name an existing local file or folder, so that ``--resume`` (and the

@@ -15,15 +15,19 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agents.config import MissingFileError, SetupError
+from agents.model_folder import check_absent_model
 
 SMALL_MODEL = 10_000_000  # parameters: below it, torch runs on one CPU thread by default
 MAX_THREADS = 8
 
 log = logging.getLogger("agents")
+# what the ``train`` extra adds to the torch-free base install (envs, metrics, eval of reference agents)
+TRAIN_EXTRA = ("torch", "transformers", "tokenizers", "tensorboard", "tqdm", "peft")
 
 
 class Parser(argparse.ArgumentParser):
@@ -115,43 +119,6 @@ def make_env(env_id: str, env_kwargs: dict, **extra):
         raise SetupError(f"{given}: {error}") from error
 
 
-def check_model(model: str, option: str = "--model") -> str:
-    """``model`` as transformers should load it: a local model folder, or a hub id that can be had.
-
-    A local folder's files are checked by ``check_model_source``. A path that does not exist is checked
-    without importing torch or transformers (:func:`check_absent_model`), and offline
-    (``HF_HUB_OFFLINE=1``) a hub id must be in the cache; that fails at once, naming the cure, instead of
-    in transformers."""
-    if Path(str(model)).expanduser().exists():
-        from agents.policies.qwen_vl import check_model_source
-
-        return check_model_source(model, option)
-    source = check_absent_model(str(model), option)
-    if _hub_offline() and not _in_hub_cache(source):
-        raise MissingFileError(
-            f"{source} ({option}) is neither a local folder nor in the hub cache, and the hub is off "
-            "(HF_HUB_OFFLINE=1): give a model folder (`perception-r1 make-tiny-model DIR` builds one)"
-        )
-    return source
-
-
-def check_absent_model(text: str, option: str = "--model") -> str:
-    """``text``, which names no local file or folder, as a hub id (returned unchanged); else
-    :class:`MissingFileError` "no such folder", without asking the hub and without torch or transformers.
-
-    It cannot be a hub id if it is absolute, starts with ``./`` or ``~``, or has two or more ``/``; and a
-    valid hub id whose first part is a local folder (``runs/nope`` beside a local ``runs/``) is read as a
-    folder, which does not exist."""
-    if not _is_hub_id(text):
-        raise MissingFileError(f"no such folder: {text} ({option} names neither a local folder nor a hub id)")
-    first = Path(text.split("/")[0])
-    if first.is_dir():
-        raise MissingFileError(
-            f"no such folder: {text} ({option}; {first}/ is a local folder, so it is read as one, not as a hub id)"
-        )
-    return text
-
-
 def check_train_model_early(argv: list[str]) -> None:
     """``perception-r1 train``'s ``--model`` that names no local folder and cannot be a hub id, refused
     before the train command's options are built: building them imports the agents, and with them torch
@@ -168,23 +135,23 @@ def check_train_model_early(argv: list[str]) -> None:
         check_absent_model(given.model)
 
 
-def _is_hub_id(text: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
+def run_command(run: Callable[[list[str]], None], argv: list[str]) -> None:
+    """``run(argv)`` (``argv`` starts with the sub-command) as ``perception-r1`` runs it: a
+    :class:`SetupError` is one line naming the mistake (``--debug``: the traceback), a missing package of
+    the ``train`` extra one line naming the install command."""
     try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+        run(argv)
+    except SetupError as error:  # a wrong option or file: its message says which and what, no traceback
+        if "--debug" in argv:
+            raise
+        raise SystemExit(
+            f"perception-r1 {argv[0] if argv else ''}: {error} (--debug: the traceback)"
+        ) from error
+    except ModuleNotFoundError as error:
+        if error.name not in TRAIN_EXTRA:
+            raise
+        command = argv[0] if argv else "this command"
+        raise SystemExit(
+            f"perception-r1 {command} needs {error.name}, which is not installed: "
+            "pip install 'perception-r1[train]' (or run bash scripts/setup.sh in a clone)"
+        ) from error

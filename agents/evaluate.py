@@ -20,13 +20,19 @@ and prints the table. ``--agent`` is
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from agents.eval_outputs import (
+    benchmark_label,
+    read_run,
+    write_training_evaluation,  # noqa: F401  (agents/demo.py imports it from here)
+)
+from agents.progress import progress_bar
 
 log = logging.getLogger("agents.evaluate")
 
@@ -79,15 +85,6 @@ def model_answerer(
     return answer
 
 
-def benchmark_label(dataset_name: str, split: str) -> str:
-    """ "coco val", "refcoco-val" (a loader whose name already carries the split is not told it twice)."""
-    if not split or dataset_name.casefold().endswith(
-        f"-{split}".casefold()
-    ):  # loaders match splits in any case
-        return dataset_name
-    return f"{dataset_name} {split}"
-
-
 def build_env(args: argparse.Namespace):
     from agents.console import make_env
 
@@ -131,7 +128,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     )
     check_output_folder(out_dir, "--output")
     if agent == "model":
-        from agents.console import check_model
+        from agents.model_folder import check_model
 
         check_model(args.model)
     env, env_kwargs = build_env(args)  # a wrong env id or data folder before the model loads
@@ -193,68 +190,6 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
     )
     env.close()
     return run
-
-
-def write_training_evaluation(
-    out_dir: str | Path, env, result: dict[str, Any], label: str, **fields: Any
-) -> dict[str, Path]:
-    """An evaluation made while training (:func:`agents.trainer.evaluate`'s result, with its ``records``)
-    written as ``perception-r1 eval`` writes one: predictions.jsonl, metrics.json, table.md, report.html
-    and a detection's COCO files. ``label``: the row label (``step 200``); ``fields``: more of metrics.json.
-
-    metrics.json names the env as ``gym.make`` made it (its spec), so that ``perception-r1 report`` rebuilds
-    it; an env made from objects (not JSON) is written without, and ``report`` then needs ``--no-images``.
-    """
-    import json
-
-    from perception_env.evaluation.report import write_outputs
-
-    spec = getattr(env, "spec", None)
-    env_id, env_kwargs = (spec.id, dict(spec.kwargs or {})) if spec is not None else (None, None)
-    try:
-        json.dumps(env_kwargs)
-    except TypeError:
-        env_id, env_kwargs = None, None
-    u = env.unwrapped
-    run = {
-        "task": u.task,
-        "benchmark": benchmark_label(getattr(u.dataset, "name", "data"), (env_kwargs or {}).get("split", "")),
-        "agent": label,
-        "metrics": result["metrics"],
-        "env_id": env_id,
-        "env_kwargs": env_kwargs,
-        "answer_format": u.answer_format.name,
-        "samples": len(result["records"]),
-        "notes": list(result.get("notes") or []),
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        **fields,
-    }
-    return write_outputs(out_dir, run, result["records"], env=env)
-
-
-def read_run(run_dir: str | Path, flag: str = "RUN_DIR") -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``(metrics.json, predictions.jsonl's records)`` of an evaluation folder; a missing or unreadable file
-    is a SetupError naming it."""
-    import json
-
-    from agents.config import MissingFileError, SetupError
-
-    folder = Path(run_dir)
-    paths = [folder / "metrics.json", folder / "predictions.jsonl"]
-    for path in paths:
-        if not path.is_file():
-            raise MissingFileError(
-                f"{flag} {folder}: no {path.name} (the folder `perception-r1 eval` wrote?)"
-            )
-    try:
-        run = json.loads(paths[0].read_text(encoding="utf-8"))
-        lines = paths[1].read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SetupError(f"{flag} {folder}: not JSON as the evaluation writes it ({error})") from error
-    if not isinstance(run, dict) or "task" not in run:
-        raise SetupError(f"{flag} {paths[0]}: not an evaluation's metrics.json (no task)")
-    return run, records
 
 
 def run_report(args: argparse.Namespace) -> dict[str, Path]:
@@ -327,41 +262,6 @@ def add_report_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = (
     )
     p.set_defaults(func=run_report)
     return p
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True, leave: bool = True) -> Iterator[Any]:
-    """A ``progress(done, n)`` callback drawing a tqdm bar on stderr (nothing when not ``enabled``; a line
-    of counts in the base install, which has no tqdm)."""
-    if not enabled:
-        yield None
-        return
-    try:
-        from tqdm.auto import tqdm
-    except ModuleNotFoundError:
-        yield _count_line(description)
-        return
-
-    with tqdm(
-        total=total, desc=description, unit="sample", dynamic_ncols=True, mininterval=1.0, leave=leave
-    ) as bar:
-
-        def progress(done: int, n: int) -> None:
-            bar.total = n
-            bar.update(done - bar.n)
-
-        yield progress
-
-
-def _count_line(description: str):
-    t0 = time.perf_counter()
-
-    def progress(done: int, n: int) -> None:
-        rate = done / max(time.perf_counter() - t0, 1e-9)
-        end = "" if done < n else "\n"
-        print(f"\r{description}: {done}/{n} samples ({rate:.1f}/s)", end=end, file=sys.stderr, flush=True)
-
-    return progress
 
 
 def add_eval_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
@@ -439,10 +339,20 @@ def add_eval_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = ())
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``perception-r1 eval ...`` (``argv`` starts with ``eval``), as the console script runs it."""
-    from agents.cli import main as cli_main
+    """``perception-r1 eval ...`` / ``report ...`` (``argv`` starts with the command), as the console script
+    runs them: the same options, log levels and one-line errors."""
+    from agents.console import Parser, common_options, configure_logging, run_command
 
-    cli_main(argv)
+    def run(argv: list[str]) -> None:
+        parser = Parser(prog="perception-r1")
+        sub = parser.add_subparsers(dest="command", required=True)
+        add_eval_parser(sub, parents=[common_options()])
+        add_report_parser(sub, parents=[common_options()])
+        args = parser.parse_args(argv)
+        configure_logging(quiet=args.quiet, verbose=args.verbose)
+        args.func(args)
+
+    run_command(run, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,43 @@ Shapes: ``N`` completions, ``T`` completion tokens (right-padded); a mask is 1 o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 
 from agents.config import KL_ESTIMATORS
+
+MEANS = ("answers", "tokens")  # what a micro-batch's loss can be a mean over
+
+
+class Loss:
+    """A micro-batch's loss ``value`` (scalar, with grad), its ``metrics``, and what the value is a mean over:
+    ``"answers"`` (every completion weighs the same) or ``"tokens"`` (every token of the whole batch does).
+
+    The update weighs each micro-batch by its share of that unit (its completions, or its tokens among every
+    rank's), so that the weighted sum of the micro-batches' losses is the loss of the whole batch: the loss
+    function that chooses the aggregation says which, and nothing else has to agree with it.
+    Unpacks as ``value, metrics``."""
+
+    __slots__ = ("value", "metrics", "mean_over")
+
+    def __init__(self, value: torch.Tensor, metrics: dict[str, float], mean_over: str):
+        if mean_over not in MEANS:
+            raise ValueError(f"a loss is a mean over one of {MEANS}, got {mean_over!r}")
+        self.value, self.metrics, self.mean_over = value, metrics, mean_over
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.value, self.metrics))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.value, self.metrics)[index]
+
+
+def as_loss(result: Loss | tuple[torch.Tensor, dict[str, float]]) -> Loss:
+    """An algorithm's :meth:`~agents.base.Agent.loss` as a :class:`Loss`: a plain ``(value, metrics)`` is a
+    mean over answers (a per-answer loss needs to say nothing more)."""
+    return result if isinstance(result, Loss) else Loss(*result, mean_over="answers")
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Every training algorithm by its one name: ``AGENTS[name] -> AgentClass`` (its options: ``config_class``).
 
 The conformance tests run over this dict; ``perception-r1 train --agent NAME`` picks from it.
-To add an algorithm: subclass ``Agent`` (``config_class``, ``advantages``, ``loss``), then add a line here,
+To add an algorithm: subclass ``Agent`` (``name``, ``config_class``, ``advantages``, ``loss``), then add the
+class to :data:`AGENTS`' line here,
 or, without touching the package, name it on the command line:
 ``--agent my_package.module:MyAgent`` or ``--agent path/to/file.py:MyAgent``.
 """
@@ -13,12 +14,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from agents.base import Agent
+from agents.base import Agent, class_spec
 from agents.config import SetupError, TrainConfig
 from agents.grpo.agent import GRPOAgent
 from agents.rloo.agent import RLOOAgent
 
-AGENTS: dict[str, type[Agent]] = {"grpo": GRPOAgent, "rloo": RLOOAgent}
+# one line per algorithm; each class declares its own name (Agent.name)
+AGENTS: dict[str, type[Agent]] = {agent.name: agent for agent in (GRPOAgent, RLOOAgent)}
 
 
 def resolve_agent(spec: str) -> type[Agent]:
@@ -48,10 +50,7 @@ def resolve_agent(spec: str) -> type[Agent]:
 
 def agent_spec(agent_cls: type[Agent]) -> str:
     """The one name of ``agent_cls``: its registry key, else ``module:Class``."""
-    for name, registered in AGENTS.items():
-        if registered is agent_cls:
-            return name
-    return f"{agent_cls.__module__}:{agent_cls.__qualname__}"
+    return class_spec(agent_cls)
 
 
 def agent_label(spec: str) -> str:

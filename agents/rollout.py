@@ -253,3 +253,19 @@ class RolloutEngine(Protocol):
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Take the policy's weights after an update (keys as ``policy.model.state_dict()``)."""
         ...
+
+
+def with_sampling_logprobs(rollout: Rollout, logprobs: torch.Tensor | None, repeats: int = 1) -> Rollout:
+    """``rollout`` with ``sampling_logprobs`` from ``logprobs`` ``[rows, >= T]`` (one row per decoded answer,
+    each repeated ``repeats`` times: greedy decodes one answer per observation): cut to the rollout's ``T``
+    completion tokens, 0 where its mask is 0."""
+    if logprobs is not None:
+        if repeats != 1:
+            logprobs = logprobs.repeat_interleave(repeats, dim=0)
+        mask = rollout.completion_mask
+        width = mask.shape[1]
+        cut = logprobs[:, :width].to(device=mask.device, dtype=torch.float32)
+        if cut.shape[1] < width:  # an answer cut at no token (T' = 0) is padded to one column
+            cut = torch.nn.functional.pad(cut, (0, width - cut.shape[1]))
+        rollout.sampling_logprobs = cut * mask.to(torch.float32)
+    return rollout

@@ -34,6 +34,8 @@ from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker
 
 from agents.base import Agent, EpisodeGroup, RolloutBatch, derive_seed
 from agents.config import MissingFileError, SetupError, TrainConfig
+from agents.eval_outputs import write_training_evaluation
+from agents.progress import progress_bar
 from agents.trainer_state import (
     check_legacy_state,
     read_legacy_state,
@@ -316,8 +318,6 @@ class Trainer:
         return self.history
 
     def _evaluate(self) -> dict[str, float]:
-        from agents.evaluate import progress_bar
-
         shown = self.progress and self.parallel.is_main
         with progress_bar(self.config.eval_samples, f"eval at step {self.step}", shown, leave=False) as bar:
             result = evaluate(
@@ -345,8 +345,6 @@ class Trainer:
         """This evaluation as ``perception-r1 eval`` writes one (report.html included), in
         ``RUN/eval/step-NNNNNN``: ``perception-r1 report RUN/eval/step-000200 --compare RUN/eval/step-000100``
         shows what training changed, sample by sample."""
-        from agents.evaluate import write_training_evaluation
-
         folder = self.run_dir / "eval" / f"{CHECKPOINT_PREFIX}{self.step:06d}"
         write_training_evaluation(folder, self.eval_env, result, f"step {self.step}", step=self.step)
 
@@ -523,7 +521,7 @@ def non_finite_weights(model: torch.nn.Module) -> list[str]:
 # ------------------------------------------------------------------ checkpoint files
 def checkpoint_problem(folder: Path) -> str | None:
     """The piece ``folder`` lacks to be a checkpoint, or None if it has its state file and policy weights."""
-    from agents.policies.qwen_vl import ADAPTER_WEIGHT_FILES, MODEL_WEIGHT_FILES
+    from agents.model_folder import ADAPTER_WEIGHT_FILES, MODEL_WEIGHT_FILES
 
     state = state_file(folder)
     if not state.is_file() or state.stat().st_size == 0:
@@ -635,7 +633,7 @@ def verify_checkpoint(checkpoint: Path) -> None:
     ``run.json`` must parse, the trainer state and every safetensors file must hold the tensors their
     headers list (an older version's ``trainer_state.pt`` must end with its zip directory and need nothing
     but tensors and plain values to unpickle)."""
-    from agents.policies.qwen_vl import check_safetensors
+    from agents.model_folder import check_safetensors
 
     read_run_file(checkpoint)
     state = state_file(checkpoint)

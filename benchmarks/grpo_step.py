@@ -6,8 +6,8 @@
 
 Printed, in one run on one freshly built model (``agents.policies.tiny_model``, random weights):
 
-(a) this project's GRPO step (GRPOAgent's maths, beta = 0, one iteration, no micro-batching) split into
-    generate / score / log-prob forward / backward / optimizer, with generation both ways
+(a) this project's GRPO step (``Agent.update`` itself, as ``perception-r1 train`` runs it; beta = 0, one
+    iteration, no micro-batching) split into generate / score / log-prob forward / backward / optimizer, with generation both ways
     (``prefill_once`` on and off); then per rollout engine (``--engines``, docs/rollouts.md): generation
     time and sampled tokens/s, the whole step, whether the engines drew the same tokens (each engine starts
     from the same weights and seeds), and on CUDA the fraction of the memory-bandwidth limit its decode
@@ -151,24 +151,25 @@ def bandwidth_fraction(bytes_per_step: int, steps: int, seconds: float, bandwidt
 
 
 def our_step(policy, agent, observations, step: int) -> dict[str, float]:
-    """One step with agent.update's maths (beta = 0, one iteration), each phase timed."""
-    from agents.grpo.advantages import group_advantages
-    from agents.grpo.loss import grpo_loss
+    """One step as the Trainer runs it: ``agent.sample``, the rewards, then ``agent.update`` itself (the
+    tempered log-prob module, the loss, backward, the clipped optimiser step), each phase timed.
+
+    ``logprob_forward`` and ``optimizer`` are the update's own calls of ``agent.logprobs`` and
+    ``agent.clip_and_step`` (with an engine that keeps its own weights, the optimizer phase includes sending
+    them); ``backward`` is the rest of the update: the loss and its backward."""
+    from agents.rollout import RolloutBatch
 
     device = policy.device
-    c = agent.config
     out: dict[str, float] = {}
     rollout, out["generate"] = timed(lambda: agent.sample(observations, step=step), device)
     start = time.perf_counter()
-    rewards = torch.tensor(reward_fn(rollout.texts)).view(len(observations), c.group_size)
-    advantages = group_advantages(rewards, scale=c.scale_rewards, eps=c.advantage_eps).flatten()
+    rewards = torch.tensor(reward_fn(rollout.texts)).view(len(observations), agent.config.group_size)
+    batch = RolloutBatch(step=step, groups=[], rollout=rollout, rewards=rewards)  # the update reads no group
     out["score"] = time.perf_counter() - start
-    policy.model.train()
-    mask = rollout.completion_mask.float()
-    logp, out["logprob_forward"] = timed(lambda: policy.completion_logprobs(rollout), device)
-    loss, _ = grpo_loss(logp, logp.detach(), advantages.to(device), mask, c.loss_settings())
-    _, out["backward"] = timed(loss.backward, device)
-    _, out["optimizer"] = timed(agent.clip_and_step, device)
+    with phase_clock(agent, device, "logprobs", "clip_and_step") as seconds:
+        _, update = timed(lambda: agent.update(batch), device)
+    out["logprob_forward"], out["optimizer"] = seconds["logprobs"], seconds["clip_and_step"]
+    out["backward"] = update - out["logprob_forward"] - out["optimizer"]
     out["total"] = sum(out.values())
     out["mean_completion_tokens"] = float(rollout.completion_mask.sum(1).float().mean())
     out["prompt_tokens"] = float(rollout.prompt_mask.sum(1).float().mean())
@@ -177,16 +178,43 @@ def our_step(policy, agent, observations, step: int) -> dict[str, float]:
     return out
 
 
+@contextlib.contextmanager
+def phase_clock(agent, device, *methods: str):
+    """Within the block, ``agent``'s ``methods`` add their wall-clock seconds to the yielded dict (by name)."""
+    seconds = dict.fromkeys(methods, 0.0)
+
+    def clocked(name, method):
+        def run(*args, **kwargs):
+            result, elapsed = timed(lambda: method(*args, **kwargs), device)
+            seconds[name] += elapsed
+            return result
+
+        return run
+
+    for name in methods:
+        setattr(agent, name, clocked(name, getattr(agent, name)))
+    try:
+        yield seconds
+    finally:
+        for name in methods:
+            delattr(agent, name)  # the class's own method again
+
+
 def make_agent(policy, model_dir: str, args):
-    from agents.grpo.agent import GRPOAgent
+    """The GRPO agent a run of these options trains (``agents.build.build_run``), on ``policy``."""
+    from agents.build import build_run
     from agents.grpo.config import GRPOConfig
 
     config = GRPOConfig(
         model=model_dir, group_size=args.group_size, prompts_per_step=args.batch,
         max_new_tokens=args.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
         learning_rate=1e-6, num_iterations=1, loss_type="grpo",
+        env_kwargs={"difficulty": "easy"},  # the run's env is built, not used: the benchmark's own images
     )  # fmt: skip
-    return GRPOAgent(policy, config)
+    run_dir = tempfile.mkdtemp(prefix="grpo-step-")  # nothing is written there: no step of the Trainer runs
+    return build_run(
+        config, policy=policy, run_dir=run_dir, progress=False, threads=torch.get_num_threads()
+    ).agent
 
 
 def engine_steps(policy, agent, observations, args) -> dict[str, dict]:

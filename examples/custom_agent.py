@@ -21,10 +21,9 @@ import torch
 
 import perception_env  # noqa: F401  (registers the envs)
 from agents.base import Agent
+from agents.build import build_run
 from agents.config import TrainConfig, opt
-from agents.policies.qwen_vl import QwenVLPolicy
 from agents.policies.tiny_model import build_tiny_model
-from agents.trainer import Trainer
 
 
 @dataclass
@@ -72,15 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
     out = Path(args.out or tempfile.mkdtemp(prefix="reinforce-"))
     model = build_tiny_model(out / "tiny-model", arch="qwen2-vl", preset="tiny", seed=0)
     run = {"total_steps": args.steps, "prompts_per_step": 2, "group_size": 4, "max_new_tokens": 4}
     options = {"learning_rate": 1e-3, "log_samples_every": 0, "save_every": 1000, "model": str(model)}
     config = ReinforceConfig(**run, **options, env_kwargs={"difficulty": "easy", "answer_format": "number"})
     env = AnswerLengthBonus(gym.make(config.env_id, **config.env_kwargs))
-    agent = ReinforceAgent(QwenVLPolicy.from_pretrained(str(model)), config)
-    for step, row in enumerate(Trainer(agent, config, out / "run", env=env, progress=False).train(), 1):
+    # the run as `perception-r1 train --agent examples/custom_agent.py:ReinforceAgent` builds it
+    run = build_run(config, agent=ReinforceAgent, env=env, run_dir=out / "run", progress=False, threads=1)
+    for step, row in enumerate(run.trainer.train(), 1):
         print(
             f"step {step}: reward {row['reward/mean']:.3f} baseline {row['train/baseline']:.3f}"
             f" loss {row['train/loss']:.3f}"

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from agents.config import SetupError
-from agents.rollout import Policy, Rollout, RolloutEngine
+from agents.rollout import Policy, RolloutEngine
 
-__all__ = ["ENGINE_NAMES", "VERIFIED_ON_CUDA", "auto_engine", "make_engine", "with_sampling_logprobs"]
+__all__ = ["ENGINE_NAMES", "VERIFIED_ON_CUDA", "auto_engine", "make_engine"]
 
 ENGINE_NAMES = ("auto", "fast", "transformers", "vllm")
 
@@ -78,22 +78,6 @@ def make_engine(name: str, policy: Policy, *, config: Any = None, **options: Any
 
         return VLLMEngine(policy, **{**options_from_config(config), **options})
     raise SetupError(f"--rollout-engine must be one of {', '.join(ENGINE_NAMES)}, got {name!r}")
-
-
-def with_sampling_logprobs(rollout: Rollout, logprobs: torch.Tensor | None, repeats: int = 1) -> Rollout:
-    """``rollout`` with ``sampling_logprobs`` from ``logprobs`` ``[rows, >= T]`` (one row per decoded answer,
-    each repeated ``repeats`` times: greedy decodes one answer per observation): cut to the rollout's ``T``
-    completion tokens, 0 where its mask is 0."""
-    if logprobs is not None:
-        if repeats != 1:
-            logprobs = logprobs.repeat_interleave(repeats, dim=0)
-        mask = rollout.completion_mask
-        width = mask.shape[1]
-        cut = logprobs[:, :width].to(device=mask.device, dtype=torch.float32)
-        if cut.shape[1] < width:  # an answer cut at no token (T' = 0) is padded to one column
-            cut = torch.nn.functional.pad(cut, (0, width - cut.shape[1]))
-        rollout.sampling_logprobs = cut * mask.to(torch.float32)
-    return rollout
 
 
 def _device_type(policy: Policy) -> str:

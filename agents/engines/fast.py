@@ -33,9 +33,8 @@ from typing import Any
 import torch
 
 from agents.config import SetupError
-from agents.engines import with_sampling_logprobs
 from agents.policies.sampling import PerRowGumbelSampler, row_seeds, seeds_per_observation
-from agents.rollout import Rollout, Sampling
+from agents.rollout import Rollout, Sampling, with_sampling_logprobs
 
 __all__ = ["FastEngine", "GroupKV", "unsupported_reason"]
 

@@ -40,7 +40,7 @@ import torch
 
 from agents.config import SetupError
 from agents.policies.sampling import row_seeds, seeds_per_observation
-from agents.rollout import Rollout, Sampling
+from agents.rollout import Rollout, Sampling, with_sampling_logprobs
 
 __all__ = ["VLLMEngine", "options_from_config", "prompt_budget"]
 
@@ -182,7 +182,6 @@ class VLLMEngine:
         sampling: Sampling,
         observation_seeds: Sequence[int] | None = None,
     ) -> Rollout:
-        from agents.engines import with_sampling_logprobs
         from agents.policies.qwen_vl import to_pil_image
 
         if num_samples < 1:

@@ -11,7 +11,7 @@ from agents.grpo.advantages import (
     group_advantages,
     normalized_component_sum,
 )
-from agents.grpo.config import TOKEN_LEVEL_LOSS_TYPES, GRPOConfig
+from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import grpo_loss
 from agents.grpo.variants import high_entropy_mask, truncated_completions
 from agents.rollout import Rollout, RolloutBatch
@@ -27,6 +27,7 @@ class GRPOAgent(Agent):
     """
 
     config: GRPOConfig
+    name = "grpo"
     config_class = GRPOConfig
     # top_entropy_quantile: the entropies [n, T] of the micro-batch whose log-probs were scored last, read
     # by the loss of that micro-batch (Agent.update scores a micro-batch, then takes its loss)
@@ -82,10 +83,6 @@ class GRPOAgent(Agent):
             learn_mask = high_entropy_mask(entropies, mask, self.config.top_entropy_quantile, pool=pool)
         settings = self.config.loss_settings()
         return grpo_loss(logp, old_logp, advantages, mask, settings, ref_logp, learn_mask=learn_mask)
-
-    @property
-    def token_level_loss(self) -> bool:
-        return self.config.loss_type in TOKEN_LEVEL_LOSS_TYPES
 
     @property
     def iterations(self) -> int:

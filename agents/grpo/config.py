@@ -10,15 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agents.config import KL_ESTIMATORS, SetupError, TrainConfig, opt, require
+from agents.grpo.loss_types import CLIPPED_LOSS_TYPES, LOSS_TYPES
 
 if TYPE_CHECKING:  # the loss imports torch; the options (CLI flags, YAML) do not need it
     from agents.grpo.loss import LossSettings
 
-LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
-# the loss types whose policy term is PPO's clipped surrogate (delta and the clip fractions apply to them)
-CLIPPED_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "luspo")
-# the loss types that are a mean over every token of the batch (micro-batches weigh by their tokens)
-TOKEN_LEVEL_LOSS_TYPES = ("dapo", "cispo", "vespo")
 SCALE_REWARDS = ("group", "batch", "none")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 MULTI_OBJECTIVE_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
@@ -196,6 +192,11 @@ class GRPOConfig(TrainConfig):
                 "only (the env's reward already weighs its components)"
             )
         return problems
+
+    @property
+    def uses_reference(self) -> bool:
+        """A KL term (``beta != 0``) needs the frozen reference model."""
+        return self.beta != 0
 
     def loss_settings(self) -> LossSettings:
         from agents.grpo.loss import LossSettings

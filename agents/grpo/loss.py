@@ -11,15 +11,16 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.grpo.config import LOSS_TYPES
+from agents.grpo.loss_types import LOSS_TYPES
 from agents.grpo.variants import (
+    AGGREGATIONS,
     VariantSettings,
     aggregate,
     log_importance_weights,
     logged_mean,
     policy_term,
 )
-from agents.losses import kl_to_reference, masked_mean
+from agents.losses import Loss, kl_to_reference, masked_mean
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ def grpo_loss(
     settings: LossSettings,
     ref_logp: torch.Tensor | None = None,  # [N, T] under the frozen reference, when beta > 0
     learn_mask: torch.Tensor | None = None,  # [N, T] bool: the tokens whose policy term counts (top entropy)
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The policy term of ``settings.loss_type`` plus ``beta`` x KL, aggregated per ``loss_type``.
+) -> Loss:
+    """The policy term of ``settings.loss_type`` plus ``beta`` x KL, aggregated per ``loss_type``: the loss,
+    its metrics and what it is a mean over (``AGGREGATIONS``), unpacking as ``loss, metrics``.
 
     ``learn_mask`` (``top_entropy_quantile``): the policy term of the other tokens is zeroed, their KL kept
     and the normaliser unchanged, as TRL. ``settings.bias_correction_kl``: each token's KL is multiplied by
@@ -80,4 +82,4 @@ def grpo_loss(
             metrics["kl"] = float(masked_mean(kl, mask))
         if learn_mask is not None:
             metrics["learn_fraction"] = float(masked_mean(learn_mask.to(logp.dtype), mask))
-    return loss, metrics
+    return Loss(loss, metrics, AGGREGATIONS[settings.loss_type].mean_over)

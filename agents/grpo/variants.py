@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -170,25 +171,33 @@ def _sequence_sum(per_token, mask, max_completion_length):
     return (per_token * mask).sum(dim=1).mean()
 
 
-# loss_type -> how the per-token loss [N, T] becomes one number for the N completions given. Over micro-batches
-# (Agent.chunk_weights) a token mean is weighed by the chunk's share of the batch's tokens (GRPOAgent's
-# token_level_loss: dapo, cispo, vespo), the others by its share of completions. bnpo is TRL's token mean of
-# each micro-batch ("local batch"), so weighed by completions: it depends on micro_batch_size, as in TRL.
-AGGREGATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]] = {
-    "grpo": _per_sequence_mean,  # the paper: each completion's mean, then the mean over completions
-    "sapo": _per_sequence_mean,
-    "dapo": _token_mean,  # every token of the batch weighs the same
-    "cispo": _token_mean,
-    "vespo": _token_mean,
-    "bnpo": _token_mean,
-    "dr_grpo": _constant_length,  # Dr. GRPO: sum / (N x max_completion_length), no length bias
-    "luspo": _sequence_sum,  # LUSPO: each completion's sequence loss times its length
+class Aggregation(NamedTuple):
+    """How the per-token loss ``[N, T]`` becomes one number for the N completions given (``reduce``), and what
+    that number is a mean over across micro-batches (``mean_over``, :class:`agents.losses.Loss`)."""
+
+    reduce: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    mean_over: (
+        str  # "tokens": micro-batches weigh by their share of the batch's tokens; "answers": completions
+    )
+
+
+# loss_type -> its aggregation. bnpo is TRL's token mean of each micro-batch ("local batch"), so weighed by
+# completions: it depends on micro_batch_size, as in TRL.
+AGGREGATIONS: dict[str, Aggregation] = {
+    "grpo": Aggregation(_per_sequence_mean, "answers"),  # the paper: each completion's mean, then their mean
+    "sapo": Aggregation(_per_sequence_mean, "answers"),
+    "dapo": Aggregation(_token_mean, "tokens"),  # every token of the batch weighs the same
+    "cispo": Aggregation(_token_mean, "tokens"),
+    "vespo": Aggregation(_token_mean, "tokens"),
+    "bnpo": Aggregation(_token_mean, "answers"),
+    "dr_grpo": Aggregation(_constant_length, "answers"),  # Dr. GRPO: sum / (N x max_completion_length)
+    "luspo": Aggregation(_sequence_sum, "answers"),  # LUSPO: each completion's sequence loss times its length
 }
 
 
 def aggregate(loss_type: str, per_token: torch.Tensor, mask: torch.Tensor, max_completion_length: int):
     """The scalar loss of ``per_token`` (``[N, T]``, or ``[N, 1]`` broadcast over the mask) per ``loss_type``."""
-    return AGGREGATIONS[loss_type](per_token, mask, max_completion_length)
+    return AGGREGATIONS[loss_type].reduce(per_token, mask, max_completion_length)
 
 
 def logged_mean(values: torch.Tensor, mask: torch.Tensor) -> float:

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.config import MissingFileError, SetupError
-from agents.policies.processor import check_processor_files, load_processor
+from agents.config import SetupError
+from agents.model_folder import check_model_source, check_safetensors
+from agents.policies.processor import load_processor
 from agents.policies.sampling import PerRowGumbelSampler, row_seeds, seeds_per_observation
 from agents.policies.shared_prefix import (
     checkpointed_layers,
@@ -56,59 +57,6 @@ VISION_SPECIAL_TOKENS = (
 )
 # STOP_TOKENS (the env's, which its answer formats strip) end an answer: kept in completion_ids/mask (the
 # model must learn to stop), not in texts.
-
-
-# the weights of a model folder: one file, shards (the index names them), or the older pickle format
-MODEL_WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-
-
-def check_model_source(name_or_path: str | os.PathLike, option: str = "--model") -> str:
-    """``name_or_path`` as transformers should load it, once it is known to be a hub id or a local model
-    folder with its configuration, weights and processor files; else fail at once, naming what is missing.
-
-    A path that does not exist and cannot be a hub id (absolute, ``./``, ``~``, two or more ``/``) is "no such
-    folder" without asking the hub, and so is a valid hub id whose first part is a local folder (``runs/nope``
-    beside a local ``runs/``); a hub id (``Qwen/Qwen2-VL-2B-Instruct``) is returned unchanged.
-    ``option``: the flag or argument that named it, for the message."""
-    text = str(name_or_path)
-    path = Path(text).expanduser()
-    if not path.exists():
-        from agents.console import check_absent_model
-
-        return check_absent_model(text, option)  # a hub id: transformers downloads it, or finds it cached
-    if not path.is_dir():
-        raise SetupError(f"{text} ({option}): a file, not a model folder")
-    # LoRA adapters (transformers loads the base model adapter_config.json names) or a whole model
-    adapters = (path / "adapter_config.json").is_file()
-    weight_files = ADAPTER_WEIGHT_FILES if adapters else MODEL_WEIGHT_FILES
-    if not adapters and not (path / "config.json").is_file():
-        raise MissingFileError(
-            f"{path} ({option}): no config.json (the model's configuration): not a Qwen2-VL / Qwen2.5-VL "
-            "folder"
-        )
-    if not any((path / name).is_file() for name in weight_files):
-        raise MissingFileError(f"{path} ({option}): no model weights (none of {', '.join(weight_files)})")
-    for weights in sorted(path.glob("*.safetensors")):
-        check_safetensors(weights)
-    check_processor_files(path, option)
-    return str(path)
-
-
-def check_safetensors(path: str | os.PathLike) -> None:
-    """Fail, naming the file, unless ``path`` is a whole safetensors file (its header covers the file)."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt"):
-            pass
-    except (SafetensorError, OSError) as error:
-        raise SetupError(f"{path}: damaged or cut short ({error})") from error
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from agents.base import Agent
-from agents.losses import kl_to_reference, masked_mean
+from agents.losses import Loss, kl_to_reference, masked_mean
 from agents.rloo.config import RLOOConfig
 
 
@@ -42,8 +42,9 @@ def rloo_loss(
     beta: float = 0.0,
     ref_logp: torch.Tensor | None = None,  # [N, T] under the frozen reference, when beta > 0
     kl_estimator: str = "k3",
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """REINFORCE loss ``-A * log pi`` (+ ``beta`` x KL), aggregated per ``loss_type``: ``(loss, metrics)``."""
+) -> Loss:
+    """REINFORCE loss ``-A * log pi`` (+ ``beta`` x KL), aggregated per ``loss_type``; unpacks as
+    ``loss, metrics`` (``token``: a mean over the batch's tokens, the others over its answers)."""
     mask = mask.to(logp.dtype)
     per_token = -advantages.to(logp.dtype).unsqueeze(1) * logp  # [N, T]
     kl = None
@@ -63,13 +64,14 @@ def rloo_loss(
     metrics = {"loss": float(loss.detach())}
     if kl is not None:
         metrics["kl"] = float(masked_mean(kl.detach(), mask))
-    return loss, metrics
+    return Loss(loss, metrics, "tokens" if loss_type == "token" else "answers")
 
 
 class RLOOAgent(Agent):
     """REINFORCE Leave-One-Out: one on-policy gradient step per rollout batch."""
 
     config: RLOOConfig
+    name = "rloo"
     config_class = RLOOConfig
 
     def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
@@ -83,7 +85,3 @@ class RLOOAgent(Agent):
     def loss(self, logp, advantages, mask, old_logp, ref_logp):
         c = self.config
         return rloo_loss(logp, advantages, mask, c.loss_type, c.beta, ref_logp, c.kl_estimator)
-
-    @property
-    def token_level_loss(self) -> bool:
-        return self.config.loss_type == "token"

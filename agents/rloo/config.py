@@ -30,6 +30,11 @@ class RLOOConfig(TrainConfig):
         False, "Divide the batch's advantages by their std (variance reduction; off in the paper)."
     )
 
+    @property
+    def uses_reference(self) -> bool:
+        """A KL term (``beta != 0``) needs the frozen reference model."""
+        return self.beta != 0
+
     def __post_init__(self) -> None:
         super().__post_init__()
         require(

@@ -65,23 +65,14 @@ def make_config(name: str, model: str, out: Path, **overrides):
 
 def make_trainer(name: str, model: str, out: Path, policy=None, **overrides):
     """A Trainer of registered agent ``name`` on :func:`make_config`'s run, rewards with :class:`AnswerLengthBonus`."""
-    from agents.policies.qwen_vl import QwenVLPolicy
-    from agents.registry import AGENTS
-    from agents.trainer import Trainer
-
     config = make_config(name, model, out, **overrides)
-    agent_cls = AGENTS[name]
-    policy = policy or QwenVLPolicy.from_pretrained(model)
     env = AnswerLengthBonus(gym.make(config.env_id, **config.env_kwargs))
-    return Trainer(agent_cls(policy, config), config, out / "run", env=env, progress=False)
+    return build_test_run(config, out / "run", agent=name, env=env, policy=policy).trainer
 
 
 def one_step_trainer(model: str, run_dir: Path, **overrides):
     """A GRPO Trainer of one step, one prompt, two answers, no reference model, on the plain env."""
-    from agents.grpo.agent import GRPOAgent
     from agents.grpo.config import GRPOConfig
-    from agents.policies.qwen_vl import QwenVLPolicy
-    from agents.trainer import Trainer
 
     values = dict(
         env_id="PerceptionR1/Counting-v0",
@@ -95,9 +86,15 @@ def one_step_trainer(model: str, run_dir: Path, **overrides):
         log_samples_every=0,
     )
     config = GRPOConfig(**{**values, **overrides})
-    agent = GRPOAgent(QwenVLPolicy.from_pretrained(model), config)
-    env = gym.make("PerceptionR1/Counting-v0", **ENV_KWARGS)
-    return Trainer(agent, config, run_dir, env=env, progress=False)
+    return build_test_run(config, run_dir, agent="grpo").trainer
+
+
+def build_test_run(config, run_dir: Path, **options):
+    """:func:`agents.build.build_run` as ``perception-r1 train`` builds a run, into ``run_dir``, without
+    progress bars and on the one torch thread the tests run on."""
+    from agents.build import build_run
+
+    return build_run(config, run_dir=run_dir, progress=False, threads=1, **options)
 
 
 def params(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -27,7 +27,16 @@ def test_the_registry_key_is_the_agents_one_name(name):
     agent_cls = AGENTS[name]
     assert issubclass(agent_cls, Agent) and issubclass(agent_cls.config_class, TrainConfig)
     assert resolve_agent(name) is agent_cls and agent_spec(agent_cls) == name == agent_label(name)
-    assert not hasattr(agent_cls, "name") and not hasattr(agent_cls.config_class(), "agent_name")
+    # one source: the class declares its name, the registry is built from the classes, the options hold none
+    assert vars(agent_cls)["name"] == name and not hasattr(agent_cls.config_class(), "agent_name")
+
+
+def test_a_subclass_of_a_registered_agent_is_another_algorithm(name):
+    """It inherits the maths, not the name: its checkpoints must not resume as the registered agent."""
+    from agents.registry import agent_spec
+
+    subclass = type("Mine", (AGENTS[name],), {"__module__": "my_package.agents"})
+    assert agent_spec(subclass) == "my_package.agents:Mine"
 
 
 def test_an_agent_built_directly_is_named_by_the_registry(name, tiny_model_dir, tmp_path):

@@ -26,3 +26,15 @@ def test_masked_mean_of_empty_row_is_zero():
 
 def test_zero_std_fraction():
     assert zero_std_fraction(torch.tensor([[1.0, 1.0], [0.0, 1.0], [2.0, 2.0], [0.0, 0.5]])) == 0.5
+
+
+def test_a_loss_says_what_it_is_a_mean_over_and_unpacks_as_value_and_metrics():
+    from agents.losses import Loss, as_loss
+
+    value = torch.tensor(2.5)
+    loss, metrics = Loss(value, {"loss": 2.5}, "tokens")
+    assert loss is value and metrics == {"loss": 2.5}
+    assert as_loss((value, {"loss": 2.5})).mean_over == "answers"  # a plain pair: a per-answer mean
+    assert as_loss(Loss(value, {}, "tokens")).mean_over == "tokens"
+    with pytest.raises(ValueError, match="answers"):
+        Loss(value, {}, "sequences")

@@ -181,7 +181,7 @@ def test_periodic_evaluation_shows_its_progress(tiny_model_dir, tmp_path, monkey
         shown.append((description, total, enabled, calls))
         yield lambda done, n: calls.append((done, n))
 
-    monkeypatch.setattr("agents.evaluate.progress_bar", recording_bar)
+    monkeypatch.setattr("agents.trainer.progress_bar", recording_bar)
     config = _config(
         tiny_model_dir, tmp_path, total_steps=2, eval_every=1, eval_samples=4, log_samples_every=0
     )

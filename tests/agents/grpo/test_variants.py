@@ -21,7 +21,7 @@ from agents.config import SetupError, add_arguments, config_from_args
 from agents.distributed import Parallel
 from agents.grpo.advantages import batch_standardized, component_rewards, normalized_component_sum
 from agents.grpo.agent import GRPOAgent
-from agents.grpo.config import TOKEN_LEVEL_LOSS_TYPES, GRPOConfig
+from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import LossSettings, grpo_loss
 from agents.grpo.variants import high_entropy_mask, truncated_completions
 from agents.policies.shared_prefix import token_logprobs
@@ -214,10 +214,13 @@ def test_micro_batches_add_up_to_the_whole_batch(loss_type):
         options["importance_sampling_level"] = "sequence"
     settings = GRPOConfig(**options).loss_settings()
     whole_x = logp.clone().requires_grad_(True)
-    whole, _ = grpo_loss(whole_x, old, adv, mask, settings, ref)
+    result = grpo_loss(whole_x, old, adv, mask, settings, ref)
+    whole, _ = result
     whole.backward()
+    # the loss says what it is a mean over; the token means of the whole batch are these three
+    assert result.mean_over == ("tokens" if loss_type in ("dapo", "cispo", "vespo") else "answers")
     chunks = [torch.arange(0, 2), torch.arange(2, 5), torch.arange(5, 6)]  # unequal sizes and token counts
-    weights = _chunk_weights(mask, chunks, loss_type in TOKEN_LEVEL_LOSS_TYPES)
+    weights = _chunk_weights(mask, chunks, result.mean_over == "tokens")
     parts_x = logp.clone().requires_grad_(True)
     total = 0.0
     for idx, w in zip(chunks, weights):
@@ -239,7 +242,7 @@ def test_bnpo_is_each_micro_batchs_token_mean_as_in_trl():
     )
     chunks = [torch.arange(0, 3), torch.arange(3, 6)]
     weights = _chunk_weights(
-        mask, chunks, token_level=GRPOConfig(loss_type="bnpo").loss_type in TOKEN_LEVEL_LOSS_TYPES
+        mask, chunks, token_level=grpo_loss(logp, old, adv, mask, bnpo).mean_over == "tokens"
     )
     assert weights == [0.5, 0.5]
     accumulated = sum(

@@ -1,0 +1,8 @@
+"""GRPO's loss types by name (TRL 1.16's ``loss_type``), torch-free: the options check them, the loss runs them.
+
+Their maths is in ``agents/grpo/variants.py`` (``policy_term``, ``AGGREGATIONS``).
+"""
+
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+# the loss types whose policy term is PPO's clipped surrogate (delta and the clip fractions apply to them)
+CLIPPED_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "luspo")
