@@ -3,6 +3,7 @@ reward managers call it (loaded from its file by path, keyword arguments; verl i
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -99,7 +100,8 @@ def test_the_ground_truth_carries_the_scoring_options():
     env.reset(options={"index": 0})
     n = int(env.oracle_answer())
     truth = ground_truth(env, env.sample)
-    assert json.loads(truth)["reward_config"] == {"kind": "ratio"}
+    carried = json.loads(truth)["reward_config"]
+    assert carried["kind"] == "ratio" and carried == dataclasses.asdict(env.reward_config)  # every option
     assert score_ground_truth(str(n + 1), truth).reward == pytest.approx(n / (n + 1))  # ratio, not exact (0)
     assert score_ground_truth(str(n + 1), truth).reward == env.score(str(n + 1)).reward
     with pytest.raises(ValueError, match="not a perception_env ground truth"):
