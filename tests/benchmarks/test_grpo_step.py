@@ -81,3 +81,30 @@ def test_every_engine_is_timed_from_the_same_weights_and_draws_the_same_tokens(p
         assert name in results[name]["engine"]
     after = policy.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the steps' updates were undone
+
+
+def test_our_step_times_the_agents_own_update(policy, tiny_model_dir, monkeypatch):
+    """The published step is the one users run: Agent.update itself, whose phases add up to the update."""
+    from agents.base import Agent
+    from benchmarks.grpo_step import our_step
+
+    args = argparse.Namespace(group_size=2, batch=2, max_new_tokens=3)
+    agent = make_agent(policy, tiny_model_dir, args)
+    before = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    updates = []
+    real_update = Agent.update
+
+    def counted(self, batch):
+        updates.append(batch.rewards.shape)
+        return real_update(self, batch)
+
+    monkeypatch.setattr(type(agent), "update", counted)
+    try:
+        out = our_step(policy, agent, make_observations(args.batch, image_side(60)), step=0)
+    finally:
+        policy.model.load_state_dict(before)  # the module's policy is shared with the other tests
+    assert updates == [(2, 2)]  # one update of B x G rewards
+    assert "logprobs" not in vars(agent) and "clip_and_step" not in vars(agent)  # the clocks taken off again
+    phases = ("generate", "score", "logprob_forward", "backward", "optimizer")
+    assert all(out[name] >= 0 for name in phases) and out["logprob_forward"] > 0 and out["optimizer"] > 0
+    assert out["total"] == pytest.approx(sum(out[name] for name in phases))
