@@ -1,6 +1,6 @@
 """Intervals for the learning figures: IQM over seeds, 95% bootstrap intervals over seeds and scenes.
 
-    from benchmarks.intervals import bootstrap_intervals, score_matrix
+    from benchmarks.intervals import bootstrap_intervals, scene_weights, score_matrix
     pairs = [(run["per_sample"]["scene"], run["per_sample"]["before"]) for run in runs]
     before, scenes = score_matrix(pairs)
     weights = scene_weights(pairs[0][0], scenes)            # images per scene
@@ -23,7 +23,7 @@ recomputes the statistic. Why not rliable's ``get_interval_estimates(..., task_b
   interval: two seeds scoring 0 and 1 on every scene get [0.40, 0.60] with 50 scenes from per-cell
   draws, and [0, 1] from row draws (tests/benchmarks/test_intervals.py);
 - its draws use NumPy's global generator (``np.random.choice``), so ``random_state`` does not fix them;
-- rliable 1.2.0 requires arch < 8, and arch 7.2.0 (the newest) fails to import with the pandas of
+- rliable 1.2.0 requires arch < 8, and arch 7.2.0 (the newest below 8) fails to import with the pandas of
   requirements/lock.txt (3.1.1: ``deprecate_kwarg() missing 1 required positional argument``).
 
 Paired figures (before, after and their gain on the same seeds and scenes) are given the same draws.
