@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import Agent, class_spec
+from agents.checkpoints import latest_checkpoint, verify_checkpoint
 from agents.config import SetupError, TrainConfig, check_output_folder
 from agents.console import make_env, set_threads
 from agents.distributed import Parallel
@@ -22,7 +23,7 @@ from agents.model_folder import check_model
 from agents.policies.qwen_vl import QwenVLPolicy
 from agents.registry import agent_label, make_agent, spec_for_config
 from agents.rollout import Policy
-from agents.trainer import Trainer, latest_checkpoint, verify_checkpoint
+from agents.trainer import Trainer
 from agents.trainer_state import seed_global_rngs
 
 # --activation-checkpointing -> QwenVLPolicy.from_pretrained's activation_checkpointing

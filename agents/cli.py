@@ -42,9 +42,9 @@ def cmd_sft(args: argparse.Namespace) -> None:
     check_output_folder(args.output, "--output")  # before the work whose result it would receive (and torch)
     check_model(args.model)
     env = make_env(args.env, args.env_kwargs)  # a wrong env id or data folder before the model loads
+    from agents.checkpoints import non_finite_weights
     from agents.policies.qwen_vl import QwenVLPolicy
     from agents.sft import supervised_warm_start
-    from agents.trainer import non_finite_weights
 
     # the processor resizes images as the env does: answers in resized pixels mean the same to both
     u = env.unwrapped
@@ -364,7 +364,7 @@ def _chosen_agent(argv: list[str]) -> str:
 
 def saved_run(resume: str) -> tuple[str, dict]:
     """(agent name, config) of the run a ``--resume`` path points into (a small JSON beside the state)."""
-    from agents.trainer import latest_checkpoint, read_run_file, read_state
+    from agents.checkpoints import latest_checkpoint, read_run_file, read_state
 
     checkpoint = latest_checkpoint(resume)
     # a checkpoint written before run.json existed: the full state

@@ -75,7 +75,7 @@ def test_custom_reward_wrapper_adds_the_bonus_and_trains(tmp_path):
 
 @pytest.mark.slow
 def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
-    from agents.trainer import read_state
+    from agents.checkpoints import read_state
 
     command = documented("custom_agent.py", "python ")
     out = run_shell(f"{set_flag(command.text, '--steps', '2')} --out {tmp_path}", user_folder(tmp_path))
@@ -89,7 +89,7 @@ def test_custom_agent_trains_and_checkpoints_its_baseline(tmp_path):
 def test_custom_agent_plugs_into_the_train_command(tmp_path):
     """`perception-r1 train --agent file.py:Class` as documented: its own options, checkpoints, and --resume,
     which runs the agent's file only when --agent names it again (a checkpoint cannot choose code to run)."""
-    from agents.trainer import read_state
+    from agents.checkpoints import read_state
 
     cwd = user_folder(tmp_path)
     command = documented("custom_agent.py", "perception-r1 train")

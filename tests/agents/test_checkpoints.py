@@ -16,9 +16,7 @@ import pytest
 import torch
 
 import perception_env  # noqa: F401
-from agents.cli import main
-from agents.config import SetupError
-from agents.trainer import (
+from agents.checkpoints import (
     LATEST_FILE,
     RUN_FILE,
     STATE_FILE,
@@ -26,6 +24,8 @@ from agents.trainer import (
     latest_checkpoint,
     prune_checkpoints,
 )
+from agents.cli import main
+from agents.config import SetupError
 from tests.agents.support import train_args
 
 ENV_KWARGS = {"difficulty": "easy", "answer_format": "number"}
@@ -187,7 +187,7 @@ def test_an_optimiser_state_that_does_not_fit_names_its_file(two_step_run, tmp_p
 
 
 def test_a_damaged_state_file_is_named_when_read(tmp_path):
-    from agents.trainer import read_state
+    from agents.checkpoints import read_state
     from agents.trainer_state import write_state
 
     path = tmp_path / STATE_FILE
@@ -200,12 +200,14 @@ def test_a_damaged_state_file_is_named_when_read(tmp_path):
 
 # ------------------------------------------------------------------------------ durable writes
 def test_files_and_folders_reach_the_disk_before_the_rename(tiny_model_dir, tmp_path, monkeypatch):
-    import agents.trainer as trainer_module
+    import agents.checkpoints as checkpoints_module
     from tests.agents.support import one_step_trainer
 
     events: list[tuple[str, str]] = []
-    fsync, replace = trainer_module._fsync, os.replace
-    monkeypatch.setattr(trainer_module, "_fsync", lambda p: (events.append(("fsync", str(p))), fsync(p))[1])
+    fsync, replace = checkpoints_module._fsync, os.replace
+    monkeypatch.setattr(
+        checkpoints_module, "_fsync", lambda p: (events.append(("fsync", str(p))), fsync(p))[1]
+    )
     monkeypatch.setattr(
         os, "replace", lambda a, b: (events.append(("replace", f"{a} -> {b}")), replace(a, b))[1]
     )
@@ -277,7 +279,7 @@ def _as_legacy(checkpoint: Path, **extra) -> Path:
     numpy's RNG state as an array (``extra``: more entries in the agent's state)."""
     import numpy as np
 
-    from agents.trainer import LEGACY_STATE_FILE, read_state
+    from agents.checkpoints import LEGACY_STATE_FILE, read_state
 
     state = read_state(checkpoint)
     name, key, *rest = state["rng"]["numpy"]
@@ -349,7 +351,7 @@ def test_a_checkpoint_holds_no_pickle(two_step_run):
 def test_a_crafted_pickle_in_a_checkpoint_is_refused_and_runs_nothing(two_step_run, tmp_path):
     """`perception-r1 train --resume` on a checkpoint whose trainer_state.pt runs code: before, it ran the code,
     printed the normal resume and exited 0; now it exits 1 with one line naming the file and what it calls."""
-    from agents.trainer import LEGACY_STATE_FILE
+    from agents.checkpoints import LEGACY_STATE_FILE
     from agents.trainer_state import TRUST_VARIABLE
 
     run = _copy(two_step_run, tmp_path)
@@ -380,7 +382,7 @@ def test_a_crafted_pickle_in_a_checkpoint_is_refused_and_runs_nothing(two_step_r
 
 def test_a_crafted_pickle_is_refused_by_the_reader_too(two_step_run, tmp_path, monkeypatch):
     """The state reader itself (what load_state and saved_run call) refuses it, not only the early check."""
-    from agents.trainer import read_state
+    from agents.checkpoints import read_state
     from agents.trainer_state import TRUST_VARIABLE
 
     monkeypatch.delenv(TRUST_VARIABLE, raising=False)
@@ -393,7 +395,7 @@ def test_a_crafted_pickle_is_refused_by_the_reader_too(two_step_run, tmp_path, m
 
 
 def test_a_pickle_beside_the_safetensors_state_is_never_read(two_step_run, tmp_path, capsys):
-    from agents.trainer import LEGACY_STATE_FILE
+    from agents.checkpoints import LEGACY_STATE_FILE
 
     run = _copy(two_step_run, tmp_path)
     marker = tmp_path / "code-ran"
@@ -426,7 +428,7 @@ def test_an_older_checkpoint_resumes_exactly_through_the_restricted_reader(two_s
 def test_only_the_file_the_trust_variable_names_is_unpickled_in_full(tmp_path, monkeypatch):
     from fractions import Fraction
 
-    from agents.trainer import LEGACY_STATE_FILE, read_state
+    from agents.checkpoints import LEGACY_STATE_FILE, read_state
     from agents.trainer_state import TRUST_VARIABLE, LegacyCheckpointWarning
 
     path = tmp_path / LEGACY_STATE_FILE
@@ -446,7 +448,7 @@ def test_a_checkpoint_naming_code_as_its_agent_is_not_resumed_alone(two_step_run
     """run.json's agent names what --resume rebuilds; a crafted one naming a file it ships (``file.py:Class``)
     would have that file executed by ``resolve_agent``. Only the package's own agents come back by
     themselves: such a run resumes only with the same --agent given again, and nothing runs before."""
-    from agents.trainer import RUN_FILE
+    from agents.checkpoints import RUN_FILE
 
     run = _copy(two_step_run, tmp_path)
     marker = tmp_path / "code-ran"

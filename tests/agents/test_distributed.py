@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from agents.checkpoints import read_state
 from agents.distributed import Parallel
-from agents.trainer import read_state
 from tests.agents.support import STEPS, checkpoint_weights, launch, train_on_ranks
 
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 import perception_env  # noqa: F401
+from agents.checkpoints import latest_checkpoint, read_state
 from agents.cli import main, train
 from agents.grpo.agent import GRPOAgent
 from agents.grpo.config import GRPOConfig
 from agents.policies.qwen_vl import QwenVLPolicy
-from agents.trainer import DataOrder, Trainer, latest_checkpoint, read_state
+from agents.trainer import DataOrder, Trainer
 from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, make_config, params, train_args
 
 
@@ -125,7 +126,7 @@ def test_a_new_run_in_an_old_run_folder_shows_only_its_own_steps(tiny_model_dir,
     steps read back are 1, 2 once, not 1, 2, 1, 2 out of order."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from agents.trainer import CheckpointWarning
+    from agents.checkpoints import CheckpointWarning
 
     config = _config(tiny_model_dir, tmp_path, total_steps=2, log_samples_every=0)
     run_dir = train(config, progress=False, env=_env())
