@@ -642,6 +642,8 @@ def run_demo(
         distinct_scenes=scenes,
         per_sample={
             "scene": scene_keys(test_env.unwrapped.dataset, before["n"]),
+            # the image's class (CLASS_KEYS: true count, shape ...): the strata scenes are drawn within
+            "stratum": [CLASS_KEYS.get(task, ("", lambda info: "-"))[1](info) for info in before["infos"]],
             "before": per_sample_metric(before, test_env, recipe),
             "after": per_sample_metric(after, test_env, recipe),
         },
