@@ -26,12 +26,16 @@ recomputes the statistic. Why not rliable's ``get_interval_estimates(..., task_b
 - rliable 1.2.0 requires arch < 8, and arch 7.2.0 (the newest below 8) fails to import with the pandas of
   requirements/lock.txt (3.1.1: ``deprecate_kwarg() missing 1 required positional argument``).
 
-Paired figures (before, after and their gain on the same seeds and scenes) are given the same draws.
+Scenes may be drawn within strata (``strata``: one label per scene, e.g. the true count), keeping each
+stratum's number of scenes: where the generator fixes a class's share by design (counting draws the count
+first, so the one empty image is a fifth of the images), drawing that scene 0 or 3 times would be noise
+the test set does not have. Paired figures (before, after and their gain on the same seeds and scenes)
+are given the same draws.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,16 +108,33 @@ class Interval:
         return f"{self.point:{sign}.{digits}f} [{self.low:{sign}.{digits}f}, {self.high:{sign}.{digits}f}]"
 
 
+def _scene_draws(
+    rng: np.random.Generator, n_scenes: int, replicates: int, strata: Sequence[Hashable] | None
+) -> np.ndarray:
+    """``[replicates, scenes]`` column indices: with replacement, each stratum's among its own columns."""
+    if strata is None:
+        return rng.integers(n_scenes, size=(replicates, n_scenes))
+    if len(strata) != n_scenes:
+        raise ValueError(f"{len(strata)} strata labels for {n_scenes} scenes")
+    members: dict[Hashable, list[int]] = {}
+    for column, label in enumerate(strata):
+        members.setdefault(label, []).append(column)
+    draws = [np.asarray(cs)[rng.integers(len(cs), size=(replicates, len(cs)))] for cs in members.values()]
+    return np.concatenate(draws, axis=1)
+
+
 def bootstrap_intervals(
     matrices: Mapping[str, np.ndarray],
     weights: Sequence[float] | np.ndarray | None = None,
+    strata: Sequence[Hashable] | None = None,
     statistic: Callable[[np.ndarray, np.ndarray | None], float] = seed_iqm,
     replicates: int = REPLICATES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> dict[str, Interval]:
     """``statistic(matrix, weights)`` of each ``[seeds x scenes]`` matrix and its percentile bootstrap
-    interval; ``weights [scenes]`` (None: equal) travel with their scenes' columns.
+    interval; ``weights [scenes]`` (None: equal) travel with their scenes' columns; ``strata [scenes]``
+    (None: one stratum): each stratum's columns are drawn among its own.
 
     Every replicate draws ``seeds`` row indices and ``scenes`` column indices with replacement (from
     ``np.random.default_rng(seed)``: the same intervals on every call) and applies them to every matrix,
@@ -139,7 +160,7 @@ def bootstrap_intervals(
         raise ValueError(f"weights must be {n_scenes} non-negative numbers, not all 0, got shape {w.shape}")
     rng = np.random.default_rng(seed)
     rows = rng.integers(n_seeds, size=(replicates, n_seeds))  # [R, S]
-    cols = rng.integers(n_scenes, size=(replicates, n_scenes))  # [R, M]
+    cols = _scene_draws(rng, n_scenes, replicates, strata)  # [R, M]
     tail = 100.0 * (1.0 - confidence) / 2.0
     out = {}
     for name, matrix in arrays.items():

@@ -94,8 +94,9 @@ def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
     """One task's runs (one per seed, each with ``per_sample``) -> IQM over seeds and 95% interval of:
     ``before``, ``after``, ``control_after`` (%), and in points ``gain``, ``control_gain`` and
     ``grpo_minus_control`` (positive when GRPO ended better). A scene's score is the mean over its
-    test images, weighted by their number (the point is the demo's figure over all images); runs
-    without a control leave the control's entries out."""
+    test images, weighted by their number (the point is the demo's figure over all images); where the
+    runs saved each image's class (``per_sample["stratum"]``: the true count, the target's shape ...),
+    scenes are drawn within their class. Runs without a control leave the control's entries out."""
     sign = 100.0 if runs[0].get("higher_is_better", True) else -100.0
     per_sample = [r["per_sample"] for r in runs]
 
@@ -105,7 +106,12 @@ def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
     before = matrix([p["before"] for p in per_sample])
     after = matrix([p["after"] for p in per_sample])
     scenes = per_sample[0]["scene"]
-    weights = scene_weights(scenes, sorted(set(scenes)))  # score_matrix's columns: the sorted scene keys
+    keys = sorted(set(scenes))  # score_matrix's columns
+    weights = scene_weights(scenes, keys)
+    strata = None
+    if "stratum" in per_sample[0]:  # a scene's class is a function of its content: any of its images
+        of_scene = dict(zip(scenes, per_sample[0]["stratum"]))
+        strata = [str(of_scene[key]) for key in keys]
     matrices = {"before": 100.0 * before, "after": 100.0 * after, "gain": sign * (after - before)}
     if all(r.get("control", {}).get("per_sample_after") for r in runs):
         control = matrix([r["control"]["per_sample_after"] for r in runs])
@@ -114,7 +120,7 @@ def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
             control_gain=sign * (control - before),
             grpo_minus_control=sign * (after - control),
         )
-    return bootstrap_intervals(matrices, weights, **bootstrap)
+    return bootstrap_intervals(matrices, weights, strata, **bootstrap)
 
 
 SUMMARY_COLUMNS = (

@@ -85,6 +85,19 @@ def test_scene_spread_and_seed_spread_both_widen_the_interval():
     assert both.high - both.low > one_seed.high - one_seed.low + 0.05
 
 
+def test_scenes_drawn_within_strata_keep_each_stratum_s_share():
+    # one seed; stratum x holds scenes scoring 0 and 1, stratum y one scene (scoring 1) shown 4 times
+    matrix, weights = np.array([[0.0, 1.0, 1.0]]), [1.0, 1.0, 4.0]
+    out = bootstrap_intervals({"m": matrix}, weights, strata=["x", "x", "y"])["m"]
+    # x's two draws: 0+0, 1+1 (1/4 each) or one of each; y is always drawn once: (0 + 4) / 6 .. (2 + 4) / 6
+    assert out.point == pytest.approx(5 / 6)
+    assert out.low == pytest.approx(4 / 6) and out.high == pytest.approx(1.0)
+    loose = bootstrap_intervals({"m": matrix}, weights)["m"]  # y drawn 0 to 3 times: down to 0
+    assert loose.low == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="2 strata labels for 3 scenes"):
+        bootstrap_intervals({"m": matrix}, strata=["x", "y"])
+
+
 def test_paired_matrices_share_their_draws():
     rng = np.random.default_rng(2)
     before = rng.random((5, 30))

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from agents.demo import RECIPES, metric_value, per_sample_metric, run_demo
+from benchmarks.intervals import Interval
 from benchmarks.learning import (
     SUMMARY_COLUMNS,
     curve_band,
@@ -85,6 +86,10 @@ def test_intervals_are_the_same_on_every_call_and_reflect_seed_spread():
     first = task_intervals(runs)
     assert first == task_intervals(runs)
     assert first["after"].low < first["after"].point <= first["after"].high == 100.0
+    # with a class per image, scenes are drawn within it: each scene its own class leaves only the seeds
+    for run in runs:
+        run["per_sample"]["stratum"] = ["a", "a", "b", "c"]
+    assert task_intervals(runs)["before"] == Interval(25.0, 25.0, 25.0)  # every seed: the same before
 
 
 def test_runs_saved_without_per_sample_results_say_so():
@@ -132,6 +137,8 @@ def test_a_demo_run_saves_each_test_image_s_scene_and_metric(tmp_path):
     assert result["eval_samples"] == 6 and result["val_samples"] == 4
     assert len(per_sample["scene"]) == len(per_sample["before"]) == len(per_sample["after"]) == 6
     assert result["distinct_scenes"]["test"] == len(set(per_sample["scene"]))
+    test = miniature.make_env("test").unwrapped.dataset
+    assert per_sample["stratum"] == [test[i].count for i in range(6)]  # counting's class: the true count
     assert sum(per_sample["after"]) / 6 == pytest.approx(result["after"])
     assert sum(result["control"]["per_sample_after"]) / 6 == pytest.approx(result["control"]["after"])
 
