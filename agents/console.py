@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -131,6 +132,8 @@ def check_train_model_early(argv: list[str]) -> None:
     peek.add_argument("--resume")
     peek.add_argument("-h", "--help", action="store_true")
     given = peek.parse_known_args(argv[1:])[0]
+    if importlib.util.find_spec("huggingface_hub") is None:
+        return  # the base install, without the train extra: its absence is what to report, and is, later
     if given.model and not given.resume and not given.help and not Path(given.model).expanduser().exists():
         check_absent_model(given.model)
 

@@ -150,12 +150,14 @@ def test_qwen25_json_frame_is_the_released_processor_resize(
     assert policy.encode_prompts([observation])["image_grid_thw"][0].tolist() == [1, h, w]
 
 
-def test_load_processor_keeps_released_pixel_bounds_by_default():
-    """Without bounds the released max_pixels (12,845,056) stays; with them, the paper's."""
+def test_load_processor_takes_the_envs_pixel_bounds_by_default():
+    """By default the envs' bounds (the paper's 3,136-1,000,000: one frame for the model and the reward);
+    ``None`` keeps the released files' max_pixels (12,845,056)."""
     from agents.policies.processor import load_processor
 
-    processor = load_processor(real_dir(QWEN25_VL))
-    assert (
-        processor.image_processor.size["shortest_edge"],
-        processor.image_processor.size["longest_edge"],
-    ) == (3136, 12_845_056)
+    def bounds(processor) -> tuple[int, int]:
+        return processor.image_processor.size["shortest_edge"], processor.image_processor.size["longest_edge"]
+
+    assert bounds(load_processor(real_dir(QWEN25_VL))) == (MIN_PIXELS, MAX_PIXELS) == (3136, 1_000_000)
+    released = load_processor(real_dir(QWEN25_VL), min_pixels=None, max_pixels=None)
+    assert bounds(released) == (3136, 12_845_056)
