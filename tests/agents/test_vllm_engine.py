@@ -31,7 +31,11 @@ GREEDY = Sampling(max_new_tokens=12, do_sample=False)
 CONFIG = types.SimpleNamespace(max_new_tokens=12, temperature=1.0, prompts_per_step=2, group_size=3)
 
 
-@pytest.fixture()
+RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # what the adapter sets
+ENVIRONMENT_BEFORE = {name: os.environ.get(name) for name in RENDEZVOUS}
+
+
+@pytest.fixture
 def vllm(monkeypatch, policy):
     """The fake ``vllm`` module, importable; its ``LLM`` a subclass of this test's own (tests set its attributes)."""
 
@@ -42,8 +46,12 @@ def vllm(monkeypatch, policy):
     module = fake_vllm_module()
     module.LLM = type("LLM", (FakeLLM,), {"count_prompt_tokens": staticmethod(count_prompt_tokens)})
     monkeypatch.setitem(sys.modules, "vllm", module)
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)  # restored after the test, whatever the adapter sets
+    for name in RENDEZVOUS:
+        # restored after the test, whatever the adapter sets: delenv alone records nothing for a variable that
+        # is absent, so the adapter's MASTER_PORT outlived the test and later subprocesses (the README's TRL
+        # snippet, through accelerate) tried to listen on it
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return module
 
 
@@ -306,3 +314,8 @@ def _main_lock(root: Path) -> dict[str, str]:
         for line in lines
         if "==" in line and not line.startswith("#")
     }
+
+
+def test_the_adapters_rendezvous_variables_do_not_outlive_a_test():
+    """Runs after the tests above (file order): the fixture gave back the environment it found."""
+    assert {name: os.environ.get(name) for name in RENDEZVOUS} == ENVIRONMENT_BEFORE
