@@ -136,6 +136,18 @@ class TrainConfig:
         choices=("auto", "fast", "transformers", "vllm"),
     )
 
+    filter_groups: bool = opt(
+        False,
+        "Dynamic sampling (DAPO; verl's algorithm.filter_groups.enable): drop groups whose G rewards are "
+        "equal and sample further batches until prompts_per_step groups with differing rewards are kept.",
+    )
+    max_num_gen_batches: int = opt(
+        10,
+        "With filter_groups: most generation batches per step (verl's name); reaching it short of a full "
+        "batch stops training with an error, as verl does. 0 = no limit.",
+        minimum=0,
+    )
+
     learning_rate: float = opt(
         1e-6, "AdamW learning rate (the paper: 1e-6 for 2B models).", exclusive_minimum=0
     )

@@ -42,6 +42,13 @@ from agents.checkpoints import (
     write_atomic,
 )
 from agents.config import SetupError, TrainConfig
+from agents.dynamic_sampling import (
+    TooManyGenerationBatches,
+    concat_batches,
+    extra_indices,
+    informative_groups,
+    keep_groups,
+)
 from agents.eval_outputs import write_training_evaluation
 from agents.progress import progress_bar
 from agents.trainer_state import (
@@ -228,6 +235,12 @@ class Trainer:
         self.order = DataOrder(len(self.env.unwrapped.dataset), config.seed)
         self.parallel = agent.parallel
         self.parallel.shard(config.prompts_per_step)  # fail now if the batch does not split over the ranks
+        if config.filter_groups and self.parallel.world_size > 1:
+            raise SetupError(
+                "filter_groups (--filter-groups) runs in a single process: each rank would keep a different "
+                "number of groups"
+            )
+        self.sampling_stats: dict[str, float] = {}  # the last step's dynamic-sampling counts (filter_groups)
         self.step = 0
         self.progress = progress
         self._writer = None
@@ -238,12 +251,56 @@ class Trainer:
 
     # -------------------------------------------------------------- collect
     def collect(self, step: int) -> RolloutBatch:
-        """This rank's share of step ``step``'s groups: sampled, scored (rewards ``[b, G]``)."""
+        """This rank's share of step ``step``'s groups: sampled, scored (rewards ``[b, G]``).
+
+        With ``filter_groups``, only groups whose rewards differ, refilled from further generation batches
+        (:meth:`collect_filtered`)."""
         c = self.config
-        t0 = time.perf_counter()
-        global_indices = self.order.indices(step, c.prompts_per_step)
+        if c.filter_groups:
+            return self.collect_filtered(step)
         positions = self.parallel.shard(c.prompts_per_step)
-        indices = [global_indices[p] for p in positions]
+        global_indices = self.order.indices(step, c.prompts_per_step)
+        return self._generation_batch(step, [global_indices[p] for p in positions], positions)
+
+    def collect_filtered(self, step: int) -> RolloutBatch:
+        """verl's DAPO loop (agents/dynamic_sampling.py): generation batch 0 is the step's data order, batch
+        ``r >= 1`` draws from ``(seed, step, r)`` and samples with positions ``r*B + b``; the informative groups
+        of each are kept in order until B are, and the excess of the last batch is cut. The step's counts go
+        to :attr:`sampling_stats` (logged under ``dynamic_sampling/``)."""
+        c = self.config
+        b = c.prompts_per_step
+        kept: list[RolloutBatch] = []
+        num_kept = dropped = rollouts = rounds = 0
+        while num_kept < b:
+            if c.max_num_gen_batches and rounds >= c.max_num_gen_batches:
+                raise TooManyGenerationBatches(
+                    f"step {step}: {rounds} generation batches (max_num_gen_batches, --max-num-gen-batches) "
+                    f"gave {num_kept} of {b} groups whose rewards differ; the data may be too hard or too easy "
+                    "for the policy. Resume with a larger --max-num-gen-batches (0 = no limit)."
+                )
+            indices = (
+                self.order.indices(step, b)
+                if rounds == 0
+                else extra_indices(self.order.size, c.seed, step, rounds, b)
+            )
+            batch = self._generation_batch(step, indices, [rounds * b + p for p in range(b)])
+            keep = [k for k, ok in enumerate(informative_groups(batch.rewards)) if ok]
+            rollouts += batch.rollout.num_completions
+            dropped += b - len(keep)
+            rounds += 1
+            if keep:
+                kept.append(keep_groups(batch, keep[: b - num_kept]))
+                num_kept += len(kept[-1].groups)
+        self.sampling_stats = {
+            "dynamic_sampling/groups_dropped": float(dropped),
+            "dynamic_sampling/extra_rounds": float(rounds - 1),
+            "dynamic_sampling/rollouts_per_kept_group": rollouts / b,
+        }
+        return concat_batches(kept, getattr(self.agent.policy, "pad_token_id", 0))
+
+    def _generation_batch(self, step: int, indices: list[int], positions: list[int]) -> RolloutBatch:
+        """The groups of dataset ``indices``, sampled with the seeds of ``positions`` of ``step``, scored."""
+        t0 = time.perf_counter()
         observations, samples = [], []
         for i in indices:  # one reset per observation: scoring reuses it
             observations.append(self.env.reset(options={"index": i})[0])
@@ -379,6 +436,7 @@ class Trainer:
             "perf/tokens_per_s": float(lengths.sum()) / elapsed,
             **{f"perf/time_{k}": v for k, v in batch.timings.items()},
             **{f"train/{k}": v for k, v in metrics.items()},
+            **self.sampling_stats,
         }
         components: dict[str, list[float]] = {}
         for info in infos:
