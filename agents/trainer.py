@@ -241,6 +241,8 @@ class Trainer:
                 "number of groups"
             )
         self.sampling_stats: dict[str, float] = {}  # the last step's dynamic-sampling counts (filter_groups)
+        # completions sampled by the run's filtered steps, kept or not (checkpointed: a resume counts on)
+        self.rollouts_spent = 0
         self.step = 0
         self.progress = progress
         self._writer = None
@@ -291,7 +293,9 @@ class Trainer:
             if keep:
                 kept.append(keep_groups(batch, keep[: b - num_kept]))
                 num_kept += len(kept[-1].groups)
+        self.rollouts_spent += rollouts
         self.sampling_stats = {
+            "dynamic_sampling/rollouts_total": float(self.rollouts_spent),
             "dynamic_sampling/groups_dropped": float(dropped),
             "dynamic_sampling/extra_rounds": float(rounds - 1),
             "dynamic_sampling/rollouts_per_kept_group": rollouts / b,
@@ -506,6 +510,7 @@ class Trainer:
                 "config": json.loads(json.dumps(self.config.to_dict(), default=str)),  # as run.json has it
                 "agent": agent_state,
                 "rng": rng_states(),
+                "rollouts_spent": self.rollouts_spent,
             }
             write_state(state, tmp / STATE_FILE)
             # what --resume needs before building anything, without loading the optimiser state
@@ -552,6 +557,7 @@ class Trainer:
             ) from error
         set_rng_states(state["rng"])
         self.step = int(state["step"])
+        self.rollouts_spent = int(state.get("rollouts_spent", 0))  # absent from checkpoints before it was
         self.resumed_from = [
             *read_run_file(checkpoint).get("resumed_from", []),
             {"checkpoint": str(checkpoint.resolve()), "step": self.step},

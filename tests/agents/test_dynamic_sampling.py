@@ -141,6 +141,7 @@ def test_metrics_by_hand(tmp_path):
         "dynamic_sampling/groups_dropped": float(4 * rounds - sum(kept_per_batch)),
         "dynamic_sampling/extra_rounds": float(rounds - 1),
         "dynamic_sampling/rollouts_per_kept_group": 4 * G * rounds / 4,
+        "dynamic_sampling/rollouts_total": float(4 * G * rounds),  # the run's first step
     }
     assert rounds > 1, "the script should need an extra round at step 0"
     assert len(batch.groups) == 4
@@ -231,9 +232,11 @@ def test_resume_after_extra_rounds_is_bit_identical(tiny_model_dir, tmp_path):
     )
     extra = [row["dynamic_sampling/extra_rounds"] for row in straight]
     assert sum(extra[:2]) > 0 and sum(extra[2:]) > 0, extra  # both halves refilled
-    assert [row["dynamic_sampling/groups_dropped"] for row in resumed] == [
-        row["dynamic_sampling/groups_dropped"] for row in straight[2:]
-    ]
+    for key in ("groups_dropped", "rollouts_total"):  # the run's total counts on from the checkpoint
+        key = f"dynamic_sampling/{key}"
+        assert [row[key] for row in resumed] == [row[key] for row in straight[2:]]
+    spent = [row["dynamic_sampling/rollouts_per_kept_group"] * 2 for row in straight]  # 2 groups a step
+    assert straight[-1]["dynamic_sampling/rollouts_total"] == sum(spent) > 4 * 2 * 3
     a = QwenVLPolicy.from_pretrained(str(latest_checkpoint(tmp_path / "a" / "run") / "policy")).model
     b = QwenVLPolicy.from_pretrained(str(latest_checkpoint(tmp_path / "b" / "run") / "policy")).model
     pa, pb = params(a), params(b)
