@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from agents.base import Agent
@@ -32,6 +34,10 @@ class GRPOAgent(Agent):
     # top_entropy_quantile: the entropies [n, T] of the micro-batch whose log-probs were scored last, read
     # by the loss of that micro-batch (Agent.update scores a micro-batch, then takes its loss)
     _entropies: torch.Tensor | None = None
+    # vllm_importance_sampling_correction: the engine's sampling log-probs [n, T] of that micro-batch (None:
+    # the engine gave none), and whether the one warning about an engine that gives none was given
+    _sampling_logp: torch.Tensor | None = None
+    _warned_no_sampling_logp = False
 
     def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
         """[B, G] advantages of this rank's groups; ``scale_rewards="batch"``: by the global batch's std."""
@@ -65,11 +71,29 @@ class GRPOAgent(Agent):
 
     def logprobs(self, rollout: Rollout) -> torch.Tensor:
         """As :meth:`Agent.logprobs`; with ``top_entropy_quantile < 1`` the same forward also gives each
-        position's entropy, kept for the loss of this micro-batch."""
+        position's entropy, kept for the loss of this micro-batch; with ``vllm_importance_sampling_correction``
+        the engine's sampling log-probs of this micro-batch are kept for it too."""
+        if self.config.vllm_importance_sampling_correction:
+            self._sampling_logp = self._engine_logprobs(rollout)
         if self.config.top_entropy_quantile >= 1:
             return super().logprobs(rollout)
         logp, self._entropies = self.trainable(rollout, with_entropy=True)
         return logp
+
+    def _engine_logprobs(self, rollout: Rollout) -> torch.Tensor | None:
+        """The rollout's sampling log-probs; None, with one warning per agent, where its engine gave none.
+
+        A no-op rather than a refusal at start-up: whether an engine gives them depends on the rollout
+        (vLLM's only at temperature 1 or greedy), and TRL too skips the correction without vLLM."""
+        if rollout.sampling_logprobs is None and not self._warned_no_sampling_logp:
+            self._warned_no_sampling_logp = True
+            warnings.warn(
+                "vllm_importance_sampling_correction: the rollout engine gave no sampling log-probs "
+                "(the transformers engine never does; vLLM only at temperature 1 or greedy): no correction "
+                "is applied",
+                stacklevel=3,
+            )
+        return rollout.sampling_logprobs
 
     def loss(self, logp, advantages, mask, old_logp, ref_logp):
         learn_mask = None
@@ -81,8 +105,22 @@ class GRPOAgent(Agent):
             real = entropies[mask.bool()].float().cpu()
             pool = torch.cat(self.parallel.gather_objects([real])) if self.parallel.enabled else None
             learn_mask = high_entropy_mask(entropies, mask, self.config.top_entropy_quantile, pool=pool)
+        sampling_logp = None
+        if self.config.vllm_importance_sampling_correction:  # read once: each micro-batch brings its own
+            sampling_logp, self._sampling_logp = self._sampling_logp, None
+            if sampling_logp is not None:
+                sampling_logp = sampling_logp.to(logp.device)
         settings = self.config.loss_settings()
-        return grpo_loss(logp, old_logp, advantages, mask, settings, ref_logp, learn_mask=learn_mask)
+        return grpo_loss(
+            logp,
+            old_logp,
+            advantages,
+            mask,
+            settings,
+            ref_logp,
+            learn_mask=learn_mask,
+            sampling_logp=sampling_logp,
+        )
 
     @property
     def iterations(self) -> int:

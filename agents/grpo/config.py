@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agents.config import KL_ESTIMATORS, SetupError, TrainConfig, opt, require
-from agents.grpo.loss_types import CLIPPED_LOSS_TYPES, LOSS_TYPES
+from agents.grpo.loss_types import CLIPPED_LOSS_TYPES, LOSS_TYPES, SAMPLING_CORRECTION_MODES
 
 if TYPE_CHECKING:  # the loss imports torch; the options (CLI flags, YAML) do not need it
     from agents.grpo.loss import LossSettings
@@ -95,6 +95,32 @@ class GRPOConfig(TrainConfig):
         minimum=0,
         maximum=1,
     )
+    vllm_importance_sampling_correction: bool = opt(
+        False,
+        "Correct for the rollout engine sampling from (numerically) another distribution than the trainer "
+        "scores (TRL's vllm_importance_sampling_correction): the policy term is weighted by pi_old / "
+        "pi_engine from the engine's sampling log-probs (the fast engine's; vLLM's at temperature 1 or "
+        "greedy). An engine that gives none (transformers) leaves it off, with one warning. Off by default: "
+        "TRL's default True acts only with vLLM, and the default engines here agree with the trainer.",
+    )
+    vllm_importance_sampling_mode: str = opt(
+        "sequence_mask",
+        "TRL's vllm_importance_sampling_mode: token_* (a weight per token) or sequence_* (exp of the sum of "
+        "a completion's token log-differences); *_truncate clamps the weight to [clip_min, clip_max], *_mask "
+        "sets it to 0 outside (that token or completion drops out of the policy term).",
+        choices=SAMPLING_CORRECTION_MODES,
+    )
+    vllm_importance_sampling_clip_max: float = opt(
+        3.0,
+        "Upper bound of the correction weight (TRL's vllm_importance_sampling_clip_max, formerly "
+        "vllm_importance_sampling_cap).",
+        exclusive_minimum=0,
+    )
+    vllm_importance_sampling_clip_min: float = opt(
+        0.0,
+        "Lower bound of the correction weight (TRL's vllm_importance_sampling_clip_min; 0 = none, TRL's None).",
+        minimum=0,
+    )
     beta: float = opt(
         0.04, "Weight of the KL to the frozen reference model (0 = no reference model is loaded).", minimum=0
     )
@@ -171,6 +197,20 @@ class GRPOConfig(TrainConfig):
                 "loss_type vespo takes its own sequence-level weight from the token log-ratios: keep "
                 "--importance-sampling-level token (TRL only warns)"
             )
+        if self.vllm_importance_sampling_clip_min >= self.vllm_importance_sampling_clip_max:
+            problems.append(
+                f"vllm_importance_sampling_clip_min ({self.vllm_importance_sampling_clip_min}) must be below "
+                f"vllm_importance_sampling_clip_max ({self.vllm_importance_sampling_clip_max})"
+            )
+        if (
+            self.vllm_importance_sampling_correction
+            and self.loss_type == "vespo"
+            and not self.vllm_importance_sampling_mode.startswith("token")
+        ):
+            problems.append(
+                "loss_type vespo takes the engine correction into its sequence weight token by token: set "
+                "--vllm-importance-sampling-mode token_truncate or token_mask (as TRL requires)"
+            )
         if self.multi_objective_aggregation == "normalize_then_sum":
             if not self.reward_weights:
                 problems.append(
@@ -217,4 +257,9 @@ class GRPOConfig(TrainConfig):
             kl_estimator=self.kl_estimator,
             bias_correction_kl=self.use_bias_correction_kl,
             max_completion_length=self.max_new_tokens,
+            sampling_correction_mode=(
+                self.vllm_importance_sampling_mode if self.vllm_importance_sampling_correction else None
+            ),
+            sampling_correction_min=self.vllm_importance_sampling_clip_min,
+            sampling_correction_max=self.vllm_importance_sampling_clip_max,
         )

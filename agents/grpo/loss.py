@@ -19,6 +19,8 @@ from agents.grpo.variants import (
     log_importance_weights,
     logged_mean,
     policy_term,
+    sampling_correction,
+    sampling_correction_metrics,
 )
 from agents.losses import Loss, kl_to_reference, masked_mean
 
@@ -33,6 +35,10 @@ class LossSettings(VariantSettings):
     kl_estimator: str = "k3"
     bias_correction_kl: bool = False  # KL weighted by the ratio pi / pi_old (TRL's use_bias_correction_kl)
     max_completion_length: int = 768  # Dr. GRPO's constant normaliser
+    # the engine / trainer correction (TRL's vllm_importance_sampling_mode; None: off) and its bounds
+    sampling_correction_mode: str | None = None
+    sampling_correction_min: float = 0.0
+    sampling_correction_max: float | None = 3.0
 
 
 def grpo_loss(
@@ -43,6 +49,7 @@ def grpo_loss(
     settings: LossSettings,
     ref_logp: torch.Tensor | None = None,  # [N, T] under the frozen reference, when beta > 0
     learn_mask: torch.Tensor | None = None,  # [N, T] bool: the tokens whose policy term counts (top entropy)
+    sampling_logp: torch.Tensor | None = None,  # [N, T] the rollout engine's log-probs of the same tokens
 ) -> Loss:
     """The policy term of ``settings.loss_type`` plus ``beta`` x KL, aggregated per ``loss_type``: the loss,
     its metrics and what it is a mean over (``AGGREGATIONS``), unpacking as ``loss, metrics``.
@@ -54,6 +61,10 @@ def grpo_loss(
 
     With one update per rollout (``old_logp == logp``) the ratio is 1, clipping never acts, and for the
     clipped types the loss equals ``-mean(advantage)`` + the KL term.
+
+    ``sampling_logp`` with ``settings.sampling_correction_mode`` (TRL's ``vllm_importance_sampling_*``): the
+    policy term is multiplied by :func:`~agents.grpo.variants.sampling_correction` of ``old_logp`` against
+    it (vespo: taken into its sequence weight), before the KL is added, as TRL; exactly 1 where they agree.
     """
     if settings.loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {settings.loss_type!r}")
@@ -61,10 +72,19 @@ def grpo_loss(
     adv = advantages.to(logp.dtype).unsqueeze(1)  # [N, 1]
     log_ratio = logp - old_logp  # [N, T]
     ratio = torch.exp(log_importance_weights(log_ratio, mask, settings.importance_sampling_level))
-    term = policy_term(settings.loss_type, logp, log_ratio, ratio, adv, mask, settings)
+    correction = None
+    if sampling_logp is not None and settings.sampling_correction_mode is not None:
+        correction = sampling_correction(
+            old_logp, sampling_logp.to(logp.dtype), mask, settings.sampling_correction_mode,
+            settings.sampling_correction_min, settings.sampling_correction_max,
+        )  # fmt: skip
+    vespo_weight = correction if settings.loss_type == "vespo" else None
+    term = policy_term(settings.loss_type, logp, log_ratio, ratio, adv, mask, settings, vespo_weight)
     per_token = term.per_token  # [N, T] or [N, 1]
     if learn_mask is not None:
         per_token = per_token * learn_mask.to(logp.dtype)
+    if correction is not None and settings.loss_type != "vespo":
+        per_token = per_token * correction
     kl = None
     if settings.beta != 0:
         if ref_logp is None:
@@ -80,6 +100,8 @@ def grpo_loss(
         metrics.update({name: logged_mean(value, mask) for name, value in term.logged.items()})
         if kl is not None:
             metrics["kl"] = float(masked_mean(kl, mask))
+        if correction is not None:
+            metrics.update(sampling_correction_metrics(old_logp, sampling_logp, correction, mask))
         if learn_mask is not None:
             metrics["learn_fraction"] = float(masked_mean(learn_mask.to(logp.dtype), mask))
     return Loss(loss, metrics, AGGREGATIONS[settings.loss_type].mean_over)

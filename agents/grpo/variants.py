@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 
+from agents.grpo.loss_types import SAMPLING_CORRECTION_MODES
 from agents.losses import masked_mean
 
 
@@ -55,6 +56,52 @@ def log_importance_weights(log_ratio: torch.Tensor, mask: torch.Tensor, level: s
     if level == "sequence":
         return masked_mean(log_ratio, mask, dim=1).unsqueeze(1)
     raise ValueError(f"importance_sampling_level must be token or sequence, got {level!r}")
+
+
+# --------------------------------------------------------------------------- engine / trainer mismatch
+@torch.no_grad()
+def sampling_correction(
+    old_logp: torch.Tensor,  # [N, T] the trainer's log-probs under the weights that sampled
+    sampling_logp: torch.Tensor,  # [N, T] the rollout engine's log-probs of the same tokens
+    mask: torch.Tensor,  # [N, T]
+    mode: str,
+    clip_min: float,  # 0: no lower bound (TRL's None)
+    clip_max: float | None,  # None: no upper bound
+) -> torch.Tensor:
+    """The importance weight ``pi_old / pi_engine`` that corrects for the engine sampling from (numerically)
+    another distribution than the trainer scores (TRL's ``vllm_importance_sampling_correction``): per token
+    ``[N, T]``, or per completion ``[N, 1]`` (``exp`` of the sum of its token log-differences); a constant.
+
+    ``*_truncate`` clamps it to ``[clip_min, clip_max]`` (truncated IS); ``*_mask`` sets it to 0 outside,
+    so that those tokens (or completions) drop out of the policy term (masked IS). Equal log-probs give
+    exactly 1. A NaN sampling log-prob (a token the engine could not score) gives 1, as TRL."""
+    if mode not in SAMPLING_CORRECTION_MODES:
+        raise ValueError(
+            f"vllm_importance_sampling_mode must be one of {SAMPLING_CORRECTION_MODES}, got {mode!r}"
+        )
+    diff = torch.nan_to_num((old_logp - sampling_logp) * mask, nan=0.0)  # [N, T]
+    if mode.startswith("sequence"):
+        diff = diff.sum(dim=-1, keepdim=True)  # [N, 1]
+    ratio = torch.exp(diff)
+    if mode.endswith("truncate"):
+        return torch.clamp(ratio, min=clip_min, max=clip_max)
+    upper = math.inf if clip_max is None else clip_max
+    return ratio.masked_fill((ratio < clip_min) | (ratio > upper), 0.0)
+
+
+def sampling_correction_metrics(
+    old_logp: torch.Tensor, sampling_logp: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor
+) -> dict[str, float]:
+    """TRL's means of the correction (its names, under ``sampling/``): the weight's mean over tokens (over
+    completions at sequence level) and the mean ``|pi_old - pi_engine|`` in log space over the scored
+    tokens. TRL's ``/min`` and ``/max`` are extremes, which do not add over micro-batches: not logged."""
+    delta = torch.abs(old_logp - sampling_logp)
+    scored = mask.bool() & ~torch.isnan(delta)
+    mean_delta = float(delta[scored].mean()) if scored.any() else 0.0
+    return {
+        "sampling/sampling_logp_difference/mean": mean_delta,
+        "sampling/importance_sampling_ratio/mean": logged_mean(weight, mask),
+    }
 
 
 # --------------------------------------------------------------------------- policy terms
@@ -105,14 +152,23 @@ def sapo_term(ratio: torch.Tensor, advantages: torch.Tensor, s: VariantSettings)
 
 @torch.no_grad()
 def vespo_weights(
-    log_ratio: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor, s: VariantSettings
+    log_ratio: torch.Tensor,
+    mask: torch.Tensor,
+    advantages: torch.Tensor,
+    s: VariantSettings,
+    sampling_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """VESPO's sequence weight ``[N, 1]``: ``phi(w) = e^lambda w^k e^(-lambda w)`` (``phi(1) = 1``) of the
     sequence ratio ``w = exp(sum of the token log-ratios)``, k and lambda by the advantage's sign; a
     constant (no gradient), computed in log space with TRL's clamps (log-ratios to [-20, 20], ``log w`` to
-    [log 1e-8, 20]) so that no value overflows."""
+    [log 1e-8, 20]) so that no value overflows. ``sampling_weight`` (``[N, T]``, the token-level
+    :func:`sampling_correction`) enters ``w`` as TRL's: ``w = pi / pi_old x pi_old / pi_engine``."""
     lower = math.log(1e-8)
     seq_log_ratio = (torch.clamp(log_ratio, -20.0, 20.0) * mask).sum(dim=-1, keepdim=True)  # [N, 1]
+    if sampling_weight is not None:  # a masked token's weight 0 clamps to log 1e-8, as TRL's
+        seq_log_ratio = seq_log_ratio + torch.clamp(torch.log(sampling_weight), lower, 20.0).sum(
+            -1, keepdim=True
+        )
     log_w = torch.clamp(seq_log_ratio, lower, 20.0)
     nonneg = advantages >= 0
     k = torch.where(nonneg, s.vespo_k_pos, s.vespo_k_neg)
@@ -127,9 +183,10 @@ def vespo_term(
     mask: torch.Tensor,
     advantages: torch.Tensor,
     s: VariantSettings,
+    sampling_weight: torch.Tensor | None = None,
 ) -> PolicyTerm:
     """VESPO: ``-phi(w) A log pi`` with :func:`vespo_weights`; the gradient is ``phi(w) A grad log pi``."""
-    phi = vespo_weights(log_ratio, mask, advantages, s)
+    phi = vespo_weights(log_ratio, mask, advantages, s, sampling_weight)
     return PolicyTerm(-phi * advantages * logp, {"vespo_phi_mean": phi})
 
 
@@ -141,6 +198,7 @@ def policy_term(
     advantages: torch.Tensor,  # [N, 1]
     mask: torch.Tensor,  # [N, T]
     s: VariantSettings,
+    sampling_weight: torch.Tensor | None = None,  # [N, T]: the engine correction, which vespo takes into w
 ) -> PolicyTerm:
     """The policy term of ``loss_type``."""
     if loss_type in ("grpo", "dapo", "dr_grpo", "bnpo", "luspo"):
@@ -150,7 +208,7 @@ def policy_term(
     if loss_type == "sapo":
         return sapo_term(ratio, advantages, s)
     if loss_type == "vespo":
-        return vespo_term(logp, log_ratio, mask, advantages, s)
+        return vespo_term(logp, log_ratio, mask, advantages, s, sampling_weight)
     raise ValueError(f"unknown loss_type {loss_type!r}")
 
 

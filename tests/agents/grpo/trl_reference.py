@@ -8,7 +8,10 @@ gradient accumulation (TRL then normalises by the batch it is given, as one micr
 
 from __future__ import annotations
 
+import inspect
+import sys
 import tempfile
+import textwrap
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
@@ -60,6 +63,7 @@ def trl_compute_loss(
     mask: torch.Tensor,  # [N, T] completion mask
     ref_logp: torch.Tensor | None = None,  # [N, T] when beta != 0
     entropies: torch.Tensor | None = None,  # [N, T]; default zeros (only top_entropy_quantile reads them)
+    importance_sampling_ratio: torch.Tensor | None = None,  # the engine correction (trl_sampling_correction)
     **options: Any,  # GRPOConfig options, e.g. loss_type="cispo", epsilon_high=5.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``(loss, metrics)`` of ``GRPOTrainer._compute_loss`` on these tensors; metrics as TRL logs them."""
@@ -74,8 +78,8 @@ def trl_compute_loss(
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         aux_loss_enabled=False,
         _entropy_bonus_enabled=False,
-        use_vllm=False,
-        vllm_importance_sampling_correction=False,
+        use_vllm=importance_sampling_ratio is not None,
+        vllm_importance_sampling_correction=importance_sampling_ratio is not None,
         off_policy_mask_threshold=None,
         loss_type=args.loss_type,
         beta=args.beta,
@@ -101,6 +105,62 @@ def trl_compute_loss(
         inputs["old_per_token_logps"] = old_logp
     if ref_logp is not None:
         inputs["ref_per_token_logps"] = ref_logp
+    if importance_sampling_ratio is not None:
+        inputs["importance_sampling_ratio"] = importance_sampling_ratio
     loss = GRPOTrainer._compute_loss(trainer, None, inputs)
     metrics = {name: values[-1] for name, values in trainer._metrics["train"].items()}
     return loss, metrics
+
+
+def _trl_block(first_line: str, end_line: str) -> str:
+    """The lines of TRL's ``_generate_and_score_completions`` from ``first_line`` up to (not including)
+    ``end_line``, dedented: its own code, run as it is (a changed TRL fails here, loudly)."""
+    source = inspect.getsource(GRPOTrainer._generate_and_score_completions)
+    start = source.index(first_line)
+    start = source.rindex("\n", 0, start) + 1  # from the start of that line, with its indent
+    return textwrap.dedent(source[start : source.index(end_line, start)])
+
+
+# the engine correction's ratio, and its metrics: two blocks of TRL's generation step
+_RATIO_BLOCK = (
+    "# Compute the importance sampling ratio when using vLLM",
+    "# Compute the per-token log probabilities for the reference model",
+)
+_METRICS_BLOCK = ("delta = torch.abs(old_per_token_logps - sampling_per_token_logps)", "output = {")
+
+
+def trl_sampling_correction(
+    old_logp: torch.Tensor,  # [N, T] the trainer's
+    sampling_logp: torch.Tensor,  # [N, T] the engine's
+    mask: torch.Tensor,  # [N, T] completion mask
+    **options: Any,  # vllm_importance_sampling_mode, vllm_importance_sampling_clip_min / _max
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """TRL 1.16's ``vllm_importance_sampling_ratio`` (``[N, T]`` or ``[N, 1]``) and the ``sampling/`` metrics
+    it logs, from TRL's own lines of ``_generate_and_score_completions`` run on these tensors."""
+    args = trl_config(**options)
+    trainer = GRPOTrainer.__new__(GRPOTrainer)
+    for name, value in dict(
+        use_vllm=True,
+        vllm_importance_sampling_correction=True,
+        vllm_importance_sampling_mode=args.vllm_importance_sampling_mode,
+        vllm_importance_sampling_clip_min=args.vllm_importance_sampling_clip_min,
+        vllm_importance_sampling_clip_max=args.vllm_importance_sampling_clip_max,
+        accelerator=_OneProcess(),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+    ).items():
+        object.__setattr__(trainer, name, value)
+    module = sys.modules[GRPOTrainer.__module__]
+    scope = {
+        **vars(module),
+        "self": trainer,
+        "old_per_token_logps": old_logp,
+        "sampling_per_token_logps": sampling_logp,
+        "completion_mask": mask,
+        "tool_mask": None,
+        "mode": "train",
+        "device": old_logp.device,
+    }
+    exec(_trl_block(*_RATIO_BLOCK), scope)
+    exec(_trl_block(*_METRICS_BLOCK), scope)  # the body of TRL's `if use_vllm and ..._correction:`
+    metrics = {name: values[-1] for name, values in trainer._metrics["train"].items()}
+    return scope["vllm_importance_sampling_ratio"], metrics
