@@ -250,8 +250,9 @@ def _run(argv: list[str]) -> None:
             "counting-points",
         ],  # agents/demo.py RECIPES
         help="the demo's task: counting (default), grounding (Acc@0.5), detection (COCO AP), ocr (edit "
-        "distance), or many objects per image: detection-multi (2-5 objects, COCO AP) and counting-points "
-        "(2-5 objects pointed at, count accuracy)",
+        "distance), or many objects per image: counting-points (2-5 objects pointed at, count accuracy) and "
+        "detection-multi (2-5 objects, COCO AP; experimental: its warm start does not learn yet, "
+        "docs/learning-on-a-cpu.md)",
     )
     p.add_argument(
         "--grpo-steps",
