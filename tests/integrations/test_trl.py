@@ -177,12 +177,31 @@ def test_a_processor_with_other_image_bounds_than_the_env_is_warned_about(qwen2_
         trl_reward(GROUNDING, processing_class=checkpoints_own, **GROUNDING_KWARGS)
 
 
+def two_step_config(tmp_path, **options):
+    """TRL's GRPOConfig for two logged CPU steps of 4 prompts x 4 answers, no saving or reporting."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_steps=2,
+        logging_steps=1,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+        **options,
+    )
+
+
 @pytest.mark.slow
 def test_grpo_trainer_two_steps_logs_the_rewards_env_step_gives(tiny_model_dir, one_torch_thread, tmp_path):
     """A real TRL GRPOTrainer run on the tiny model (CPU): every completion's reward, and the rewards TRL logs,
     are env.step's. OCR's edit-distance reward scores random text above 0, so the rewards differ."""
     from transformers import AutoModelForImageTextToText
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from agents.policies.processor import load_processor
 
@@ -201,19 +220,7 @@ def test_grpo_trainer_two_steps_logs_the_rewards_env_step_gives(tiny_model_dir, 
         processing_class=load_processor(tiny_model_dir),
         reward_funcs=recorded,
         train_dataset=trl_dataset(env_id, limit=8, **kwargs),
-        args=GRPOConfig(
-            output_dir=str(tmp_path),
-            per_device_train_batch_size=4,
-            num_generations=4,
-            max_completion_length=8,
-            max_steps=2,
-            logging_steps=1,
-            use_cpu=True,
-            report_to=[],
-            save_strategy="no",
-            seed=0,
-            disable_tqdm=True,
-        ),
+        args=two_step_config(tmp_path, max_completion_length=8),
     )
     trainer.train()
     logged = [h["rewards/perception_ocr/mean"] for h in trainer.state.log_history if "reward" in h]
@@ -233,7 +240,7 @@ def test_grpo_trainer_on_grounding_in_box_tokens_logs_env_step_of_what_the_model
     sequence_bias) to a well-formed box-token answer; TRL's own text of it has lost the tokens (0.2 less), and
     the rewards logged are env.step's of the completion ids decoded keeping special tokens."""
     from transformers import AutoModelForImageTextToText
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from agents.policies.processor import load_processor
 
@@ -256,19 +263,8 @@ def test_grpo_trainer_on_grounding_in_box_tokens_logs_env_step_of_what_the_model
         processing_class=processor,
         reward_funcs=recorded,
         train_dataset=trl_dataset(GROUNDING, limit=8, **GROUNDING_KWARGS),
-        args=GRPOConfig(
-            output_dir=str(tmp_path),
-            per_device_train_batch_size=4,
-            num_generations=4,
-            max_completion_length=len(steered) + 2,
-            generation_kwargs={"sequence_bias": bias},
-            max_steps=2,
-            logging_steps=1,
-            use_cpu=True,
-            report_to=[],
-            save_strategy="no",
-            seed=0,
-            disable_tqdm=True,
+        args=two_step_config(
+            tmp_path, max_completion_length=len(steered) + 2, generation_kwargs={"sequence_bias": bias}
         ),
     )
     trainer.train()
