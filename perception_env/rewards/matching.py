@@ -8,7 +8,6 @@ here divides by zero or returns NaN: a box pair whose union is empty has IoU 0.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 # linear_sum_assignment rejects inf/NaN; forbidden pairs get this finite cost instead.
 FORBIDDEN_COST = 1e9
@@ -90,6 +89,10 @@ def hungarian_match(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return empty, empty.copy()
     if not np.isfinite(cost).all():
         cost = np.nan_to_num(cost, nan=FORBIDDEN_COST, posinf=FORBIDDEN_COST, neginf=-FORBIDDEN_COST)
+    # imported here, not at the top: scipy.optimize is over half of `import perception_env`'s time, which
+    # every perception-r1 command that names an env pays (tests/test_package.py keeps it out)
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost)
     return rows.astype(np.int64), cols.astype(np.int64)
 
