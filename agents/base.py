@@ -2,10 +2,10 @@
 
 To plug in another algorithm, subclass :class:`Agent`, set ``config_class`` (a
 :class:`~agents.config.TrainConfig` subclass with its options) and implement :meth:`Agent.advantages`
-(one number per answer from its group's rewards) and :meth:`Agent.loss` (a micro-batch's loss from
-log-probs); an agent whose update is another shape may override :meth:`Agent.update` instead. Collection,
-scoring, logging, evaluation and checkpoints are the :class:`~agents.trainer.Trainer`'s. Shapes:
-``agents/rollout.py``.
+(one number per answer from its group's rewards; or :meth:`Agent.update_advantages`, one per token, which
+also sees the log-probs) and :meth:`Agent.loss` (a micro-batch's loss from log-probs); an agent whose update
+is another shape may override :meth:`Agent.update` instead. Collection, scoring, logging, evaluation and
+checkpoints are the :class:`~agents.trainer.Trainer`'s. Shapes: ``agents/rollout.py``.
 """
 
 from __future__ import annotations
@@ -177,6 +177,19 @@ class Agent:
         of the batch than the rewards (e.g. each reward component of the env's ``info``) overrides this."""
         return self.advantages(batch.rewards)
 
+    def update_advantages(
+        self,
+        batch: RolloutBatch,
+        mask: torch.Tensor,  # [N, T] float: the loss mask (loss_mask)
+        old_logp: torch.Tensor | None,  # [N, T] under the policy that sampled; None unless keeps_old_logprobs
+        ref_logp: torch.Tensor | None,  # [N, T] under the frozen reference, when there is one
+    ) -> torch.Tensor:
+        """The advantages the update learns from: ``[N]``, one per answer (by default :meth:`batch_advantages`,
+        observation-major), or ``[N, T]``, one per token. An algorithm whose advantages read the log-probs
+        (e.g. a KL to the reference folded into the reward, REINFORCE++) overrides this, and
+        :attr:`keeps_old_logprobs` when it reads ``old_logp``."""
+        return self.batch_advantages(batch).flatten()
+
     def loss_mask(self, batch: RolloutBatch) -> torch.Tensor:
         """``[N, T]`` the tokens the loss learns from: every completion token. An algorithm that leaves some
         out (e.g. truncated completions) overrides this; micro-batches are weighed by this mask's tokens."""
@@ -185,7 +198,7 @@ class Agent:
     def loss(
         self,
         logp: torch.Tensor,  # [n, T] log-probs under the policy being trained (with grad)
-        advantages: torch.Tensor,  # [n]
+        advantages: torch.Tensor,  # [n], or [n, T] where update_advantages gives one per token
         mask: torch.Tensor,  # [n, T] float, 1 on completion tokens
         old_logp: torch.Tensor,  # [n, T] under the policy that sampled (no grad; = logp.detach() on-policy)
         ref_logp: torch.Tensor | None,  # [n, T] under the frozen reference, when there is one
@@ -202,6 +215,12 @@ class Agent:
         """Optimiser steps per rollout batch (> 1: the log-probs of the policy that sampled are kept)."""
         return 1
 
+    @property
+    def keeps_old_logprobs(self) -> bool:
+        """Whether the update first scores the batch under the policy that sampled (one more forward, without
+        grad): needed by more than one iteration, or by advantages that read them (:meth:`update_advantages`)."""
+        return self.iterations > 1
+
     def update(self, batch: RolloutBatch) -> dict[str, float]:
         """Learn from one rollout batch; return scalar metrics (logged under ``train/``).
 
@@ -214,7 +233,6 @@ class Agent:
         """
         rollout = batch.rollout
         mask = self.loss_mask(batch).float()  # [N, T]
-        advantages = self.batch_advantages(batch).flatten().to(mask.device)  # [N], observation-major
         chunks = self.micro_batches(mask.shape[0])
         # each micro-batch's share of the answers, and of every rank's tokens (also the per-token metrics')
         weights = {
@@ -224,10 +242,12 @@ class Agent:
         token_weights = weights["tokens"]
         iterations = self.iterations
         self.policy.model.train()
-        old_logp = self._logprobs_no_grad(rollout, chunks) if iterations > 1 else None
+        old_logp = self._logprobs_no_grad(rollout, chunks) if self.keeps_old_logprobs else None
         ref_logp = (
             self._logprobs_no_grad(rollout, chunks, reference=True) if self.reference is not None else None
         )
+        # [N] (observation-major) or [N, T]
+        advantages = self.update_advantages(batch, mask, old_logp, ref_logp).to(mask.device)
 
         sums: dict[str, float] = {}
         entropy = grad_norm = 0.0
@@ -256,7 +276,10 @@ class Agent:
             **sums,
             "entropy": entropy,
             "grad_norm": grad_norm,
-            "advantage_abs_mean": float(advantages.abs().mean()),
+            # per answer, or per token of the loss mask
+            "advantage_abs_mean": float(
+                advantages.abs().mean() if advantages.ndim == 1 else masked_mean(advantages.abs(), mask)
+            ),
             "frac_reward_zero_std": zero_std_fraction(batch.rewards),
             "learning_rate": learning_rate,
         }
