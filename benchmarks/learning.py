@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/learning.py --tasks counting grounding detection --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/learning.py --tasks ocr --eval-every 100 --control-eval-every 250
     .venv/bin/python benchmarks/learning.py --plot-only          # tables and PNGs from the saved runs
+    .venv/bin/python benchmarks/learning.py --tasks counting-points --target-order sorted --out runs/sorted
 
 Each run is the demo's recipe (agents/demo.py): tiny Qwen2-VL -> warm start stopped in a validation band
 -> GRPO, with the greedy held-out paper metric every ``--eval-every`` GRPO steps. The control restores
@@ -15,6 +16,10 @@ Two tables: one row per run (the demo's figures), and one row per task with the 
 95% interval, bootstrapped over seeds and the test split's distinct scenes (benchmarks/intervals.py), for
 the warm start, GRPO, the SFT control and the gains, with the number of distinct scenes the test and
 validation figures rest on.
+
+``--target-order`` and ``--reward-matching`` run a variant of the recipe (the order supervision lists an
+image's objects; the reward's pairing of points or boxes), named in the tables and the PNG's file name;
+``--no-control`` leaves the SFT control out.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -34,8 +40,39 @@ from benchmarks.plots import DPI, PALETTE, Series, line_figure  # noqa: E402
 FIGURES = Path(__file__).resolve().parent / "figures"
 
 
-def run(task: str, seed: int, out: Path, eval_every: int, control_eval_every: int) -> dict:
-    """One demo run with its SFT control; saves ``out/TASK-seedN.json`` (without the per-step history)."""
+def variant_recipe(task: str, target_order: str | None = None, reward_matching: str | None = None):
+    """The demo's recipe for ``task`` (agents/demo.py RECIPES), with the order supervision lists an
+    image's objects (``target_order``: agents/sft.py's ``"random"`` per image or ``"sorted"``, reading
+    order) and the reward's pairing of predictions to targets (``reward_matching``: ``"hungarian"``, the
+    paper's, or ``"listed"``, the order-sensitive ablation) replaced where given; ``None`` keeps the
+    recipe's. Returns ``(recipe, variant)``: ``variant`` names what differs from the recipe ("" if
+    nothing), for the tables and the curve's file name."""
+    from agents.demo import RECIPES
+
+    recipe, changed = RECIPES[task], []
+    if target_order is not None and target_order != recipe.target_order:
+        recipe = replace(recipe, target_order=target_order)
+        changed.append(f"{target_order} targets")
+    reward_config = recipe.env_kwargs.get("reward_config", {})
+    if reward_matching is not None and reward_matching != reward_config.get("matching", "hungarian"):
+        reward_config = {**reward_config, "matching": reward_matching}
+        recipe = replace(recipe, env_kwargs={**recipe.env_kwargs, "reward_config": reward_config})
+        changed.append(f"{reward_matching} matching")
+    return recipe, ", ".join(changed)
+
+
+def run(
+    task: str,
+    seed: int,
+    out: Path,
+    eval_every: int,
+    control_eval_every: int,
+    recipe=None,
+    variant: str = "",
+    control: bool = True,
+) -> dict:
+    """One demo run (``recipe``: the task's own by default) with its SFT control unless ``control`` is
+    False; saves ``out/TASK-seedN.json`` (without the per-step history), ``variant`` in it."""
     from agents.demo import run_demo
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -45,17 +82,25 @@ def run(task: str, seed: int, out: Path, eval_every: int, control_eval_every: in
         task=task,
         progress=False,
         eval_every=eval_every,
-        control=True,
+        recipe=recipe,
+        control=control,
         control_eval_every=control_eval_every,
     )
     result.pop("history")
-    result.update(total_wall_s=time.perf_counter() - t0, total_cpu_s=time.process_time() - c0)
+    result.update(
+        total_wall_s=time.perf_counter() - t0, total_cpu_s=time.process_time() - c0, variant=variant
+    )
     (out / f"{task}-seed{seed}.json").write_text(json.dumps(result, indent=1))
     return result
 
 
 def load_runs(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*-seed*.json"))]
+
+
+def run_label(run: dict) -> str:
+    """``"counting-points"``, or ``"counting-points (sorted targets)"`` for a variant of the recipe."""
+    return run["task"] + (f" ({run['variant']})" if run.get("variant") else "")
 
 
 def _pct(value: float) -> str:
@@ -77,7 +122,7 @@ def table(runs: list[dict]) -> str:
             else "not measured | - | -"
         )
         lines.append(
-            f"| {r['task']} | {r['metric_label']} | {r['seed']} | {r['sft_steps']} | {_pct(r['before'])} "
+            f"| {run_label(r)} | {r['metric_label']} | {r['seed']} | {r['sft_steps']} | {_pct(r['before'])} "
             f"| {_pct(r['after'])} ({r['gain']:+.1f}) | {r['grpo_cpu_s']:.0f} | {control} |"
         )
     return "\n".join(lines)
@@ -142,8 +187,8 @@ SUMMARY_COLUMNS = (
 def summary_table(runs: list[dict], **bootstrap) -> str:
     """One row per task: IQM over seeds [95% bootstrap interval over seeds and scenes]."""
     lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
-    for task in sorted({r["task"] for r in runs}):
-        mine = sorted((r for r in runs if r["task"] == task), key=lambda r: r["seed"])
+    for task in sorted({run_label(r) for r in runs}):
+        mine = sorted((r for r in runs if run_label(r) == task), key=lambda r: r["seed"])
         first = mine[0]
         head = [task, first["metric_label"], " ".join(str(r["seed"]) for r in mine)]
         head += [_scenes(first, "test"), _scenes(first, "val")]
@@ -183,8 +228,11 @@ def curve_band(curves: list[list[tuple[float, float]]], **bootstrap) -> list[tup
 
 
 def plot(runs: list[dict], task: str, folder: Path = FIGURES) -> Path:
-    """:func:`learning_figure` saved as ``folder/learning-TASK.png``."""
-    path = folder / f"learning-{task}.png"
+    """:func:`learning_figure` saved as ``folder/learning-TASK.png``; a variant of the recipe's runs as
+    ``learning-TASK-VARIANT.png`` (``learning-counting-points-sorted-targets.png``)."""
+    variant = next((r.get("variant") or "" for r in runs if r["task"] == task), "")
+    slug = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
+    path = folder / f"learning-{task}{'-' + slug if slug else ''}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     learning_figure(runs, task).savefig(path, dpi=DPI)
     return path
@@ -213,7 +261,7 @@ def learning_figure(runs: list[dict], task: str) -> Figure:
         series,
         y_range=(0, 100),
         legend_at="bottom right" if rising else "top right",
-        title=f"{task}: held-out {label} ({images} test images"
+        title=f"{run_label(mine[0])}: held-out {label} ({images} test images"
         + (f", {scenes} distinct scenes" if scenes else "")
         + f", greedy{'' if rising else ', lower is better'}) from the same warm start",
         x_label="training time, CPU seconds of one thread (evaluation excluded)",
@@ -228,7 +276,7 @@ def learning_figure(runs: list[dict], task: str) -> Figure:
     return figure
 
 
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -242,7 +290,24 @@ def main() -> None:
     parser.add_argument("--control-eval-every", type=int, default=100, help="SFT steps between evaluations")
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--plot-only", action="store_true", help="only the table and PNGs from saved runs")
-    args = parser.parse_args()
+    # variants of the recipe, for the comparisons of issue 20 (each into its own --out: one JSON per task
+    # and seed); the defaults keep the recipe's
+    parser.add_argument(
+        "--target-order",
+        choices=["random", "sorted"],
+        help="the order supervision lists an image's objects: random per image, or sorted (reading order)",
+    )
+    parser.add_argument(
+        "--reward-matching",
+        choices=["hungarian", "listed"],
+        help="pair predictions with targets by Hungarian matching (the paper) or in listed order (ablation)",
+    )
+    parser.add_argument("--no-control", action="store_true", help="GRPO only, no SFT control")
+    return parser
+
+
+def main() -> None:
+    args = argument_parser().parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.plot_only:
@@ -253,8 +318,18 @@ def main() -> None:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         for task in args.tasks:
+            recipe, variant = variant_recipe(task, args.target_order, args.reward_matching)
             for seed in args.seeds:
-                run(task, seed, out, args.eval_every, args.control_eval_every)
+                run(
+                    task,
+                    seed,
+                    out,
+                    args.eval_every,
+                    args.control_eval_every,
+                    recipe,
+                    variant,
+                    not args.no_control,
+                )
     runs = load_runs(out)
     if not runs:
         raise SystemExit(f"no runs in {out} (TASK-seedN.json): run without --plot-only first")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -12,6 +13,7 @@ from agents.demo import RECIPES, metric_value, per_sample_metric, run_demo
 from benchmarks.intervals import Interval
 from benchmarks.learning import (
     SUMMARY_COLUMNS,
+    argument_parser,
     curve_band,
     learning_figure,
     load_runs,
@@ -19,6 +21,7 @@ from benchmarks.learning import (
     summary_table,
     table,
     task_intervals,
+    variant_recipe,
 )
 from perception_env.evaluation.runner import run_evaluation
 
@@ -155,3 +158,41 @@ def test_with_three_seeds_the_figure_shades_each_method_s_band():
     bands = lambda runs: learning_figure(runs, "grounding").axes[0].collections  # noqa: E731
     assert len(bands([_run("grounding", seed) for seed in range(3)])) == 2  # GRPO's and the control's
     assert len(bands([_run("grounding", seed) for seed in range(2)])) == 0  # two seeds: no band
+
+
+def test_target_order_option_replaces_only_the_recipe_s_order():
+    args = argument_parser().parse_args(["--tasks", "counting-points", "--target-order", "sorted"])
+    recipe, variant = variant_recipe("counting-points", args.target_order, args.reward_matching)
+    assert recipe.target_order == "sorted" and variant == "sorted targets"
+    assert dataclasses.replace(recipe, target_order="random") == RECIPES["counting-points"]
+    assert RECIPES["counting-points"].target_order == "random"  # the recipe itself untouched
+    # the recipe's own settings, named or left out, are no variant
+    assert variant_recipe("counting-points", "random", "hungarian") == (RECIPES["counting-points"], "")
+    assert variant_recipe("counting-points") == (RECIPES["counting-points"], "")
+    with pytest.raises(SystemExit):  # argparse's error, not a run with an order the warm start lacks
+        argument_parser().parse_args(["--target-order", "diagonal"])
+
+
+def test_listed_reward_matching_makes_the_env_score_points_in_their_listed_order():
+    recipe, variant = variant_recipe("counting-points", reward_matching="listed")
+    assert variant == "listed matching" and recipe.env_kwargs["reward_config"] == {"matching": "listed"}
+    assert "reward_config" not in RECIPES["counting-points"].env_kwargs
+    rewards = {}
+    for name, r in (("hungarian", RECIPES["counting-points"]), ("listed", recipe)):
+        env = r.make_env("test", 1)
+        env.reset(options={"index": 0})
+        head, points = env.unwrapped.oracle_answer().split("<|object_ref_end|>")
+        reversed_points = ",".join(reversed(re.findall(r"\([^)]*\)", points)))
+        env.reset(options={"index": 0})
+        rewards[name] = env.step(f"{head}<|object_ref_end|>{reversed_points}")[1]
+    # test image 0: four points; Hungarian pairs them back (the oracle's reward), the listed order does not
+    assert rewards["hungarian"] > 0.99 and rewards["listed"] < 0.9
+
+
+def test_a_variant_s_runs_are_named_in_the_tables_and_the_png(tmp_path):
+    runs = [{**_per_sample_run(seed, [0, 0, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0]), "variant": "sorted targets"}
+            for seed in range(5)]  # fmt: skip
+    assert table(runs).splitlines()[2].startswith("| counting (sorted targets) | accuracy | 0 |")
+    summary = summary_table(runs).splitlines()
+    assert len(summary) == 3 and summary[2].startswith("| counting (sorted targets) | accuracy | 0 1 2 3 4 |")
+    assert plot(runs, "counting", tmp_path).name == "learning-counting-sorted-targets.png"
