@@ -27,8 +27,11 @@ from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Coordi
 from perception_env.reasoning import (
     DEFAULT_THINK_FORMAT_WEIGHT,
     R1V_SYSTEM_PROMPT,
+    check_oracle_thinking,
     check_reasoning,
+    reading_order,
     reasoning_info,
+    scene_thinking,
     score_thinking,
     think_prompt,
     wrap_answer,
@@ -113,12 +116,15 @@ class PerceptionEnv(gym.Env[Observation, str]):
         render_mode: str | None = None,
         reasoning: str = "none",
         think_format_weight: float = DEFAULT_THINK_FORMAT_WEIGHT,
+        oracle_thinking: str = "empty",
     ):
         self.reward_config = self.make_reward_config(reward_config)
         # "think": <think>...</think><answer>...</answer> asked for and scored (perception_env.reasoning)
         self.reasoning, self.think_format_weight = check_reasoning(reasoning, think_format_weight)
         # R1-V's system prompt for a chat that wants one; the observation's prompt carries the instruction
         self.system_prompt: str | None = R1V_SYSTEM_PROMPT if self.reasoning == "think" else None
+        # the oracle's think block: "empty" or "scene" (the objects in reading order, :meth:`scene_thinking`)
+        self.oracle_thinking = check_oracle_thinking(oracle_thinking)
         if dataset is None:
             kwargs = dict(data_kwargs or {})
             if source == "synthetic":
@@ -346,14 +352,29 @@ class PerceptionEnv(gym.Env[Observation, str]):
         the Qwen2-VL formats are integers in ``[0, 1000)`` by definition and ignore it.
         ``object_order``: list the target objects in this order (a permutation of their indices;
         ``None``: as the dataset lists them), e.g. the supervised data's order (agents/sft.py).
-        With ``reasoning="think"`` the answer follows an empty think block: ``<think></think><answer>…</answer>``.
+        With ``reasoning="think"`` the answer follows a think block: empty, ``<think></think><answer>…</answer>``,
+        or with ``oracle_thinking="scene"`` the scene's chain (:meth:`scene_thinking`).
         """
         targets = reorder_targets(self._oracle_targets(self.sample), object_order)
         if exact and self.answer_format.fractional_coordinates:
             answer = self.answer_format.write(frame=self.frame, decimals=4, **targets)
         else:
             answer = self.answer_format.write(frame=self.frame, **targets)
-        return wrap_answer(answer) if self.reasoning == "think" else answer
+        if self.reasoning != "think":
+            return answer
+        return wrap_answer(
+            answer, self.scene_thinking(self.sample) if self.oracle_thinking == "scene" else ""
+        )
+
+    def scene_thinking(self, sample: Sample) -> str:
+        """The chain an R1-style model would write before answering about ``sample``: its objects named in
+        reading order (``"circle, square, circle."``, :func:`perception_env.reasoning.reading_order`);
+        labels without one box each are named as listed. A task whose answer is not about objects
+        (OCR) says what it reads instead."""
+        labels = list(sample.labels)
+        if len(labels) == len(sample.boxes):
+            labels = [labels[i] for i in reading_order(sample.boxes)]
+        return scene_thinking(labels)
 
     def _load(self, index: Any) -> tuple[int, Sample]:
         """Sample ``index`` (negative counts from the end) as the env shows it: resized to ``image_size``."""

@@ -19,6 +19,11 @@ reports that perception does better without one; the R1-style vision recipes it 
   when the whole answer follows R1-V's format rule, ``<think>.*?</think>\\s*<answer>.*?</answer>`` matched
   against all of it (:func:`follows_think_format`; trailing stop tokens and white space at either end
   removed first). The reward lies in ``[0, task maximum + weight]``.
+* **Oracle** (``oracle_thinking``): the env's perfect answer after an empty think block (``"empty"``, the
+  default: scores the maximum, says nothing) or after a scene-derived chain (``"scene"``,
+  :func:`scene_thinking`): the image's objects named in reading order, ``<think>circle, square,
+  circle.</think><answer>3</answer>``, the enumeration a distilled R1-style model writes before a count,
+  so a supervised warm start on oracle answers can teach a chain that is about the image.
 * **No answer part** (no ``<answer>``, or one never closed): 0, what every task pays an answer it cannot
   read, and ``info["reason"]`` says which tag is missing; never an exception.
 
@@ -32,8 +37,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from perception_env.formats import ParsedAnswer, strip_stop_tokens
 from perception_env.rewards.result import RewardResult
@@ -54,6 +61,9 @@ THINK_INSTRUCTION = (
     "Output the thinking process in <think> </think> and final answer ({answer}) in <answer> </answer> tags."
 )
 DEFAULT_THINK_FORMAT_WEIGHT = 1.0  # R1-V: format reward 1.0, added to the task (accuracy) reward
+# what the oracle writes in its think block: nothing, or the scene's objects in reading order
+ORACLE_THINKING = ("empty", "scene")
+NO_OBJECTS = "no objects."  # the scene chain of an image without objects
 
 
 def check_reasoning(reasoning: Any, think_format_weight: Any) -> tuple[str, float]:
@@ -68,6 +78,41 @@ def check_reasoning(reasoning: Any, think_format_weight: Any) -> tuple[str, floa
     if not number or not 0.0 <= float(think_format_weight) < math.inf:
         raise ValueError(f"think_format_weight must be a finite number >= 0, got {think_format_weight!r}")
     return reasoning, float(think_format_weight)
+
+
+def check_oracle_thinking(oracle_thinking: Any) -> str:
+    """``oracle_thinking`` checked: one of :data:`ORACLE_THINKING`; ``ValueError`` naming them otherwise."""
+    if not isinstance(oracle_thinking, str) or oracle_thinking not in ORACLE_THINKING:
+        raise ValueError(
+            f"oracle_thinking must be one of {', '.join(map(repr, ORACLE_THINKING))} ('empty': "
+            f"<think></think>; 'scene': the objects named in reading order), got {oracle_thinking!r}"
+        )
+    return oracle_thinking
+
+
+def reading_order(boxes: Any) -> list[int]:
+    """Indices of ``boxes`` (``[N, 4]`` x0, y0, x1, y1) in reading order: rows top to bottom, each row
+    left to right, by centre. A row is the boxes whose centre lies less than half the median box height
+    below the row's first (highest) centre, so a pixel of jitter between two objects of one grid row
+    does not split it (ties keep the listed order)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return []
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2.0, (boxes[:, 1] + boxes[:, 3]) / 2.0
+    tolerance = 0.5 * float(np.median(boxes[:, 3] - boxes[:, 1]))
+    rows: list[list[int]] = []
+    for i in np.argsort(cy, kind="stable"):
+        if rows and cy[i] - cy[rows[-1][0]] < tolerance:
+            rows[-1].append(int(i))
+        else:
+            rows.append([int(i)])
+    return [i for row in rows for i in sorted(row, key=lambda j: cx[j])]  # sorted() is stable
+
+
+def scene_thinking(names: Sequence[str]) -> str:
+    """The oracle's scene chain: ``names`` (the objects in reading order) as a sentence, ``"circle,
+    square, circle."``; :data:`NO_OBJECTS` when there are none."""
+    return f"{', '.join(names)}." if len(names) else NO_OBJECTS
 
 
 def think_prompt(question: str, answer: str) -> str:

@@ -17,10 +17,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import perception_env  # noqa: F401  (registers the envs)
+from perception_env.evaluation.table import columns_for
 from perception_env.evaluation.tasks import length_metrics
 from perception_env.integrations import compute_score, trl_reward
 from perception_env.integrations.ground_truth import ground_truth, score_ground_truth
-from perception_env.reasoning import follows_think_format, split_thinking, wrap_answer
+from perception_env.reasoning import (
+    follows_think_format,
+    reading_order,
+    scene_thinking,
+    split_thinking,
+    wrap_answer,
+)
 from tests.test_envs import FORMATS
 
 CASES = [(env_id, fmt) for env_id, formats in sorted(FORMATS.items()) for fmt in formats]
@@ -373,6 +380,80 @@ def test_eval_cli_reports_mean_answer_and_thinking_lengths(reasoning, tmp_path):
     assert metrics["answer_chars"] == pytest.approx(np.mean([len(c) for c in counts]))
     assert metrics["thinking_chars"] == 0.0 and metrics["answer_words"] == 1.0
     table = (out / "table.md").read_text()
-    assert "| answer chars | thinking chars |" in table
-    assert ("think tags ok" in table) == (reasoning == "think")
+    if reasoning == "think":
+        assert "| answer chars | thinking chars | think tags ok |" in table
+    else:  # no thinking, no thinking columns (their 0.00 would say nothing)
+        assert "| answer chars |" in table and "thinking" not in table and "think tags" not in table
     assert metrics["reward"] == (2.0 if reasoning == "think" else 1.0)
+
+
+# ----------------------------------------------------------------------- the oracle's think block
+def test_reading_order_by_hand_keeps_a_jittered_grid_row_together():
+    # centres (69.5, 13.5), (70, 70), (98, 42), (98, 14): a pixel of jitter between the two top-row
+    # objects; by centre y alone (98, 14) would come after (42, ...) rows, in reading order it follows
+    boxes = [[58, 2, 81, 25], [59, 59, 81, 81], [86, 30, 110, 54], [87, 3, 109, 25]]
+    assert reading_order(boxes) == [0, 3, 2, 1]
+    assert reading_order([[60, 0, 80, 20], [0, 1, 20, 21]]) == [1, 0]  # one row: left first
+    assert reading_order([[0, 60, 20, 80], [60, 0, 80, 20]]) == [1, 0]  # two rows: top first
+    assert reading_order(np.zeros((0, 4))) == []
+
+
+def test_scene_thinking_names_objects_as_a_sentence():
+    assert scene_thinking(["circle", "square", "circle"]) == "circle, square, circle."
+    assert scene_thinking(["star"]) == "star."
+    assert scene_thinking([]) == "no objects."
+
+
+def test_scene_oracle_names_the_sample_s_objects_in_reading_order_and_scores_the_maximum():
+    env = gym.make(
+        "PerceptionR1/Counting-v0",
+        difficulty={"base": "easy", "count_query": "all"},
+        answer_format="number",
+        reasoning="think",
+        oracle_thinking="scene",
+    )
+    for index in range(20):
+        env.reset(options={"index": index})
+        sample = env.unwrapped.sample
+        answer = env.unwrapped.oracle_answer()
+        names = [sample.labels[i] for i in reading_order(sample.boxes)]
+        assert answer == wrap_answer(str(len(names)), scene_thinking(names))
+        _, reward, _, _, info = env.step(answer)
+        assert reward == 2.0 and info["is_success"] and info["reasoning"]["tags_ok"]  # count 1 + format 1
+    env.reset(options={"index": 0})  # by hand: circle, triangle, triangle, circle as listed
+    assert env.unwrapped.oracle_answer() == (
+        "<think>circle, circle, triangle, triangle.</think><answer>4</answer>"
+    )
+    env.reset(options={"index": 3})  # an empty image
+    assert env.unwrapped.oracle_answer() == "<think>no objects.</think><answer>0</answer>"
+
+
+def test_empty_oracle_stays_the_default_and_scene_needs_thinking_to_show():
+    _, empty = pair("PerceptionR1/Counting-v0", "number")
+    assert empty.unwrapped.oracle_answer().startswith("<think></think><answer>")
+    plain = make("PerceptionR1/Counting-v0", "number", oracle_thinking="scene")  # reasoning "none"
+    plain.reset(options={"index": 0})
+    assert plain.unwrapped.oracle_answer().isdigit()
+
+
+def test_ocr_scene_oracle_spells_the_page():
+    env = make("PerceptionR1/OCR-v0", reasoning="think", oracle_thinking="scene")
+    env.reset(options={"index": 0})
+    text = env.unwrapped.sample.text
+    expected = ", ".join("".join(text.split())) + "."
+    assert env.unwrapped.oracle_answer() == f"<think>{expected}</think><answer>{text}</answer>"
+
+
+@pytest.mark.parametrize("bad", ["scenes", "", None, 1])
+def test_oracle_thinking_other_than_empty_or_scene_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match=r"oracle_thinking must be one of 'empty', 'scene'"):
+        gym.make("PerceptionR1/Counting-v0", oracle_thinking=bad)
+
+
+def test_metrics_table_shows_thinking_columns_only_for_thinking_runs():
+    plain = {"n": 2, "reward": 1.0, "success": 1.0, "answer_chars": 1.0, "thinking_chars": 0.0}
+    thinking = {**plain, "thinking_chars": 12.5, "tags_ok": 1.0}
+    keys = [c[0] for c in columns_for("counting", [plain])]
+    assert "answer_chars" in keys and "thinking_chars" not in keys and "tags_ok" not in keys
+    keys = [c[0] for c in columns_for("counting", [plain, thinking])]  # one thinking run: shown for both
+    assert keys[-3:] == ["answer_chars", "thinking_chars", "tags_ok"]

@@ -16,12 +16,11 @@ from perception_env.tasks import TASKS
 
 # the columns every table ends with: (metrics key, column header, kind); kind: "pct", "num", "int"
 COMMON_COLUMNS = [("n", "n", "int"), ("reward", "reward", "num"), ("success", "success", "pct")]
-# mean lengths (evaluation.tasks.length_metrics), after those, where a run has them; thinking's tag share
-LENGTH_COLUMNS = [
-    ("answer_chars", "answer chars", "num"),
-    ("thinking_chars", "thinking chars", "num"),
-    ("tags_ok", "think tags ok", "pct"),
-]
+# mean lengths (evaluation.tasks.length_metrics), after those, where a run has them; the thinking ones only
+# where a run thinks (its metrics carry "tags_ok", which length_metrics adds for thinking answers alone):
+# a run without thinking has thinking_chars 0.00 by definition, a column that says nothing
+LENGTH_COLUMNS = [("answer_chars", "answer chars", "num")]
+THINKING_COLUMNS = [("thinking_chars", "thinking chars", "num"), ("tags_ok", "think tags ok", "pct")]
 
 
 def task_columns() -> dict[str, list[tuple[str, str, str]]]:
@@ -46,9 +45,12 @@ def format_value(value: Any, kind: str) -> str:
 
 def columns_for(task: str, metrics_list: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
     """The task's columns that at least one run has (so only one METEOR variant shows), the common ones,
-    and the length columns that at least one run has."""
+    the length columns that at least one run has, and the thinking ones where at least one run thinks."""
     cols = [c for c in task_columns()[task] if any(c[0] in m for m in metrics_list)]
-    lengths = [c for c in LENGTH_COLUMNS if any(c[0] in m for m in metrics_list)]
+    thinking = any("tags_ok" in m for m in metrics_list)
+    lengths = [
+        c for c in LENGTH_COLUMNS + THINKING_COLUMNS * thinking if any(c[0] in m for m in metrics_list)
+    ]
     return cols + COMMON_COLUMNS + lengths
 
 

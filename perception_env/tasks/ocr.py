@@ -8,6 +8,7 @@ from perception_env.core import PerceptionEnv
 from perception_env.data import PageOcr, RenderedTextOCR, jsonl_source
 from perception_env.data.loaders.jsonl import OCR
 from perception_env.data.sample import Sample
+from perception_env.reasoning import scene_thinking
 from perception_env.rewards import RewardResult, score_ocr
 
 
@@ -77,6 +78,10 @@ class OCREnv(PerceptionEnv):
 
     def _oracle_targets(self, sample: Sample) -> dict[str, Any]:
         return {"text": sample.text}
+
+    def scene_thinking(self, sample: Sample) -> str:
+        """The page's characters spelled out in reading order, ``"c, a, t."`` (white space left out)."""
+        return scene_thinking(list("".join(sample.text.split())))
 
     def _is_success(self, result: RewardResult, sample: Sample) -> bool:
         """The exact text (after collapsing white space)."""
