@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str]) -> None:
     from agents.config import bounded, json_object
     from agents.console import Parser, check_train_model_early, common_options, configure_logging
+    from agents.demo.recipes import RECIPES
 
     parser = Parser(
         prog="perception-r1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -241,14 +242,7 @@ def _run(argv: list[str]) -> None:
     p.add_argument(
         "--task",
         default="counting",
-        choices=[
-            "counting",
-            "grounding",
-            "detection",
-            "ocr",
-            "detection-multi",
-            "counting-points",
-        ],  # agents/demo.py RECIPES
+        choices=list(RECIPES),  # agents/demo/recipes.py: importing it loads no torch
         help="the demo's task: counting (default), grounding (Acc@0.5), detection (COCO AP), ocr (edit "
         "distance), or many objects per image: counting-points (2-5 objects pointed at, count accuracy) and "
         "detection-multi (2-5 objects, COCO AP; experimental: its warm start does not learn yet, "

@@ -30,7 +30,7 @@ from typing import Any
 from agents.eval_outputs import (
     benchmark_label,
     read_run,
-    write_training_evaluation,  # noqa: F401  (agents/demo.py imports it from here)
+    write_training_evaluation,  # noqa: F401  (agents/demo/run.py imports it from here)
 )
 from agents.progress import progress_bar
 

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/learning.py --plot-only          # tables and PNGs from the saved runs
     .venv/bin/python benchmarks/learning.py --tasks counting-points --target-order sorted --out runs/sorted
 
-Each run is the demo's recipe (agents/demo.py): tiny Qwen2-VL -> warm start stopped in a validation band
+Each run is a demo recipe (agents/demo/recipes.py): tiny Qwen2-VL -> warm start stopped in a validation band
 -> GRPO, with the greedy held-out paper metric every ``--eval-every`` GRPO steps. The control restores
 the same warm start and takes ``control_sft_steps`` more supervised steps (about GRPO's CPU time; both
 times are printed), evaluated every ``--control-eval-every`` steps. One JSON per task and seed is kept
@@ -41,7 +41,7 @@ FIGURES = Path(__file__).resolve().parent / "figures"
 
 
 def variant_recipe(task: str, target_order: str | None = None, reward_matching: str | None = None):
-    """The demo's recipe for ``task`` (agents/demo.py RECIPES), with the order supervision lists an
+    """The demo's recipe for ``task`` (agents/demo/recipes.py RECIPES), with the order supervision lists an
     image's objects (``target_order``: agents/sft.py's ``"random"`` per image or ``"sorted"``, reading
     order) and the reward's pairing of predictions to targets (``reward_matching``: ``"hungarian"``, the
     paper's, or ``"listed"``, the order-sensitive ablation) replaced where given; ``None`` keeps the
@@ -280,7 +280,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    tasks = ["counting", "grounding", "detection", "ocr"]  # agents/demo.py RECIPES: the default run
+    tasks = ["counting", "grounding", "detection", "ocr"]  # agents/demo/recipes.py RECIPES: the default run
     many_objects = ["detection-multi", "counting-points"]  # 2-5 objects per image (issue 20)
     parser.add_argument("--tasks", nargs="+", default=tasks, choices=tasks + many_objects)
     parser.add_argument(

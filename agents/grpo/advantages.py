@@ -11,7 +11,7 @@ from agents.grpo.config import SCALE_REWARDS
 from agents.losses import zero_std_fraction
 from agents.rollout import EpisodeGroup
 
-# zero_std_fraction: the groups GRPO cannot learn from (agents/demo.py imports it from here)
+# zero_std_fraction: the groups GRPO cannot learn from (agents/demo/run.py imports it from here)
 __all__ = [
     "batch_standardized",
     "component_rewards",

@@ -3,7 +3,7 @@
 #
 # "Output the bounding box of the red circle": one object per image, in one of 16 grid cells, answered in
 # Qwen2-VL's box tokens; the reward is IoU² plus 0.2 for a well-formed answer, the metric Acc@0.5 (IoU of
-# the box ≥ 0.5, as RefCOCO). This is `perception-r1 demo --task grounding` (`agents/demo.py`), cell by cell:
+# the box ≥ 0.5, as RefCOCO). This is `perception-r1 demo --task grounding` (`agents/demo/`), cell by cell:
 #
 # 1. a randomly initialised tiny Qwen2-VL (0.26M parameters, the real architecture);
 # 2. a supervised warm start on the env's oracle answers, stopped once the validation metric enters a band

@@ -1,12 +1,16 @@
 """The demo's plumbing on a miniature recipe (the learning itself is measured in benchmarks/learning.py)."""
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 import agents.demo as demo
+import agents.demo.run as demo_run
 from agents.demo import (
     CLASS_KEYS,
     RECIPES,
@@ -146,8 +150,8 @@ def counting_steps(monkeypatch):
         def fake_evaluate(agent, env, n, max_new_tokens=None):
             return {"metrics": {"accuracy": policy.metric_at(policy.steps())}}
 
-        monkeypatch.setattr(demo, "supervised_warm_start", fake_sft)
-        monkeypatch.setattr(demo, "evaluate", fake_evaluate)
+        monkeypatch.setattr(demo_run, "supervised_warm_start", fake_sft)
+        monkeypatch.setattr(demo_run, "evaluate", fake_evaluate)
         return SimpleNamespace(policy=policy)
 
     return install
@@ -231,6 +235,24 @@ def test_the_cli_offers_every_recipe(task, tmp_path, monkeypatch):
     assert calls and calls[0]["task"] == task
 
 
+def test_demo_help_lists_every_recipe_without_loading_torch():
+    """The recipes and figures are torch-free (agents/demo/__init__.py imports the run on first use), so the
+    command line builds its task list from RECIPES without loading torch."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from agents.cli import main\n"
+        "shown = io.StringIO()\n"
+        "with contextlib.redirect_stdout(shown), contextlib.suppress(SystemExit):\n"
+        "    main(['demo', '--help'])\n"
+        "from agents.demo import RECIPES, metric_value, reward_windows\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert all(task in shown.getvalue() for task in RECIPES), shown.getvalue()\n"
+        "from agents.demo import run_demo\n"
+        "assert 'torch' in sys.modules and run_demo.__module__ == 'agents.demo.run'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
 def test_a_partial_demonstration_set_is_the_split_s_first_samples():
     recipe = RECIPES["grounding"]
     part, whole = recipe.make_env("train", 5), recipe.make_env("train")
@@ -275,11 +297,11 @@ def test_the_warm_start_and_the_control_read_targets_in_the_recipe_s_order(order
     def fake_sft(policy, env, *, steps, target_order, **kwargs):
         orders.append(target_order)
 
-    monkeypatch.setattr(demo, "supervised_warm_start", fake_sft)
-    monkeypatch.setattr(demo, "evaluate", lambda *args, **kwargs: {"metrics": {"accuracy": 0.5}})
-    monkeypatch.setattr(demo, "per_sample_metric", lambda *args: [])
+    monkeypatch.setattr(demo_run, "supervised_warm_start", fake_sft)
+    monkeypatch.setattr(demo_run, "evaluate", lambda *args, **kwargs: {"metrics": {"accuracy": 0.5}})
+    monkeypatch.setattr(demo_run, "per_sample_metric", lambda *args: [])
     recipe = dataclasses.replace(BAND, target_order=order)
     agent = SimpleNamespace(policy=_StepCounter(lambda s: 0.5))
     warm = warm_start_to_band(agent, recipe, None, None, seed=0, progress=False)
-    demo.sft_control(agent, recipe, warm, None, None, seed=0, steps=2)
+    demo_run.sft_control(agent, recipe, warm, None, None, seed=0, steps=2)
     assert orders == [order] * 3  # one warm-start chunk (inside the band at once), two control steps
