@@ -17,10 +17,11 @@ from pathlib import Path
 from agents.base import Agent, class_spec
 from agents.config import SetupError, TrainConfig
 from agents.grpo.agent import GRPOAgent
+from agents.reinforce_pp import ReinforcePPAgent
 from agents.rloo.agent import RLOOAgent
 
 # one line per algorithm; each class declares its own name (Agent.name)
-AGENTS: dict[str, type[Agent]] = {agent.name: agent for agent in (GRPOAgent, RLOOAgent)}
+AGENTS: dict[str, type[Agent]] = {agent.name: agent for agent in (GRPOAgent, RLOOAgent, ReinforcePPAgent)}
 
 
 def resolve_agent(spec: str) -> type[Agent]:
