@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from agents.config import SetupError, TrainConfig
+from agents.config import LR_SCHEDULERS, SetupError, TrainConfig
 from agents.distributed import LogProbModule, Parallel
 from agents.losses import as_loss, masked_mean, zero_std_fraction
 from agents.policies.sampling import derive_seed
@@ -109,7 +109,7 @@ class Agent:
             return 1.0 - progress
         if c.lr_scheduler == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * progress))
-        raise ValueError(f"lr_scheduler must be constant, linear or cosine, got {c.lr_scheduler!r}")
+        raise ValueError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {c.lr_scheduler!r}")
 
     def make_reference(self, reference_model: torch.nn.Module | None) -> torch.nn.Module:
         """The frozen model of a KL term: ``reference_model``, else a copy of the starting policy. Loaded only

@@ -26,7 +26,8 @@ from agents.rollout import Policy
 from agents.trainer import Trainer
 from agents.trainer_state import seed_global_rngs
 
-# --activation-checkpointing -> QwenVLPolicy.from_pretrained's activation_checkpointing
+# --activation-checkpointing (agents.config.ACTIVATION_CHECKPOINTING) -> QwenVLPolicy.from_pretrained's
+# activation_checkpointing
 CHECKPOINTING = {"none": False, "vision": "vision", "all": True}
 
 
@@ -70,6 +71,7 @@ def build_run(
     run_dir: str | Path | None = None,
     progress: bool = True,
     threads: int | str = "auto",
+    trainer_class: type[Trainer] = Trainer,
 ) -> Run:
     """The run ``config`` describes, resumed from ``resume``'s latest checkpoint if given.
 
@@ -77,7 +79,8 @@ def build_run(
     registered agent whose options ``config`` holds). ``env`` / ``eval_env``: made from the config when
     not given. ``policy``: an already loaded policy (tests, benchmarks) instead of ``config.model``'s.
     ``run_dir``: default ``output_dir/run_name`` (:func:`run_directory`), or the checkpoint's run.
-    ``threads``: torch's CPU threads (``auto``: :func:`agents.console.set_threads`).
+    ``threads``: torch's CPU threads (``auto``: :func:`agents.console.set_threads`). ``trainer_class``: the
+    Trainer or a subclass (the demo's records each step's rewards and its training time).
     Local paths in the config (``model``, data folders) are stored absolute, so that ``--resume`` works
     from any folder."""
     agent = agent or spec_for_config(config)
@@ -118,7 +121,7 @@ def build_run(
     else:
         learner = make_agent(policy, config, reference_model=reference, spec=spec)
     learner.distribute(parallel)
-    trainer = Trainer(learner, config, Path(run_dir), env=env, eval_env=eval_env, progress=progress)
+    trainer = trainer_class(learner, config, Path(run_dir), env=env, eval_env=eval_env, progress=progress)
     if checkpoint is not None:
         trainer.load_state(checkpoint)
     return Run(policy, learner, trainer, env, parallel, checkpoint)
@@ -128,7 +131,8 @@ def _load_options(config: TrainConfig, parallel: Parallel) -> dict[str, Any]:
     """``QwenVLPolicy.from_pretrained``'s options from the run's: device, dtype, image bounds, checkpointing."""
     if config.activation_checkpointing not in CHECKPOINTING:
         raise SetupError(
-            f"--activation-checkpointing must be none, vision or all, got {config.activation_checkpointing!r}"
+            f"--activation-checkpointing must be one of {', '.join(CHECKPOINTING)}, "
+            f"got {config.activation_checkpointing!r}"
         )
     return dict(
         device=parallel.device(config.device),

@@ -18,8 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+# The options' fixed values, each list's one home (this module imports no torch, so the command line builds
+# its flags without it); the code that acts on a value imports its list from here.
 # the KL estimators of a KL-to-reference term (agents/losses.py), an option of GRPO and RLOO
 KL_ESTIMATORS = ("k3", "k1")
+# the model's dtypes (agents/policies/qwen_vl.py maps each to its torch.dtype)
+DTYPES = ("float32", "bfloat16", "float16")
+# the data-parallel strategies under torchrun (agents/distributed.py)
+PARALLEL_STRATEGIES = ("ddp", "fsdp")
+# the rollout engines (agents/engines/: make_engine builds each); auto picks one of the others
+ROLLOUT_ENGINES = ("auto", "fast", "transformers", "vllm")
+# the learning-rate schedules (agents/base.py: Agent._lr_factor)
+LR_SCHEDULERS = ("constant", "linear", "cosine")
+# what backward recomputes (agents/build.py maps each to QwenVLPolicy's activation_checkpointing)
+ACTIVATION_CHECKPOINTING = ("none", "vision", "all")
 # opt(...) metadata key -> (its sign in messages, the test a value must pass)
 BOUNDS = {
     "minimum": (">=", operator.ge),
@@ -88,28 +102,26 @@ class TrainConfig:
     run_name: str = opt("", "Run folder name; default {env}__{agent}__{seed}__{time}.")
     seed: int = opt(0, "Seed of data order, sampling and initialisation.")
     device: str = opt("cpu", "torch device, e.g. cpu or cuda.")
-    dtype: str = opt(
-        "float32", "Model dtype: float32, bfloat16 or float16.", choices=("float32", "bfloat16", "float16")
-    )
+    dtype: str = opt("float32", f"Model dtype: {', '.join(DTYPES)}.", choices=DTYPES)
     parallel: str = opt(
         "ddp",
         "Data-parallel strategy under torchrun: ddp (a replica per rank) or fsdp (FSDP2: parameters, "
         "gradients and optimiser state sharded over the ranks). Ignored in a single process.",
-        choices=("ddp", "fsdp"),
+        choices=PARALLEL_STRATEGIES,
     )
     activation_checkpointing: str = opt(
         "none",
         "Recompute activations in backward to save memory: none, vision (the ViT's blocks) or all (decoder "
         "layers too). The shared-prefix forward is kept either way.",
-        choices=("none", "vision", "all"),
+        choices=ACTIVATION_CHECKPOINTING,
     )
     min_pixels: int = opt(
-        3136,
+        DEFAULT_MIN_PIXELS,
         "Smallest image area (pixels) after the processor's resize; the env scores in the same frame.",
         minimum=1,
     )
     max_pixels: int = opt(
-        1_000_000,
+        DEFAULT_MAX_PIXELS,
         "Largest image area (pixels) after the processor's resize; the env scores in the same frame.",
         minimum=1,
     )
@@ -133,7 +145,7 @@ class TrainConfig:
         "transformers (its generate; the same tokens), vllm (a colocated vLLM, when installed), auto (fast "
         "where the model allows, else transformers; on CUDA only an engine that has passed on a GPU: "
         "transformers until the GPU check passes fast).",
-        choices=("auto", "fast", "transformers", "vllm"),
+        choices=ROLLOUT_ENGINES,
     )
 
     filter_groups: bool = opt(
@@ -163,7 +175,7 @@ class TrainConfig:
     lr_scheduler: str = opt(
         "constant",
         "Learning-rate schedule: constant, linear or cosine (decay to 0 at total_steps).",
-        choices=("constant", "linear", "cosine"),
+        choices=LR_SCHEDULERS,
     )
     warmup_steps: int = opt(0, "Linear warm-up steps of the learning rate.", minimum=0)
 

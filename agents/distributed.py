@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-STRATEGIES = ("ddp", "fsdp")
+from agents.config import PARALLEL_STRATEGIES as STRATEGIES
 
 
 class LogProbModule(torch.nn.Module):

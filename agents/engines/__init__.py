@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from agents.config import SetupError
+from agents.config import ROLLOUT_ENGINES, SetupError
 from agents.rollout import Policy, RolloutEngine
 
 __all__ = ["ENGINE_NAMES", "VERIFIED_ON_CUDA", "auto_engine", "make_engine"]
 
-ENGINE_NAMES = ("auto", "fast", "transformers", "vllm")
+ENGINE_NAMES = ROLLOUT_ENGINES  # the --rollout-engine choices: each a branch of make_engine
 
 # The engine paths that have passed on a GPU, and where: ``auto`` picks only these on CUDA (in this order of
 # preference). ``fast`` joins once scripts/gpu-check.sh's engine-parity tests (fp32 same tokens, bf16

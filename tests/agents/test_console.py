@@ -158,7 +158,10 @@ def test_training_summary_first_and_last():
 
 def test_a_missing_model_folder_is_reported_before_torch_and_transformers_load(tmp_path):
     """`perception-r1 train --model /no/such/folder` (the installed command): the one-line error, with neither
-    torch nor transformers imported (before: both were, ~6 s of CPU, to build the train options)."""
+    torch nor transformers imported (before: both were, ~6 s of CPU, to build the train options).
+
+    perception_env is imported (the options' pixel bounds are the envs' own, agents/config.py), without
+    scipy.optimize, most of its import time (tests/test_package.py)."""
     import os
     import subprocess
     import sys
@@ -181,5 +184,5 @@ def test_a_missing_model_folder_is_reported_before_torch_and_transformers_load(t
         f"perception-r1 train: no such folder: {missing} (--model names neither a local folder nor a hub id) "
         "(--debug: the traceback)"
     ], done.stderr[-2000:]
-    assert "agents.cli" in imported and not {"torch", "transformers", "gymnasium"} & imported
+    assert "agents.cli" in imported and not {"torch", "transformers", "scipy.optimize"} & imported
     assert not (tmp_path / "runs").exists()
