@@ -13,6 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
+from agents.build import build_run
 from agents.demo.recipes import RECIPES, DemoRecipe
 from agents.demo.report import CLASS_KEYS, metric_value, per_sample_metric, summarise
 from agents.evaluate import read_run, write_training_evaluation
@@ -60,6 +61,10 @@ class DemoTrainer(Trainer):
         self.clock = TrainingClock()
         self.step_rewards: list[list[float]] = []
         self.zero_std: list[float] = []
+
+    def train(self, stop_at: int | None = None) -> list[dict[str, float]]:
+        self.clock = TrainingClock()  # from here: the evaluation before RL, after the set-up, is not training
+        return super().train(stop_at)
 
     def collect(self, step: int):
         batch = super().collect(step)
@@ -257,13 +262,25 @@ def run_demo(
         f"{scenes['val']} distinct scenes)",
         flush=True,
     )
-    agent = GRPOAgent(policy, recipe.grpo_config(str(model_dir), out, seed, grpo_steps))
-    warm = warm_start_to_band(agent, recipe, demo_env, val_env, seed)
+    # what answers the validation images (evaluate() asks an agent); GRPO's run is built after the warm start
+    evaluator = GRPOAgent(policy, recipe.grpo_config(str(model_dir), out, seed, grpo_steps))
+    warm = warm_start_to_band(evaluator, recipe, demo_env, val_env, seed)
     warm_dir = policy.save_pretrained(out / f"warm-start-seed{seed}")
 
     config = recipe.grpo_config(str(warm_dir), out, seed, grpo_steps)
     config.eval_every, config.eval_samples = eval_every, recipe.eval_samples
-    agent = GRPOAgent(policy, config)
+    # the run `perception-r1 train` would build from these options, on the warm-started policy (a KL
+    # reference copies it); torch's threads stay as the caller set them
+    run = build_run(
+        config,
+        policy=policy,
+        env=train_env,
+        eval_env=test_env,
+        progress=progress,
+        threads=torch.get_num_threads(),
+        trainer_class=DemoTrainer,
+    )
+    agent, trainer, config = run.agent, run.trainer, run.trainer.config
     print(
         f"[3/5] held-out {recipe.metric_label} before RL ({recipe.eval_samples} test images, "
         f"{scenes['test']} distinct scenes, greedy)",
@@ -276,9 +293,6 @@ def run_demo(
         f"[4/5] GRPO: {config.total_steps} steps x {config.prompts_per_step} images x G={config.group_size}"
         + (f", KL to the warm start beta={config.beta}" if config.beta else ""),
         flush=True,
-    )
-    trainer = DemoTrainer(
-        agent, config, out / config.run_name, env=train_env, eval_env=test_env, progress=progress
     )
     history = trainer.train()
     grpo_cpu, grpo_wall = trainer.clock.elapsed()
@@ -294,7 +308,7 @@ def run_demo(
         report_name="before-vs-after.html",
     )["report"]
     result = summarise(recipe, task, seed, before, after, history, trainer, warm)
-    result.update(grpo_cpu_s=grpo_cpu, grpo_wall_s=grpo_wall, run_dir=str(out / config.run_name))
+    result.update(grpo_cpu_s=grpo_cpu, grpo_wall_s=grpo_wall, run_dir=str(run.run_dir))
     # per test image: its scene and the metric before and after, for intervals over scenes and seeds
     result.update(
         eval_samples=before["n"],
@@ -312,7 +326,7 @@ def run_demo(
         f"  GRPO took {grpo_cpu:.0f} s of CPU ({grpo_wall:.0f} s wall); the whole demo "
         f"{time.process_time() - cpu_start:.0f} s of CPU, {time.perf_counter() - t_start:.0f} s wall"
     )
-    print(f"  TensorBoard: tensorboard --logdir {out / config.run_name}")
+    print(f"  TensorBoard: tensorboard --logdir {run.run_dir}")
     print(f"  every test image, before and after RL, in a browser: {compared}")
     if control:
         steps = recipe.control_sft_steps or grpo_steps or recipe.grpo_steps
