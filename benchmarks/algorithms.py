@@ -286,24 +286,39 @@ def _tail_mean(values: list[float], fraction: float = 0.1) -> float:
     return float(np.nanmean(values[-n:])) if values else float("nan")
 
 
+REACH = (
+    0.95  # the held-out level whose first evaluation at or above it times a run (higher-is-better metrics)
+)
+
+
+def first_reach(run: dict, level: float = REACH) -> float | None:
+    """Training CPU seconds at the first evaluation with the metric >= ``level``; None if never (or the metric
+    falls as it improves)."""
+    if not run.get("higher_is_better", True):
+        return None
+    return next((cpu for _, cpu, _, value in run["curve"] if value >= level), None)
+
+
 def table(runs: list[dict], task: str) -> str:
-    """One row per variant of ``task``: held-out metric after (mean over seeds, then each seed), gain, training
-    CPU s (mean), rollouts (mean), zero-variance share of generated groups over the run and its last 10% of
-    steps, the entropy of the last 10%."""
+    """One row per variant of ``task``: held-out metric after (mean over seeds, then each seed), gain, the CPU s
+    to the first evaluation >= :data:`REACH` (each seed), training CPU s and rollouts (means), the
+    zero-variance share of generated groups over the run and its last 10% of steps, the entropy of the last 10%."""
     mine = [r for r in runs if r["task"] == task]
     lines = [
-        "| algorithm | after, mean (per seed) | gain, points | CPU s | rollouts | zero-var, run / last 10% "
-        "| entropy, last 10% |",
-        "|---|---|---|---|---|---|---|",
+        f"| algorithm | after, mean (per seed) | gain, points | CPU s to {100 * REACH:.0f}% (per seed) | CPU s "
+        "| rollouts | zero-var, run / last 10% | entropy, last 10% |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in [n for n in VARIANTS if any(r["algorithm"] == n for r in mine)]:
         rs = sorted((r for r in mine if r["algorithm"] == name), key=lambda r: r["seed"])
         after = " / ".join(f"{100 * r['after']:.1f}" for r in rs)
         stopped = [f"seed {r['seed']} stopped at step {r['stopped']['step']}" for r in rs if r["stopped"]]
+        reach = " / ".join("never" if first_reach(r) is None else f"{first_reach(r):.0f}" for r in rs)
         lines.append(
             f"| {VARIANTS[name].label} | {100 * np.mean([r['after'] for r in rs]):.1f} ({after})"
             + (f"; {', '.join(stopped)}" if stopped else "")
-            + f" | {np.mean([r['gain'] for r in rs]):+.1f} | {np.mean([r['grpo_cpu_s'] for r in rs]):.0f}"
+            + f" | {np.mean([r['gain'] for r in rs]):+.1f} | {reach}"
+            f" | {np.mean([r['grpo_cpu_s'] for r in rs]):.0f}"
             f" | {np.mean([r['rollouts'][-1] for r in rs]):,.0f}"
             f" | {100 * np.mean([np.mean(r['zero_var']) for r in rs]):.0f}% /"
             f" {100 * np.mean([_tail_mean(r['zero_var']) for r in rs]):.0f}%"

@@ -15,6 +15,7 @@ from benchmarks.algorithms import (
     GDPO_REWARD_WEIGHTS,
     VARIANTS,
     figures,
+    first_reach,
     load_runs,
     resolve,
     step_series,
@@ -142,8 +143,11 @@ def test_table_has_a_row_per_variant_with_seed_values_and_tail_means(tmp_path):
     )
     runs = load_runs(tmp_path)
     rows = table(runs, "counting").splitlines()[2:]
-    assert rows[0] == "| GRPO (paper) | 75.0 (100.0 / 50.0) | +35.0 | 50 | 640 | 55% / 100% | 0.300 |"
-    assert rows[1].startswith("| DAPO | 90.0 (90.0); seed 0 stopped at step 7 | +50.0 | 50 |")
+    assert (
+        rows[0]
+        == "| GRPO (paper) | 75.0 (100.0 / 50.0) | +35.0 | 2 / never | 50 | 640 | 55% / 100% | 0.300 |"
+    )
+    assert rows[1].startswith("| DAPO | 90.0 (90.0); seed 0 stopped at step 7 | +50.0 | never | 50 |")
     paths = figures(runs, "counting", tmp_path / "figures")
     assert [p.name for p in paths] == [
         "algorithms-counting.png",
@@ -151,3 +155,12 @@ def test_table_has_a_row_per_variant_with_seed_values_and_tail_means(tmp_path):
         "algorithms-counting-entropy.png",
     ]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_a_run_is_timed_to_its_first_evaluation_at_95_percent():
+    curve = [[0, 0.0, 0.0, 0.4], [25, 2.5, 9.0, 0.94], [50, 5.0, 18.0, 0.95], [75, 7.5, 27.0, 1.0]]
+    assert first_reach({"curve": curve}) == 5.0
+    assert first_reach({"curve": curve[:2]}) is None
+    assert (
+        first_reach({"curve": curve, "higher_is_better": False}) is None
+    )  # an error rate: no level to reach
