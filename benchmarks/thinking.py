@@ -1,0 +1,254 @@
+"""Thinking vs no thinking on one task: the held-out metric, the answer's length and GRPO's CPU per step.
+
+    .venv/bin/python benchmarks/thinking.py --task counting --seeds 0 1 2 3 4 --out runs/think
+    .venv/bin/python benchmarks/thinking.py --task counting --table-only --out runs/think
+
+Perception-R1 argues that perception does better without an explicit reasoning chain. Both arms run the
+demo's recipe (agents/demo RECIPES[task]: tiny Qwen2-VL, a warm start stopped in the same validation band,
+the same GRPO steps, rate and seeds), greedy on the same test images; they differ only in the env's
+``reasoning``:
+
+* ``none``: the recipe as it is, the answer alone;
+* ``think``: ``reasoning="think"`` (R1-V's prompt; reward = the task's reward on the ``<answer>`` part plus
+  R1-V's 1.0 format term, perception_env/reasoning.py) and ``oracle_thinking="scene"``: the warm start
+  learns ``<think>circle, square, circle.</think><answer>3</answer>``, the objects named in reading order,
+  the enumeration a distilled R1-style model writes before a count (an empty think block would teach no
+  chain at all). ``max_new_tokens`` is the longest oracle answer of any split, in the model's tokens,
+  plus 2 (end of text and one spare), so no oracle answer is cut.
+
+No SFT control is run (the comparison is between the arms). One JSON per arm and seed is kept in
+``--out/ARM/TASK-seedN.json``; the table gives, per arm, the IQM over seeds and its 95% interval
+(benchmarks/intervals.py, as benchmarks/learning.py's summary): the held-out metric before and after
+GRPO and the gain (bootstrapped over seeds and the test split's distinct scenes), the greedy answers'
+length after GRPO (whole completion and think block, tokens and characters), GRPO's completion length,
+CPU seconds per GRPO step (evaluation excluded) and the share of groups whose G rewards were all equal
+(bootstrapped over seeds). The last row is think minus none on the same seeds and scenes, and the
+ratio of their CPU per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+from benchmarks.intervals import Interval, bootstrap_intervals, scene_weights, score_matrix  # noqa: E402
+from benchmarks.learning import task_intervals  # noqa: E402
+
+ARMS = ("none", "think")
+
+
+def thinking_recipe(recipe, tokenizer):
+    """``recipe`` with ``reasoning="think"``, the oracle's scene chain, and room for its longest answer."""
+    env_kwargs = {**recipe.env_kwargs, "reasoning": "think", "oracle_thinking": "scene"}
+    think = replace(recipe, env_kwargs=env_kwargs)
+    return replace(think, max_new_tokens=longest_oracle_tokens(think, tokenizer) + 2)
+
+
+def longest_oracle_tokens(recipe, tokenizer) -> int:
+    """The most tokens any oracle answer of the recipe's train, validation and test splits takes."""
+    longest = 0
+    for split in ("train", "val", "test"):
+        env = recipe.make_env(split)
+        for index in range(len(env.unwrapped.dataset)):
+            env.reset(options={"index": index})
+            answer = env.unwrapped.oracle_answer()
+            longest = max(longest, len(tokenizer(answer, add_special_tokens=False)["input_ids"]))
+    return longest
+
+
+def answer_lengths(predictions: Path, tokenizer) -> dict[str, float]:
+    """Mean length of the answers in an evaluation's ``predictions.jsonl``: the whole answer and its
+    think block (perception_env.reasoning.split_thinking; "" without one), in tokens and characters."""
+    from perception_env.reasoning import split_thinking
+
+    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{predictions} holds no predictions")
+
+    def tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    answers = [row["answer"] for row in rows]
+    thoughts = [split_thinking(a).thinking for a in answers]
+    return {
+        "answer_tokens": float(np.mean([tokens(a) for a in answers])),
+        "answer_chars": float(np.mean([len(a) for a in answers])),
+        "think_tokens": float(np.mean([tokens(t) for t in thoughts])),
+        "think_chars": float(np.mean([len(t) for t in thoughts])),
+    }
+
+
+def grpo_figures(result: dict) -> dict[str, float]:
+    """From a demo result (with its ``history``): CPU s per GRPO step (evaluation excluded), GRPO's mean
+    completion length in tokens (end of text included) over all steps and over the first and last tenth,
+    and the mean share of groups with G equal rewards (no learning signal)."""
+    lengths = [
+        row["completions/mean_length"] for row in result["history"] if "completions/mean_length" in row
+    ]
+    tenth = max(1, len(lengths) // 10)
+    windows = result["reward_windows"]  # equal runs of steps: the mean of their means is the mean
+    return {
+        "grpo_steps": len(lengths),
+        "cpu_s_per_step": result["grpo_cpu_s"] / len(lengths),
+        "completion_tokens": float(np.mean(lengths)),
+        "completion_tokens_first": float(np.mean(lengths[:tenth])),
+        "completion_tokens_last": float(np.mean(lengths[-tenth:])),
+        "zero_std": float(np.mean([w["zero_std"] for w in windows])),
+        "zero_std_last": windows[-1]["zero_std"],
+    }
+
+
+def run_arm(task: str, arm: str, seed: int, out: Path, eval_every: int) -> dict:
+    """One demo run of ``arm`` (no SFT control); saves ``out/ARM/TASK-seedN.json`` without the history."""
+    from transformers import AutoTokenizer
+
+    from agents.demo import RECIPES, run_demo
+    from agents.policies.tiny_model import build_tokenizer
+
+    tokenizer = build_tokenizer()  # every tiny model's tokenizer (independent of the seed)
+    recipe = RECIPES[task] if arm == "none" else thinking_recipe(RECIPES[task], tokenizer)
+    folder = out / arm / f"{task}-seed{seed}"
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = run_demo(folder, seed=seed, task=task, progress=False, eval_every=eval_every, recipe=recipe)
+    result.update(grpo_figures(result))
+    result.pop("history")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / f"tiny-model-seed{seed}"))  # the run's own
+    result["lengths"] = {
+        when: answer_lengths(folder / f"eval-{when}" / "predictions.jsonl", tokenizer)
+        for when in ("before", "after")
+    }
+    result.update(
+        arm=arm,
+        max_new_tokens=recipe.max_new_tokens,
+        env_kwargs=recipe.env_kwargs,
+        total_wall_s=time.perf_counter() - t0,
+        total_cpu_s=time.process_time() - c0,
+    )
+    (out / arm / f"{task}-seed{seed}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def load_arm(out: Path, arm: str, task: str) -> list[dict]:
+    runs = [json.loads(p.read_text()) for p in sorted((out / arm).glob(f"{task}-seed*.json"))]
+    return sorted(runs, key=lambda r: r["seed"])
+
+
+def seed_interval(values: list[float], **bootstrap) -> Interval:
+    """IQM over seeds of one figure per seed and its 95% bootstrap interval over seeds."""
+    return bootstrap_intervals({"y": [[v] for v in values]}, **bootstrap)["y"]  # [seeds x 1]
+
+
+def paired_differences(none: list[dict], think: list[dict], **bootstrap) -> dict[str, Interval]:
+    """think minus none of the held-out metric (points) ``before`` and ``after`` GRPO, and of the
+    ``gain``, paired by seed and scene: IQM over seeds and its interval, seeds and scenes drawn alike for
+    both arms (scenes within their class)."""
+    if [r["seed"] for r in none] != [r["seed"] for r in think]:
+        raise ValueError("the two arms must hold the same seeds")
+    n, scenes = len(none), none[0]["per_sample"]["scene"]
+    sign = 100.0 if none[0].get("higher_is_better", True) else -100.0
+    figures = {}
+    for when in ("before", "after"):
+        # [2 * seeds x scenes]: none's rows, then think's; the columns are the sorted scene keys
+        matrix, keys = score_matrix([(r["per_sample"]["scene"], r["per_sample"][when]) for r in none + think])
+        figures[when] = sign * (matrix[n:] - matrix[:n])
+    figures["gain"] = figures["after"] - figures["before"]
+    of_scene = dict(zip(scenes, none[0]["per_sample"]["stratum"]))
+    strata = [str(of_scene[key]) for key in keys]
+    return bootstrap_intervals(figures, scene_weights(scenes, keys), strata, **bootstrap)
+
+
+COLUMNS = (
+    "arm",
+    "seeds",
+    "max new tokens",
+    "warm-start steps (median)",
+    "before",
+    "GRPO after",
+    "GRPO gain",
+    "answer tokens / chars after",
+    "think tokens / chars after",
+    "GRPO completion tokens (first / last tenth)",
+    "CPU s per GRPO step",
+    "groups with equal rewards",
+)
+
+
+def comparison_table(out: Path, task: str, **bootstrap) -> str:
+    """The Markdown table: one row per arm (IQM over seeds [95% interval]), then think minus none."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    arms = {arm: load_arm(out, arm, task) for arm in ARMS}
+    for arm, runs in arms.items():
+        if not runs:
+            lines.append(f"| {arm} | not run |" + " - |" * (len(COLUMNS) - 2))
+            continue
+        ci = task_intervals(runs, **bootstrap)
+
+        def per_seed(key: str, when: str = "after", digits: int = 1, runs=runs) -> str:
+            return seed_interval([r["lengths"][when][key] for r in runs], **bootstrap).format(digits)
+
+        first = seed_interval([r["completion_tokens_first"] for r in runs], **bootstrap).format()
+        last = seed_interval([r["completion_tokens_last"] for r in runs], **bootstrap).format()
+        cells = [
+            arm,
+            " ".join(str(r["seed"]) for r in runs),
+            str(runs[0]["max_new_tokens"]),
+            f"{np.median([r['sft_steps'] for r in runs]):.0f}",
+            ci["before"].format(),
+            ci["after"].format(),
+            ci["gain"].format(signed=True),
+            f"{per_seed('answer_tokens')} / {per_seed('answer_chars')}",
+            f"{per_seed('think_tokens')} / {per_seed('think_chars')}",
+            f"{first} / {last}",
+            seed_interval([r["cpu_s_per_step"] for r in runs], **bootstrap).format(3),
+            seed_interval([100.0 * r["zero_std"] for r in runs], **bootstrap).format() + "%",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    none, think = arms["none"], arms["think"]
+    if none and think and [r["seed"] for r in none] == [r["seed"] for r in think]:
+        diff = paired_differences(none, think, **bootstrap)
+        ratio = seed_interval(
+            [t["cpu_s_per_step"] / n["cpu_s_per_step"] for n, t in zip(none, think)], **bootstrap
+        ).format(2)
+        cells = ["think - none", "same", "", ""] + [
+            diff[k].format(signed=True) for k in ("before", "after", "gain")
+        ]
+        cells += ["", "", "", f"x{ratio} (think / none, per seed)", ""]
+        lines.append("| " + " | ".join(cell or "-" for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", default="counting", help="a key of agents/demo RECIPES")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--eval-every", type=int, default=100, help="GRPO steps between held-out evaluations")
+    parser.add_argument("--out", default="runs/think")
+    parser.add_argument("--table-only", action="store_true", help="only the table from the saved runs")
+    args = parser.parse_args()
+    out = Path(args.out)
+    if not args.table_only:
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        torch.set_num_threads(1)  # a model this small: threads only wait on each other
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        for arm in args.arms:
+            (out / arm).mkdir(parents=True, exist_ok=True)
+            for seed in args.seeds:
+                run_arm(args.task, arm, seed, out, args.eval_every)
+    print(comparison_table(out, args.task))
+
+
+if __name__ == "__main__":
+    main()
