@@ -227,6 +227,7 @@ def _run(argv: list[str]) -> None:
     from agents.config import bounded, json_object
     from agents.console import Parser, check_train_model_early, common_options, configure_logging
     from agents.demo.recipes import RECIPES
+    from agents.presets import ARCHS, PRESETS, presets_help
 
     parser = Parser(
         prog="perception-r1", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -260,18 +261,12 @@ def _run(argv: list[str]) -> None:
         "make-tiny-model", help="build a randomly initialised tiny Qwen2-VL offline", parents=common
     )
     p.add_argument("out_dir")
-    p.add_argument("--arch", default="qwen2-vl", choices=["qwen2-vl", "qwen2.5-vl"])
+    p.add_argument("--arch", default="qwen2-vl", choices=ARCHS)
     p.add_argument(
         "--preset",
         default="tiny",
-        choices=[
-            "tiny",
-            "mini",
-            "small",
-            "2b",
-            "3b",
-        ],  # agents/policies/tiny_model.PRESETS (a test keeps them equal)
-        help="tiny (0.26M, the demo), mini (1.6M), small (~70M), 2b / 3b (Qwen2-VL-2B / Qwen2.5-VL-3B sizes)",
+        choices=list(PRESETS),
+        help=f"{presets_help()}; random weights",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

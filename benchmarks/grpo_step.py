@@ -88,10 +88,16 @@ DTYPE = "float32"  # set from --dtype: the weights' dtype on both sides (ours an
 
 def load_policy(model_dir: str, side: int, **options):
     from agents.policies.qwen_vl import QwenVLPolicy
+    from perception_env.frames import DEFAULT_MIN_PIXELS
 
+    # the image's own area, the bounds widened to take it unresized
     pixels = side * side
     return QwenVLPolicy.from_pretrained(
-        model_dir, dtype=DTYPE, min_pixels=min(3136, pixels), max_pixels=max(pixels, 3136), **options
+        model_dir,
+        dtype=DTYPE,
+        min_pixels=min(DEFAULT_MIN_PIXELS, pixels),
+        max_pixels=max(pixels, DEFAULT_MIN_PIXELS),
+        **options,
     )
 
 
@@ -690,15 +696,16 @@ def engine_list(text: str) -> list[str]:
 
 
 def main(argv=None) -> None:
+    from agents.presets import ARCHS, PRESETS, presets_help
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--preset",
         default="both",
-        choices=("tiny", "small", "both", "2b", "3b"),
-        help="model size: tiny (0.26M), small (~70M), both; 2b / 3b = Qwen2-VL-2B / "
-        "Qwen2.5-VL-3B sizes with random weights (GPU)",
+        choices=(*PRESETS, "both"),
+        help=f"model size, random weights: {presets_help()}, or both (tiny, then small); 2b / 3b on a GPU",
     )
     parser.add_argument(
         "--dtype",
@@ -706,7 +713,7 @@ def main(argv=None) -> None:
         choices=("float32", "bfloat16"),
         help="weights' dtype on both sides (bfloat16 for the GPU sizes)",
     )
-    parser.add_argument("--arch", default="qwen2-vl", choices=("qwen2-vl", "qwen2.5-vl"))
+    parser.add_argument("--arch", default="qwen2-vl", choices=ARCHS)
     parser.add_argument(
         "--prompt-tokens", type=int, default=1000, help="about this many prompt tokens (sets the image size)"
     )

@@ -26,7 +26,7 @@ class DemoRecipe:
     grpo_steps: int
     grpo_learning_rate: float
     higher_is_better: bool = True  # False for OCR's edit distance
-    preset: str = "tiny"  # agents/policies/tiny_model.py PRESETS
+    preset: str = "tiny"  # a name of agents/presets.py PRESETS
     rope_theta: float | None = None  # the text model's rotary base; None: the preset's
     # the processor's pixel normalisation (one value for the 3 channels); None: the released CLIP values
     image_mean: float | None = None

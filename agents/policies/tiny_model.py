@@ -10,11 +10,8 @@ Only the sizes and the tokenizer differ:
   with Qwen's pre-tokenizer regex, so every digit is its own token and numbers tokenise predictably;
 - it carries the Qwen2-VL special tokens in Qwen's order and the Qwen2-VL chat template.
 
-Presets (parameter counts for arch="qwen2-vl"; Qwen2.5-VL is within a few percent):
-
-- ``"tiny"``: hidden 64, 2 layers, ViT 32x2 (patch 14, merge 2): ~0.25M parameters, ~1 MB on disk;
-  generates a group of 8 in about 0.1 s on a laptop CPU. For tests and the CPU demo.
-- ``"small"``: hidden 640, 12 layers, ViT 384x8: ~70M parameters. For speed benchmarks.
+The architectures and sizes it builds: :mod:`agents.presets` (``ARCHS``, ``PRESETS``: tiny for the tests and
+the CPU demo, mini, small for speed benchmarks, and the released 2B / 3B sizes).
 
 ``build_tiny_model`` is deterministic: the same (arch, preset, seed) gives bit-identical weights and the
 same tokenizer (the tokenizer does not depend on the seed).
@@ -24,13 +21,13 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from agents.config import bound_problem
 from agents.policies.qwen_vl import count_parameters
+from agents.presets import ARCHS, PRESETS
 
 __all__ = [
     "ARCHS",
@@ -44,8 +41,6 @@ __all__ = [
     "make_config",
     "synthetic_corpus",
 ]
-
-ARCHS = ("qwen2-vl", "qwen2.5-vl")
 
 # Qwen2-VL's special tokens, in the order (and relative ids) of the released tokenizer.
 SPECIAL_TOKENS = (
@@ -91,44 +86,6 @@ _QWEN_PRETOKENIZE_REGEX = (
     r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
-
-@dataclass(frozen=True)
-class _Preset:
-    text_hidden: int
-    text_layers: int
-    text_heads: int
-    text_kv_heads: int
-    text_intermediate: int
-    mrope_section: tuple[int, int, int]  # sums to head_dim / 2
-    vit_width: int
-    vit_depth: int
-    vit_heads: int
-    vit_intermediate: int  # Qwen2.5-VL's ViT MLP width; Qwen2-VL uses mlp_ratio = this / width
-    vocab_size: int  # BPE vocabulary incl. the 256 byte symbols, before the special tokens
-    max_position_embeddings: int
-    # released sizes: the embedding has the real vocabulary's rows (ids past the local tokenizer are never
-    # produced by it and decode to nothing), tied to the output head as in the released checkpoints
-    model_vocab_size: int | None = None
-    tie_word_embeddings: bool = False
-    # Base of the text model's rotary angles. M-RoPE gives the image rows and columns the slowest
-    # frequencies (theta ** (-i / (head_dim / 2)) for the last sections): at the released 1e6 and a small
-    # head_dim, neighbouring rows differ by ~0.03 rad and columns by ~2e-4 rad, so a small model cannot
-    # tell image positions apart and never learns where an object is (docs/learning-on-a-cpu.md).
-    rope_theta: float = 1_000_000.0
-
-
-PRESETS: dict[str, _Preset] = {
-    # head_dim 16 -> mrope sections sum to 8; theta 10: column angles 0.24 .. 0.13 rad per token
-    "tiny": _Preset(64, 2, 4, 2, 128, (2, 3, 3), 32, 2, 2, 64, 800, 4096, rope_theta=10.0),
-    # head_dim 32 -> mrope (4, 6, 6); theta 10: column angles 0.24 .. 0.12 rad per token
-    "mini": _Preset(128, 4, 4, 2, 512, (4, 6, 6), 64, 4, 4, 256, 800, 4096, rope_theta=10.0),
-    # head_dim 64 -> mrope (8, 12, 12): the released models' (16, 24, 24) for head_dim 128, halved
-    "small": _Preset(640, 12, 10, 2, 1792, (8, 12, 12), 384, 8, 6, 1536, 1024, 32768, rope_theta=10.0),
-    # Qwen2-VL-2B-Instruct's config.json (random weights): 2.2B parameters, head_dim 128
-    "2b": _Preset(1536, 28, 12, 2, 8960, (16, 24, 24), 1280, 32, 16, 5120, 1024, 32768, 151_936, True),
-    # Qwen2.5-VL-3B-Instruct's config.json: 3.8B parameters (ViT MLP width 3420)
-    "3b": _Preset(2048, 36, 16, 2, 11008, (16, 24, 24), 1280, 32, 16, 3420, 1024, 128_000, 151_936, True),
-}
 
 # ----------------------------------------------------------------------------------------------------
 # Synthetic tokenizer corpus

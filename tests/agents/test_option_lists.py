@@ -1,5 +1,6 @@
-"""The options' fixed values have one home each (agents/config.py); the code that acts on a value handles every
-value listed there, so a value added to a list without its code fails here, not in a user's run."""
+"""The options' fixed values have one home each (agents/config.py; the model sizes: agents/presets.py); the
+code that acts on a value handles every value listed there, so a value added to a list without its code
+fails here, not in a user's run."""
 
 import math
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from agents.base import Agent
 from agents.build import CHECKPOINTING
 from agents.config import ACTIVATION_CHECKPOINTING, DTYPES, LR_SCHEDULERS, ROLLOUT_ENGINES, TrainConfig
 from agents.policies.qwen_vl import _resolve_dtype
+from agents.presets import PRESETS, presets_help
 
 # the learning-rate factor at step 1 of 4 without warm-up, by hand: constant 1; linear 1 - 1/4;
 # cosine (1 + cos(pi * 1/4)) / 2
@@ -46,3 +48,16 @@ def test_every_rollout_engine_option_is_built_by_make_engine(monkeypatch):
 
 def test_every_activation_checkpointing_option_maps_to_the_policys_setting():
     assert tuple(CHECKPOINTING) == ACTIVATION_CHECKPOINTING
+
+
+def test_every_demo_recipe_names_a_preset_and_a_schedule_of_the_lists():
+    from agents.demo.recipes import RECIPES
+
+    for name, recipe in RECIPES.items():
+        assert recipe.preset in PRESETS and recipe.grpo_lr_scheduler in LR_SCHEDULERS, name
+
+
+def test_the_presets_help_names_every_preset_with_its_summary():
+    shown = presets_help()
+    assert shown.startswith("tiny (0.26M parameters, the demo), mini (1.6M), small (")
+    assert all(f"{name} ({preset.summary})" in shown and preset.summary for name, preset in PRESETS.items())
