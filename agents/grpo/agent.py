@@ -72,8 +72,8 @@ class GRPOAgent(Agent):
     def logprobs(self, rollout: Rollout) -> torch.Tensor:
         """As :meth:`Agent.logprobs`; with ``top_entropy_quantile < 1`` the same forward also gives each
         position's entropy, kept for the loss of this micro-batch; with ``vllm_importance_sampling_correction``
-        the engine's sampling log-probs of this micro-batch are kept for it too."""
-        if self.config.vllm_importance_sampling_correction:
+        or ``off_policy_mask_threshold`` the engine's sampling log-probs of this micro-batch are kept too."""
+        if self.config.reads_sampling_logprobs:
             self._sampling_logp = self._engine_logprobs(rollout)
         if self.config.top_entropy_quantile >= 1:
             return super().logprobs(rollout)
@@ -81,11 +81,13 @@ class GRPOAgent(Agent):
         return logp
 
     def _engine_logprobs(self, rollout: Rollout) -> torch.Tensor | None:
-        """The rollout's sampling log-probs; None, with one warning per agent, where its engine gave none.
+        """The rollout's sampling log-probs; None where its engine gave none, with one warning per agent when
+        the engine correction needed them (the off-policy mask then measures from pi_old, as TRL).
 
         A no-op rather than a refusal at start-up: whether an engine gives them depends on the rollout
         (vLLM's only at temperature 1 or greedy), and TRL too skips the correction without vLLM."""
-        if rollout.sampling_logprobs is None and not self._warned_no_sampling_logp:
+        needed = self.config.vllm_importance_sampling_correction
+        if needed and rollout.sampling_logprobs is None and not self._warned_no_sampling_logp:
             self._warned_no_sampling_logp = True
             warnings.warn(
                 "vllm_importance_sampling_correction: the rollout engine gave no sampling log-probs "
@@ -106,7 +108,7 @@ class GRPOAgent(Agent):
             pool = torch.cat(self.parallel.gather_objects([real])) if self.parallel.enabled else None
             learn_mask = high_entropy_mask(entropies, mask, self.config.top_entropy_quantile, pool=pool)
         sampling_logp = None
-        if self.config.vllm_importance_sampling_correction:  # read once: each micro-batch brings its own
+        if self.config.reads_sampling_logprobs:  # read once: each micro-batch brings its own
             sampling_logp, self._sampling_logp = self._sampling_logp, None
             if sampling_logp is not None:
                 sampling_logp = sampling_logp.to(logp.device)

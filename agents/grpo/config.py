@@ -121,6 +121,15 @@ class GRPOConfig(TrainConfig):
         "Lower bound of the correction weight (TRL's vllm_importance_sampling_clip_min; 0 = none, TRL's None).",
         minimum=0,
     )
+    off_policy_mask_threshold: float = opt(
+        0.0,
+        "Off-policy sequence masking (TRL's off_policy_mask_threshold, DeepSeek-V3.2's delta, eq. 9; TRL "
+        "suggests 0.5): a completion with a negative advantage whose mean token KL from the policy that "
+        "sampled it (log pi_sampler - log pi, the engine's log-probs where it gives them) exceeds this leaves "
+        "the policy term; 0 = off (TRL's None). Acts only off-policy: num_iterations > 1, or an engine that "
+        "samples from another distribution.",
+        minimum=0,
+    )
     beta: float = opt(
         0.04, "Weight of the KL to the frozen reference model (0 = no reference model is loaded).", minimum=0
     )
@@ -234,6 +243,11 @@ class GRPOConfig(TrainConfig):
         return problems
 
     @property
+    def reads_sampling_logprobs(self) -> bool:
+        """The engine correction and the off-policy mask read the rollout engine's sampling log-probs."""
+        return self.vllm_importance_sampling_correction or self.off_policy_mask_threshold > 0
+
+    @property
     def uses_reference(self) -> bool:
         """A KL term (``beta != 0``) needs the frozen reference model."""
         return self.beta != 0
@@ -262,4 +276,5 @@ class GRPOConfig(TrainConfig):
             ),
             sampling_correction_min=self.vllm_importance_sampling_clip_min,
             sampling_correction_max=self.vllm_importance_sampling_clip_max,
+            off_policy_mask_threshold=self.off_policy_mask_threshold or None,
         )

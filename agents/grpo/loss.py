@@ -18,6 +18,7 @@ from agents.grpo.variants import (
     aggregate,
     log_importance_weights,
     logged_mean,
+    off_policy_mask,
     policy_term,
     sampling_correction,
     sampling_correction_metrics,
@@ -39,6 +40,8 @@ class LossSettings(VariantSettings):
     sampling_correction_mode: str | None = None
     sampling_correction_min: float = 0.0
     sampling_correction_max: float | None = 3.0
+    # DeepSeek-V3.2's off-policy sequence mask (TRL's off_policy_mask_threshold; None: off)
+    off_policy_mask_threshold: float | None = None
 
 
 def grpo_loss(
@@ -65,6 +68,10 @@ def grpo_loss(
     ``sampling_logp`` with ``settings.sampling_correction_mode`` (TRL's ``vllm_importance_sampling_*``): the
     policy term is multiplied by :func:`~agents.grpo.variants.sampling_correction` of ``old_logp`` against
     it (vespo: taken into its sequence weight), before the KL is added, as TRL; exactly 1 where they agree.
+
+    ``settings.off_policy_mask_threshold``: the policy term of each completion with a negative advantage whose
+    mean KL from the policy that sampled (``sampling_logp`` where the engine gave it, else ``old_logp``, as
+    TRL) exceeds it is zeroed (:func:`~agents.grpo.variants.off_policy_mask`); its KL term stays.
     """
     if settings.loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {settings.loss_type!r}")
@@ -78,9 +85,15 @@ def grpo_loss(
             old_logp, sampling_logp.to(logp.dtype), mask, settings.sampling_correction_mode,
             settings.sampling_correction_min, settings.sampling_correction_max,
         )  # fmt: skip
+    kept = None
+    if settings.off_policy_mask_threshold is not None:
+        behaviour = old_logp if sampling_logp is None else sampling_logp.to(logp.dtype)
+        kept = off_policy_mask(logp, behaviour, adv, mask, settings.off_policy_mask_threshold)  # [N, 1]
     vespo_weight = correction if settings.loss_type == "vespo" else None
     term = policy_term(settings.loss_type, logp, log_ratio, ratio, adv, mask, settings, vespo_weight)
     per_token = term.per_token  # [N, T] or [N, 1]
+    if kept is not None:
+        per_token = per_token * kept
     if learn_mask is not None:
         per_token = per_token * learn_mask.to(logp.dtype)
     if correction is not None and settings.loss_type != "vespo":
@@ -102,6 +115,8 @@ def grpo_loss(
             metrics["kl"] = float(masked_mean(kl, mask))
         if correction is not None:
             metrics.update(sampling_correction_metrics(old_logp, sampling_logp, correction, mask))
+        if kept is not None:  # a share of completions (TRL logs none)
+            metrics["off_policy_masked_fraction"] = 1.0 - logged_mean(kept, mask)
         if learn_mask is not None:
             metrics["learn_fraction"] = float(masked_mean(learn_mask.to(logp.dtype), mask))
     return Loss(loss, metrics, AGGREGATIONS[settings.loss_type].mean_over)

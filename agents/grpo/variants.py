@@ -104,6 +104,26 @@ def sampling_correction_metrics(
     }
 
 
+# --------------------------------------------------------------------------- off-policy sequences
+@torch.no_grad()
+def off_policy_mask(
+    logp: torch.Tensor,  # [N, T] the policy being trained
+    behaviour_logp: torch.Tensor,  # [N, T] the policy that sampled: the engine's log-probs, else pi_old
+    advantages: torch.Tensor,  # [N, 1]
+    mask: torch.Tensor,  # [N, T]
+    threshold: float,
+) -> torch.Tensor:
+    """``[N, 1]``, 1 = keep: DeepSeek-V3.2's off-policy sequence mask (its eq. 9, TRL's
+    ``off_policy_mask_threshold``). A completion leaves the policy term when its advantage is negative and
+    its mean token ``log pi_behaviour - log pi`` (a KL estimate over its tokens) exceeds ``threshold``: a
+    negative update on a sample the policy has drifted far from is the one that destabilises training.
+    Positive advantages always stay. A NaN behaviour log-prob (a token the engine could not score) counts 0,
+    as TRL. On-policy (``logp == behaviour_logp``) the KL is 0 and every completion stays."""
+    kl = torch.nan_to_num(behaviour_logp - logp, nan=0.0)  # [N, T]
+    mean_kl = (kl * mask).sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)  # [N, 1]
+    return ((advantages >= 0) | (mean_kl <= threshold)).to(mask.dtype)
+
+
 # --------------------------------------------------------------------------- policy terms
 def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, s: VariantSettings) -> PolicyTerm:
     """PPO's ``-min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)`` (grpo, dapo, dr_grpo, bnpo, luspo).

@@ -64,6 +64,7 @@ def trl_compute_loss(
     ref_logp: torch.Tensor | None = None,  # [N, T] when beta != 0
     entropies: torch.Tensor | None = None,  # [N, T]; default zeros (only top_entropy_quantile reads them)
     importance_sampling_ratio: torch.Tensor | None = None,  # the engine correction (trl_sampling_correction)
+    sampling_logp: torch.Tensor | None = None,  # [N, T] the engine's log-probs (TRL's vLLM ones)
     **options: Any,  # GRPOConfig options, e.g. loss_type="cispo", epsilon_high=5.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``(loss, metrics)`` of ``GRPOTrainer._compute_loss`` on these tensors; metrics as TRL logs them."""
@@ -80,7 +81,7 @@ def trl_compute_loss(
         _entropy_bonus_enabled=False,
         use_vllm=importance_sampling_ratio is not None,
         vllm_importance_sampling_correction=importance_sampling_ratio is not None,
-        off_policy_mask_threshold=None,
+        off_policy_mask_threshold=args.off_policy_mask_threshold,
         loss_type=args.loss_type,
         beta=args.beta,
         epsilon_low=args.epsilon,
@@ -107,6 +108,8 @@ def trl_compute_loss(
         inputs["ref_per_token_logps"] = ref_logp
     if importance_sampling_ratio is not None:
         inputs["importance_sampling_ratio"] = importance_sampling_ratio
+    if sampling_logp is not None:
+        inputs["sampling_per_token_logps"] = sampling_logp
     loss = GRPOTrainer._compute_loss(trainer, None, inputs)
     metrics = {name: values[-1] for name, values in trainer._metrics["train"].items()}
     return loss, metrics
