@@ -15,6 +15,7 @@ import gymnasium as gym
 from PIL import Image
 
 import perception_env  # registers PerceptionR1/* envs
+from perception_env.data import PRESETS as DIFFICULTIES  # easy, medium, hard
 
 
 def run(out_dir: Path, episodes: int, seed: int, difficulty: str) -> list[Path]:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/oracle", help="folder for the PNGs")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per env")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--difficulty", default="easy", choices=["easy", "medium", "hard"])
+    parser.add_argument("--difficulty", default="easy", choices=list(DIFFICULTIES))
     parser.add_argument("--quick", action="store_true", help="1 episode per env")
     args = parser.parse_args(argv)
     run(Path(args.out), 1 if args.quick else args.episodes, args.seed, args.difficulty)

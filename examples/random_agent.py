@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 import perception_env  # registers PerceptionR1/* envs
+from perception_env.data import PRESETS as DIFFICULTIES  # easy, medium, hard
 
 
 def run(episodes: int, seed: int, difficulty: str) -> dict[str, float]:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--episodes", type=int, default=20, help="episodes per env")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--difficulty", default="easy", choices=["easy", "medium", "hard"])
+    parser.add_argument("--difficulty", default="easy", choices=list(DIFFICULTIES))
     parser.add_argument("--quick", action="store_true", help="2 episodes per env")
     args = parser.parse_args(argv)
     run(2 if args.quick else args.episodes, args.seed, args.difficulty)
