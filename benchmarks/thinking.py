@@ -39,7 +39,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
 from benchmarks.intervals import Interval, bootstrap_intervals, scene_weights, score_matrix  # noqa: E402
-from benchmarks.learning import task_intervals  # noqa: E402
+from benchmarks.learning import FIGURES, task_intervals  # noqa: E402
+from benchmarks.plots import PALETTE, Series, line_chart  # noqa: E402
 
 ARMS = ("none", "think")
 
@@ -224,6 +225,29 @@ def comparison_table(out: Path, task: str, **bootstrap) -> str:
     return "\n".join(lines)
 
 
+def plot_comparison(out: Path, task: str, folder: Path = FIGURES) -> Path:
+    """Held-out metric (%) vs GRPO's CPU seconds (evaluation excluded), a colour per seed, no thinking
+    solid and thinking dashed, from the same band: ``folder/thinking-TASK.png``."""
+    series = []
+    for arm in ARMS:
+        for r in load_arm(out, arm, task):
+            points = [(cpu, 100.0 * m) for _, cpu, _, m in r["curve"]]
+            label = f"{'thinking' if arm == 'think' else 'no thinking'}, seed {r['seed']}"
+            series.append(Series(label, points, PALETTE[r["seed"] % len(PALETTE)], dashed=arm == "think"))
+    if not series:
+        raise ValueError(f"no runs of {task} in {out}")
+    first = load_arm(out, "none", task) or load_arm(out, "think", task)
+    return line_chart(
+        series,
+        folder / f"thinking-{task}.png",
+        title=f"{task}: held-out {first[0]['metric_label']} ({first[0]['eval_samples']} test images, "
+        f"{first[0]['distinct_scenes']['test']} distinct scenes, greedy), GRPO from a warm start in the same band",
+        x_label="GRPO training time, CPU seconds of one thread (evaluation excluded)",
+        y_label=f"{first[0]['metric_label']} (%)",
+        y_range=(0, 100),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -233,7 +257,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--eval-every", type=int, default=100, help="GRPO steps between held-out evaluations")
     parser.add_argument("--out", default="runs/think")
-    parser.add_argument("--table-only", action="store_true", help="only the table from the saved runs")
+    parser.add_argument(
+        "--table-only", action="store_true", help="only the table and PNG from the saved runs"
+    )
+    parser.add_argument("--figures", default=str(FIGURES), help="where the PNG goes")
     args = parser.parse_args()
     out = Path(args.out)
     if not args.table_only:
@@ -248,6 +275,7 @@ def main() -> None:
             for seed in args.seeds:
                 run_arm(args.task, arm, seed, out, args.eval_every)
     print(comparison_table(out, args.task))
+    print(f"wrote {plot_comparison(out, args.task, Path(args.figures))}")
 
 
 if __name__ == "__main__":

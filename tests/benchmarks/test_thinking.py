@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from agents.demo import RECIPES
 from benchmarks.thinking import (
@@ -15,6 +16,7 @@ from benchmarks.thinking import (
     comparison_table,
     grpo_figures,
     paired_differences,
+    plot_comparison,
     thinking_recipe,
 )
 
@@ -93,6 +95,9 @@ def _run(arm: str, seed: int, after: list[float]) -> dict:
         "completion_tokens_last": 4.0,
         "cpu_s_per_step": 0.1 if arm == "none" else 0.3,
         "zero_std": 0.25,
+        "curve": [[0, 0.0, 0.0, 0.5], [100, 10.0, 12.0, after[0]]],
+        "eval_samples": 2,
+        "distinct_scenes": {"test": 2},
     }
 
 
@@ -139,7 +144,20 @@ def test_script_prints_the_table_of_saved_runs_and_says_what_is_missing(tmp_path
         "--table-only",
         "--out",
         str(tmp_path),
+        "--figures",
+        str(tmp_path / "figures"),
     ]
     printed = subprocess.run(command, check=True, capture_output=True, text=True, timeout=300).stdout
     assert "| none | 0 1 2 | 4 |" in printed
     assert "| think | not run |" in printed and "think - none" not in printed
+    assert (tmp_path / "figures" / "thinking-counting.png").is_file()
+
+
+def test_the_curves_of_both_arms_make_one_png(tmp_path):
+    _save(tmp_path, [_run(arm, s, [1.0, 1.0]) for arm in ("none", "think") for s in range(2)])
+    path = plot_comparison(tmp_path, "counting", folder=tmp_path / "figures")
+    assert path == tmp_path / "figures" / "thinking-counting.png"
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 400
+    with pytest.raises(ValueError, match="no runs of grounding"):
+        plot_comparison(tmp_path, "grounding", folder=tmp_path)
