@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/learning.py --tasks ocr --eval-every 100 --control-eval-every 250
     .venv/bin/python benchmarks/learning.py --plot-only          # tables and PNGs from the saved runs
     .venv/bin/python benchmarks/learning.py --tasks counting-points --target-order sorted --out runs/sorted
+    .venv/bin/python benchmarks/learning.py --tasks counting --seeds 0 1 2 --algorithms all \\
+        --warm-starts runs/learning --out runs/algorithms   # GRPO's variants from each seed's warm start
 
 Each run is a demo recipe (agents/demo/recipes.py): tiny Qwen2-VL -> warm start stopped in a validation band
 -> GRPO, with the greedy held-out paper metric every ``--eval-every`` GRPO steps. The control restores
@@ -20,6 +22,12 @@ validation figures rest on.
 ``--target-order`` and ``--reward-matching`` run a variant of the recipe (the order supervision lists an
 image's objects; the reward's pairing of points or boxes), named in the tables and the PNG's file name;
 ``--no-control`` leaves the SFT control out.
+
+``--algorithms`` compares policy-gradient variants (GRPO, DAPO, Dr. GRPO, GSPO, CISPO, RLOO, GDPO, GRPO with
+dynamic sampling: benchmarks/algorithms.py, each a documented set of options) from each seed's warm start of
+a plain run in ``--warm-starts`` (made there first when missing): one JSON per task, seed and variant in
+``--out``, a table per task and benchmarks/figures/algorithms-TASK*.png (held-out curve, zero-variance
+share, entropy).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+from benchmarks import algorithms  # noqa: E402
 from benchmarks.intervals import Interval, bootstrap_intervals, scene_weights, score_matrix  # noqa: E402
 from benchmarks.plots import DPI, PALETTE, Series, line_figure  # noqa: E402
 
@@ -303,20 +312,63 @@ def argument_parser() -> argparse.ArgumentParser:
         help="pair predictions with targets by Hungarian matching (the paper) or in listed order (ablation)",
     )
     parser.add_argument("--no-control", action="store_true", help="GRPO only, no SFT control")
+    parser.add_argument(
+        "--algorithms",
+        nargs="+",
+        metavar="NAME",
+        help=f"compare policy-gradient variants from each seed's warm start: {', '.join(algorithms.ALL)}, or all "
+        "(benchmarks/algorithms.py: the options each sets and their source)",
+    )
+    parser.add_argument(
+        "--warm-starts",
+        default="runs/learning",
+        help="with --algorithms: the --out of plain runs whose TASK-seedN/warm-start-seedN every variant starts "
+        "from; a missing one is made there by the plain run (the demo, without the SFT control)",
+    )
     return parser
+
+
+def quiet_single_thread_torch() -> None:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(1)  # a model this small: threads only wait on each other
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def compare_algorithms(args: argparse.Namespace, out: Path) -> None:
+    """``--algorithms``: every variant of every task and seed not yet in ``out``, then per task its table and
+    figures."""
+    names = algorithms.resolve(args.algorithms)
+    if not args.plot_only:
+        quiet_single_thread_torch()
+        warm_root = Path(args.warm_starts)
+        warm_root.mkdir(parents=True, exist_ok=True)
+
+        def make_warm(task: str, seed: int) -> None:
+            run(task, seed, warm_root, args.eval_every, args.control_eval_every, control=False)
+
+        algorithms.run_all(args.tasks, args.seeds, names, warm_root, out, args.eval_every, make_warm)
+    runs = [r for r in algorithms.load_runs(out) if r["algorithm"] in names]
+    if not runs:
+        raise SystemExit(f"no runs in {out} (TASK-seedN-NAME.json): run without --plot-only first")
+    for task in sorted({r["task"] for r in runs}):
+        print(f"{task}:")
+        print(algorithms.table(runs, task))
+        for path in algorithms.figures(runs, task, algorithms.FIGURES):
+            print(f"wrote {path}")
 
 
 def main() -> None:
     args = argument_parser().parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.algorithms:
+        compare_algorithms(args, out)
+        return
     if not args.plot_only:
-        import torch
-        from transformers.utils import logging as hf_logging
-
-        torch.set_num_threads(1)  # a model this small: threads only wait on each other
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        quiet_single_thread_torch()
         for task in args.tasks:
             recipe, variant = variant_recipe(task, args.target_order, args.reward_matching)
             for seed in args.seeds:

@@ -164,3 +164,36 @@ def test_a_run_is_timed_to_its_first_evaluation_at_95_percent():
     assert (
         first_reach({"curve": curve, "higher_is_better": False}) is None
     )  # an error rate: no level to reach
+
+
+def test_learning_benchmark_flag_runs_the_named_variants_tables_and_figures(tmp_path, monkeypatch, capsys):
+    """``benchmarks/learning.py --algorithms ... --plot-only``: the table and the three PNGs of the saved
+    runs of the named variants only."""
+    from benchmarks import algorithms, learning
+
+    for name, after in (("grpo", 1.0), ("dapo", 0.9), ("rloo", 0.5)):
+        (tmp_path / f"counting-seed0-{name}.json").write_text(json.dumps(_saved("counting", 0, name, after)))
+    monkeypatch.setattr(algorithms, "FIGURES", tmp_path / "figures")
+    argv = ["learning.py", "--algorithms", "grpo", "dapo", "--out", str(tmp_path), "--plot-only"]
+    monkeypatch.setattr("sys.argv", argv)
+    learning.main()
+    printed = capsys.readouterr().out
+    assert "| GRPO (paper) | 100.0 (100.0) |" in printed and "| DAPO | 90.0 (90.0) |" in printed
+    assert "RLOO" not in printed
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "algorithms-counting-entropy.png",
+        "algorithms-counting-zero-var.png",
+        "algorithms-counting.png",
+    ]
+    args = learning.argument_parser().parse_args(["--algorithms", "all"])
+    assert (args.algorithms, args.warm_starts) == (["all"], "runs/learning")
+
+
+def test_learning_benchmark_flag_names_an_unknown_variant(tmp_path, monkeypatch):
+    from benchmarks import learning
+
+    monkeypatch.setattr(
+        "sys.argv", ["learning.py", "--algorithms", "ppo", "--out", str(tmp_path), "--plot-only"]
+    )
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        learning.main()
