@@ -7,6 +7,8 @@ import warnings
 import torch
 
 from agents.base import Agent
+from agents.config import SetupError
+from agents.distributed import Parallel
 from agents.grpo.advantages import (
     batch_standardized,
     component_rewards,
@@ -15,6 +17,7 @@ from agents.grpo.advantages import (
 )
 from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import grpo_loss
+from agents.grpo.reference_sync import load_reference_state, mix_into_reference, reference_state, sync_due
 from agents.grpo.variants import high_entropy_mask, truncated_completions
 from agents.rollout import Rollout, RolloutBatch
 
@@ -38,6 +41,8 @@ class GRPOAgent(Agent):
     # the engine gave none), and whether the one warning about an engine that gives none was given
     _sampling_logp: torch.Tensor | None = None
     _warned_no_sampling_logp = False
+    # sync_ref_model: the optimiser steps taken on the current rollout batch so far
+    _steps_this_batch = 0
 
     def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
         """[B, G] advantages of this rank's groups; ``scale_rewards="batch"``: by the global batch's std."""
@@ -127,3 +132,45 @@ class GRPOAgent(Agent):
     @property
     def iterations(self) -> int:
         return self.config.num_iterations
+
+    # ------------------------------------------------------------------ reference-model sync
+    def distribute(self, parallel: Parallel) -> None:
+        if self.config.sync_ref_model and parallel.shards_parameters:
+            raise SetupError(
+                "sync_ref_model (--sync-ref-model) mixes whole weights into the reference, which --parallel "
+                "fsdp holds in shards: use --parallel ddp"
+            )
+        super().distribute(parallel)
+
+    def clip_and_step(
+        self, *, step: int | None = None, loss: float | None = None, advance_schedule: bool = True
+    ) -> float:
+        """As :meth:`Agent.clip_and_step`; with ``sync_ref_model`` the reference is then mixed towards the
+        policy when the optimiser step count (TRL's ``global_step``) is a multiple of ``ref_model_sync_steps``.
+
+        The count is the schedule's batches before this one times ``num_iterations`` plus this batch's steps:
+        the schedule is in every checkpoint, so a resumed run mixes at the same steps."""
+        batches_before = self.scheduler.last_epoch  # read before the schedule advances
+        grad_norm = super().clip_and_step(step=step, loss=loss, advance_schedule=advance_schedule)
+        c = self.config
+        if c.sync_ref_model and self.reference is not None:
+            self._steps_this_batch += 1
+            optimizer_step = batches_before * self.iterations + self._steps_this_batch
+            if sync_due(optimizer_step, c.ref_model_sync_steps):
+                mix_into_reference(self.reference, self.policy.model, c.ref_model_mixup_alpha)
+            if advance_schedule:
+                self._steps_this_batch = 0
+        return grad_norm
+
+    def state_dict(self) -> dict:
+        """As :meth:`Agent.state_dict`, plus the reference's weights once ``sync_ref_model`` moves them (the
+        starting model no longer gives them back on resume)."""
+        state = super().state_dict()
+        if self.config.sync_ref_model and self.reference is not None:
+            state["reference"] = reference_state(self.reference)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if "reference" in state and self.reference is not None:
+            load_reference_state(self.reference, state["reference"])

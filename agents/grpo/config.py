@@ -133,6 +133,24 @@ class GRPOConfig(TrainConfig):
     beta: float = opt(
         0.04, "Weight of the KL to the frozen reference model (0 = no reference model is loaded).", minimum=0
     )
+    sync_ref_model: bool = opt(
+        False,
+        "Move the KL's reference model towards the policy every ref_model_sync_steps optimiser steps (TRL's "
+        "sync_ref_model, TR-DPO): ref = alpha * policy + (1 - alpha) * ref. Needs beta > 0; full fine-tuning "
+        "(LoRA's reference is the base weights the policy shares), and --parallel ddp under torchrun.",
+    )
+    ref_model_mixup_alpha: float = opt(
+        0.6,
+        "sync_ref_model: the policy's share alpha in the mix (TRL's ref_model_mixup_alpha; 1 = copy the policy).",
+        minimum=0,
+        maximum=1,
+    )
+    ref_model_sync_steps: int = opt(
+        512,
+        "sync_ref_model: mix every this many optimiser steps (TRL's ref_model_sync_steps; with num_iterations "
+        "k, a rollout batch is k optimiser steps).",
+        minimum=1,
+    )
     kl_estimator: str = opt("k3", "KL estimator: k3 (paper, >= 0) or k1.", choices=KL_ESTIMATORS)
     use_bias_correction_kl: bool = opt(
         False,
@@ -220,6 +238,8 @@ class GRPOConfig(TrainConfig):
                 "loss_type vespo takes the engine correction into its sequence weight token by token: set "
                 "--vllm-importance-sampling-mode token_truncate or token_mask (as TRL requires)"
             )
+        if self.sync_ref_model:
+            problems.extend(self._reference_sync_problems())
         if self.multi_objective_aggregation == "normalize_then_sum":
             if not self.reward_weights:
                 problems.append(
@@ -239,6 +259,21 @@ class GRPOConfig(TrainConfig):
             problems.append(
                 "reward_weights (--reward-weights) are read by multi_objective_aggregation normalize_then_sum "
                 "only (the env's reward already weighs its components)"
+            )
+        return problems
+
+    def _reference_sync_problems(self) -> list[str]:
+        """Where ``sync_ref_model`` has no reference it could move (TRL refuses the first two alike)."""
+        problems = []
+        if self.beta == 0:
+            problems.append(
+                "sync_ref_model (--sync-ref-model) moves the KL's reference model, which beta 0 does not load: "
+                "set --beta > 0 or leave it off"
+            )
+        if self.lora_r:
+            problems.append(
+                "sync_ref_model (--sync-ref-model) cannot run with LoRA (--lora-r): the reference is the base "
+                "weights the policy shares, so moving it would move the policy too"
             )
         return problems
 
