@@ -289,9 +289,13 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    tasks = ["counting", "grounding", "detection", "ocr"]  # agents/demo/recipes.py RECIPES: the default run
-    many_objects = ["detection-multi", "counting-points"]  # 2-5 objects per image (issue 20)
-    parser.add_argument("--tasks", nargs="+", default=tasks, choices=tasks + many_objects)
+    from agents.demo.recipes import RECIPES
+    from perception_env.rewards.matching import MATCHINGS
+
+    # every demo recipe is offered; the default run: the four single-object tasks (the many-object ones,
+    # detection-multi and counting-points: issue 20)
+    default_tasks = ["counting", "grounding", "detection", "ocr"]
+    parser.add_argument("--tasks", nargs="+", default=default_tasks, choices=list(RECIPES))
     parser.add_argument(
         "--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="at least 5 for the interval table"
     )
@@ -308,7 +312,7 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--reward-matching",
-        choices=["hungarian", "listed"],
+        choices=MATCHINGS,
         help="pair predictions with targets by Hungarian matching (the paper) or in listed order (ablation)",
     )
     parser.add_argument("--no-control", action="store_true", help="GRPO only, no SFT control")

@@ -196,3 +196,13 @@ def test_a_variant_s_runs_are_named_in_the_tables_and_the_png(tmp_path):
     summary = summary_table(runs).splitlines()
     assert len(summary) == 3 and summary[2].startswith("| counting (sorted targets) | accuracy | 0 1 2 3 4 |")
     assert plot(runs, "counting", tmp_path).name == "learning-counting-sorted-targets.png"
+
+
+def test_every_demo_recipe_and_reward_matching_is_offered_and_the_default_tasks_are_recipes():
+    from agents.demo.recipes import RECIPES
+    from perception_env.rewards.matching import MATCHINGS
+
+    parser = argument_parser()
+    assert [parser.parse_args(["--tasks", task]).tasks for task in RECIPES] == [[task] for task in RECIPES]
+    assert [parser.parse_args(["--reward-matching", m]).reward_matching for m in MATCHINGS] == list(MATCHINGS)
+    assert set(parser.parse_args([]).tasks) <= set(RECIPES)  # argparse does not check a default
