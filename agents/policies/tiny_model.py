@@ -28,6 +28,8 @@ import torch
 from agents.config import bound_problem
 from agents.policies.qwen_vl import count_parameters
 from agents.presets import ARCHS, PRESETS
+from perception_env.formats import STOP_TOKENS
+from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 __all__ = [
     "ARCHS",
@@ -400,7 +402,7 @@ def build_model(
         model = model_cls(config)
     model.eval()
     gen = model.generation_config
-    gen.eos_token_id = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
+    gen.eos_token_id = [token_ids[t] for t in STOP_TOKENS]  # the tokens the envs' answer formats strip
     gen.pad_token_id = token_ids["<|endoftext|>"]
     gen.bos_token_id = token_ids["<|endoftext|>"]
     gen.do_sample = True
@@ -409,7 +411,8 @@ def build_model(
     gen.top_k = 0
 
     image_processor = Qwen2VLImageProcessorPil(
-        size={"shortest_edge": 56 * 56, "longest_edge": 1_000_000},
+        # the envs' image bounds (the released checkpoints' processors allow up to 12,845,056 pixels)
+        size={"shortest_edge": DEFAULT_MIN_PIXELS, "longest_edge": DEFAULT_MAX_PIXELS},
         patch_size=14,
         temporal_patch_size=2,
         merge_size=2,
