@@ -262,3 +262,30 @@ def test_perception_r1_trains_it_two_steps_with_the_kl_in_the_reward(tiny_model_
     # the reward's KL was taken against the reference: 0 at the first step, whose policy is the reference
     assert len(logged["train/kl"]) == 2 and logged["train/kl"][0] == pytest.approx(0.0, abs=1e-6)
     assert all(math.isfinite(v) for v in logged["train/kl"] + logged["train/advantage_abs_mean"])
+
+
+@pytest.mark.slow
+def test_two_ranks_whiten_over_the_global_batch_as_one_process(tiny_model_dir, tmp_path):
+    """DDP over 2 gloo ranks gives one process's weights: the mean and std of the returns are the global
+    batch's (``Parallel.all_sum``), not each rank's half; the KL in the reward and micro-batches included."""
+    from tests.agents.support import TRAIN, checkpoint_weights, launch
+
+    options = [a for a in TRAIN if a not in ("--loss-type", "dapo")]  # dapo: a GRPO loss type
+    args = [
+        "train",
+        "--agent",
+        "reinforce_pp",
+        *options,
+        "--model",
+        tiny_model_dir,
+        "--output-dir",
+        str(tmp_path),
+    ]
+    launch([*args, "--run-name", "one"], 1)
+    log = launch([*args, "--run-name", "ddp", "--parallel", "ddp"], 2)
+    assert "data-parallel: ddp over 2 ranks" in log
+    one, two = checkpoint_weights(tmp_path / "one"), checkpoint_weights(tmp_path / "ddp")
+    start = checkpoint_weights(tmp_path / "one", step=1)
+    assert max(float((one[k] - start[k]).abs().max()) for k in one) > 1e-5  # training moved them
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=1e-6, rtol=1e-5, msg=key)
