@@ -108,8 +108,6 @@ def grpo_figures(result: dict) -> dict[str, float]:
 
 def run_arm(task: str, arm: str, seed: int, out: Path, eval_every: int) -> dict:
     """One demo run of ``arm`` (no SFT control); saves ``out/ARM/TASK-seedN.json`` without the history."""
-    from transformers import AutoTokenizer
-
     from agents.demo import RECIPES, run_demo
     from agents.policies.tiny_model import build_tokenizer
 
@@ -118,22 +116,50 @@ def run_arm(task: str, arm: str, seed: int, out: Path, eval_every: int) -> dict:
     folder = out / arm / f"{task}-seed{seed}"
     t0, c0 = time.perf_counter(), time.process_time()
     result = run_demo(folder, seed=seed, task=task, progress=False, eval_every=eval_every, recipe=recipe)
-    result.update(grpo_figures(result))
+    result.update(total_wall_s=time.perf_counter() - t0, total_cpu_s=time.process_time() - c0)
+    return _save_arm(result, arm, recipe, folder, out / arm / f"{task}-seed{seed}.json")
+
+
+def _save_arm(result: dict, arm: str, recipe, folder: Path, path: Path) -> dict:
+    """``result`` (a demo result with its per-step ``history``, run in ``folder``) with GRPO's figures
+    (:func:`grpo_figures`) and the greedy answers' lengths before and after GRPO (:func:`answer_lengths`,
+    in the run's own tokens) instead of the history, saved as JSON at ``path``."""
+    from transformers import AutoTokenizer
+
+    result = {**result, **grpo_figures(result)}
     result.pop("history")
-    tokenizer = AutoTokenizer.from_pretrained(str(folder / f"tiny-model-seed{seed}"))  # the run's own
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / f"tiny-model-seed{result['seed']}"))
     result["lengths"] = {
         when: answer_lengths(folder / f"eval-{when}" / "predictions.jsonl", tokenizer)
         for when in ("before", "after")
     }
-    result.update(
-        arm=arm,
-        max_new_tokens=recipe.max_new_tokens,
-        env_kwargs=recipe.env_kwargs,
-        total_wall_s=time.perf_counter() - t0,
-        total_cpu_s=time.process_time() - c0,
-    )
-    (out / arm / f"{task}-seed{seed}.json").write_text(json.dumps(result, indent=1))
+    result.update(arm=arm, max_new_tokens=recipe.max_new_tokens, env_kwargs=recipe.env_kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
     return result
+
+
+def import_learning_run(saved: Path, out: Path) -> dict:
+    """A no-thinking run that benchmarks/learning.py saved (``saved``: its ``TASK-seedN.json``, the demo's
+    recipe unchanged, its SFT control ignored) as this comparison's ``none`` arm: GRPO's per-step
+    completion lengths read back from the run's TensorBoard log (learning.py keeps no history)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from agents.demo import RECIPES
+
+    result = json.loads(saved.read_text())
+    by_step: dict[int, float] = {}
+    for events in sorted(Path(result["run_dir"]).glob("events.out.tfevents.*")):
+        log = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        log.Reload()
+        if "completions/mean_length" in log.Tags()["scalars"]:
+            by_step.update({e.step: e.value for e in log.Scalars("completions/mean_length")})  # last wins
+    if not by_step:
+        raise ValueError(f"{result['run_dir']} holds no completions/mean_length: no GRPO log to read")
+    result["history"] = [{"completions/mean_length": by_step[step]} for step in sorted(by_step)]
+    result["imported_from"] = str(saved)
+    folder = Path(result["run_dir"]).parent
+    return _save_arm(result, "none", RECIPES[result["task"]], folder, out / "none" / saved.name)
 
 
 def load_arm(out: Path, arm: str, task: str) -> list[dict]:
@@ -261,6 +287,11 @@ def main() -> None:
         "--table-only", action="store_true", help="only the table and PNG from the saved runs"
     )
     parser.add_argument("--figures", default=str(FIGURES), help="where the PNG goes")
+    parser.add_argument(
+        "--none-from",
+        help="take the no-thinking arm from benchmarks/learning.py's saved runs of the same recipe in this "
+        "folder (TASK-seedN.json and its run) instead of running it",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     if not args.table_only:
@@ -273,7 +304,10 @@ def main() -> None:
         for arm in args.arms:
             (out / arm).mkdir(parents=True, exist_ok=True)
             for seed in args.seeds:
-                run_arm(args.task, arm, seed, out, args.eval_every)
+                if arm == "none" and args.none_from:
+                    import_learning_run(Path(args.none_from) / f"{args.task}-seed{seed}.json", out)
+                else:
+                    run_arm(args.task, arm, seed, out, args.eval_every)
     print(comparison_table(out, args.task))
     print(f"wrote {plot_comparison(out, args.task, Path(args.figures))}")
 

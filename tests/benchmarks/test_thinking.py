@@ -15,6 +15,7 @@ from benchmarks.thinking import (
     answer_lengths,
     comparison_table,
     grpo_figures,
+    import_learning_run,
     paired_differences,
     plot_comparison,
     thinking_recipe,
@@ -161,3 +162,37 @@ def test_the_curves_of_both_arms_make_one_png(tmp_path):
         assert image.format == "PNG" and image.size[0] > 400
     with pytest.raises(ValueError, match="no runs of grounding"):
         plot_comparison(tmp_path, "grounding", folder=tmp_path)
+
+
+def test_a_saved_learning_run_becomes_the_no_thinking_arm(tmp_path):
+    """benchmarks/learning.py keeps no per-step history: GRPO's completion lengths come back from the
+    run's TensorBoard log (a step logged twice, as after a resume, counts once: its last value)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.policies.tiny_model import build_tokenizer
+
+    run = tmp_path / "learning" / "counting-seed0"
+    build_tokenizer().save_pretrained(run / "tiny-model-seed0")
+    writer = SummaryWriter(str(run / "grpo-seed0"))
+    for step, length in ((1, 9.0), (1, 2.0), (2, 4.0)):
+        writer.add_scalar("completions/mean_length", length, step)
+    writer.close()
+    for when, answers in (("before", ["3", "12"]), ("after", ["3", "4"])):
+        (run / f"eval-{when}").mkdir()
+        rows = "".join(json.dumps({"answer": a}) + "\n" for a in answers)
+        (run / f"eval-{when}" / "predictions.jsonl").write_text(rows)
+    saved = {**_run("none", 0, [1.0, 1.0]), "grpo_cpu_s": 1.0, "run_dir": str(run / "grpo-seed0")}
+    saved["reward_windows"] = [{"zero_std": 0.5}]
+    for key in ("arm", "lengths", "max_new_tokens", "cpu_s_per_step", "zero_std"):
+        saved.pop(key)
+    (tmp_path / "learning" / "counting-seed0.json").write_text(json.dumps(saved))
+
+    result = import_learning_run(tmp_path / "learning" / "counting-seed0.json", tmp_path / "think")
+    assert result["arm"] == "none" and result["max_new_tokens"] == RECIPES["counting"].max_new_tokens
+    assert (result["grpo_steps"], result["completion_tokens"], result["cpu_s_per_step"]) == (2, 3.0, 0.5)
+    assert result["lengths"]["before"]["answer_chars"] == 1.5  # "3" and "12"
+    assert result["lengths"]["after"]["think_chars"] == 0.0
+    assert json.loads((tmp_path / "think" / "none" / "counting-seed0.json").read_text()) == result
+    (run / "grpo-seed0").rename(run / "elsewhere")
+    with pytest.raises(ValueError, match="no completions/mean_length"):
+        import_learning_run(tmp_path / "learning" / "counting-seed0.json", tmp_path / "think")
