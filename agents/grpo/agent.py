@@ -75,12 +75,12 @@ class GRPOAgent(Agent):
         return mask * (~cut).unsqueeze(1).to(mask.dtype)
 
     def logprobs(self, rollout: Rollout) -> torch.Tensor:
-        """As :meth:`Agent.logprobs`; with ``top_entropy_quantile < 1`` the same forward also gives each
-        position's entropy, kept for the loss of this micro-batch; with ``vllm_importance_sampling_correction``
+        """As :meth:`Agent.logprobs`; with ``top_entropy_quantile < 1`` or ``entropy_coef`` the same forward also
+        gives each position's entropy (with grad), kept for the loss of this micro-batch; with ``vllm_importance_sampling_correction``
         or ``off_policy_mask_threshold`` the engine's sampling log-probs of this micro-batch are kept too."""
         if self.config.reads_sampling_logprobs:
             self._sampling_logp = self._engine_logprobs(rollout)
-        if self.config.top_entropy_quantile >= 1:
+        if not self.config.needs_entropies:
             return super().logprobs(rollout)
         logp, self._entropies = self.trainable(rollout, with_entropy=True)
         return logp
@@ -103,15 +103,20 @@ class GRPOAgent(Agent):
         return rollout.sampling_logprobs
 
     def loss(self, logp, advantages, mask, old_logp, ref_logp):
-        learn_mask = None
-        if self.config.top_entropy_quantile < 1:
+        learn_mask = entropies = None
+        if self.config.needs_entropies:
             entropies, self._entropies = self._entropies, None
             if entropies is None or entropies.shape != logp.shape:
-                raise RuntimeError("top_entropy_quantile: no entropies from this micro-batch's log-prob pass")
+                raise RuntimeError(
+                    "top_entropy_quantile / entropy_coef: no entropies from this micro-batch's log-prob pass"
+                )
+        if self.config.top_entropy_quantile < 1:
             # the quantile over this micro-batch's tokens on every rank, as TRL's over its per-device batches
-            real = entropies[mask.bool()].float().cpu()
+            real = entropies.detach()[mask.bool()].float().cpu()
             pool = torch.cat(self.parallel.gather_objects([real])) if self.parallel.enabled else None
-            learn_mask = high_entropy_mask(entropies, mask, self.config.top_entropy_quantile, pool=pool)
+            learn_mask = high_entropy_mask(
+                entropies.detach(), mask, self.config.top_entropy_quantile, pool=pool
+            )
         sampling_logp = None
         if self.config.reads_sampling_logprobs:  # read once: each micro-batch brings its own
             sampling_logp, self._sampling_logp = self._sampling_logp, None
@@ -127,6 +132,7 @@ class GRPOAgent(Agent):
             ref_logp,
             learn_mask=learn_mask,
             sampling_logp=sampling_logp,
+            entropies=entropies,
         )
 
     @property

@@ -95,6 +95,13 @@ class GRPOConfig(TrainConfig):
         minimum=0,
         maximum=1,
     )
+    entropy_coef: float = opt(
+        0.0,
+        "Entropy bonus (TRL's entropy_coef): the loss minus entropy_coef x the mean entropy of the policy's "
+        "distribution over the completion tokens that learn (those of top_entropy_quantile), a token mean "
+        "whatever loss_type, so that it keeps the policy from collapsing to near-deterministic answers; 0 = off. "
+        "The entropies come from the training forward's logits at the sampling temperature.",
+    )
     vllm_importance_sampling_correction: bool = opt(
         False,
         "Correct for the rollout engine sampling from (numerically) another distribution than the trainer "
@@ -283,6 +290,11 @@ class GRPOConfig(TrainConfig):
         return self.vllm_importance_sampling_correction or self.off_policy_mask_threshold > 0
 
     @property
+    def needs_entropies(self) -> bool:
+        """top_entropy_quantile and the entropy bonus read each position's entropy from the training forward."""
+        return self.top_entropy_quantile < 1 or self.entropy_coef != 0
+
+    @property
     def uses_reference(self) -> bool:
         """A KL term (``beta != 0``) needs the frozen reference model."""
         return self.beta != 0
@@ -312,4 +324,5 @@ class GRPOConfig(TrainConfig):
             sampling_correction_min=self.vllm_importance_sampling_clip_min,
             sampling_correction_max=self.vllm_importance_sampling_clip_max,
             off_policy_mask_threshold=self.off_policy_mask_threshold or None,
+            entropy_coef=self.entropy_coef,
         )

@@ -16,6 +16,7 @@ from agents.grpo.variants import (
     AGGREGATIONS,
     VariantSettings,
     aggregate,
+    entropy_bonus,
     log_importance_weights,
     logged_mean,
     off_policy_mask,
@@ -42,6 +43,7 @@ class LossSettings(VariantSettings):
     sampling_correction_max: float | None = 3.0
     # DeepSeek-V3.2's off-policy sequence mask (TRL's off_policy_mask_threshold; None: off)
     off_policy_mask_threshold: float | None = None
+    entropy_coef: float = 0.0  # the entropy bonus (TRL's entropy_coef): loss - coef x mean token entropy
 
 
 def grpo_loss(
@@ -53,6 +55,7 @@ def grpo_loss(
     ref_logp: torch.Tensor | None = None,  # [N, T] under the frozen reference, when beta > 0
     learn_mask: torch.Tensor | None = None,  # [N, T] bool: the tokens whose policy term counts (top entropy)
     sampling_logp: torch.Tensor | None = None,  # [N, T] the rollout engine's log-probs of the same tokens
+    entropies: torch.Tensor | None = None,  # [N, T] each position's entropy, with grad (entropy_coef)
 ) -> Loss:
     """The policy term of ``settings.loss_type`` plus ``beta`` x KL, aggregated per ``loss_type``: the loss,
     its metrics and what it is a mean over (``AGGREGATIONS``), unpacking as ``loss, metrics``.
@@ -72,6 +75,10 @@ def grpo_loss(
     ``settings.off_policy_mask_threshold``: the policy term of each completion with a negative advantage whose
     mean KL from the policy that sampled (``sampling_logp`` where the engine gave it, else ``old_logp``, as
     TRL) exceeds it is zeroed (:func:`~agents.grpo.variants.off_policy_mask`); its KL term stays.
+
+    ``settings.entropy_coef``: the loss minus ``entropy_coef`` x the mean of ``entropies`` over the tokens the
+    policy term learns from (every completion token, or ``learn_mask``'s), whatever ``loss_type`` (TRL's
+    entropy bonus, :func:`~agents.grpo.variants.entropy_bonus`); ``policy_loss`` logs the loss without it.
     """
     if settings.loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {settings.loss_type!r}")
@@ -106,7 +113,11 @@ def grpo_loss(
         if settings.bias_correction_kl:
             kl = kl * ratio
         per_token = per_token + settings.beta * kl
-    loss = aggregate(settings.loss_type, per_token, mask, settings.max_completion_length)
+    loss = policy_loss = aggregate(settings.loss_type, per_token, mask, settings.max_completion_length)
+    if settings.entropy_coef != 0:
+        if entropies is None:
+            raise ValueError("entropy_coef != 0 needs the entropies of this micro-batch's forward")
+        loss = policy_loss - settings.entropy_coef * entropy_bonus(entropies, mask, learn_mask)
 
     with torch.no_grad():
         metrics = {"loss": float(loss), "ratio_mean": logged_mean(ratio, mask)}
@@ -117,6 +128,10 @@ def grpo_loss(
             metrics.update(sampling_correction_metrics(old_logp, sampling_logp, correction, mask))
         if kept is not None:  # a share of completions (TRL logs none)
             metrics["off_policy_masked_fraction"] = 1.0 - logged_mean(kept, mask)
+        if settings.entropy_coef != 0:  # TRL's names; TRL's `entropy` is our token_entropy
+            metrics["policy_loss"] = float(policy_loss)
+            metrics["entropy_coef"] = settings.entropy_coef
+            metrics["token_entropy"] = float(masked_mean(entropies, mask))
         if learn_mask is not None:
             metrics["learn_fraction"] = float(masked_mean(learn_mask.to(logp.dtype), mask))
     return Loss(loss, metrics, AGGREGATIONS[settings.loss_type].mean_over)

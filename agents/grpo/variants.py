@@ -286,6 +286,21 @@ def logged_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float(masked_mean(values, mask))
 
 
+# --------------------------------------------------------------------------- entropy bonus
+def entropy_bonus(
+    entropies: torch.Tensor,  # [N, T] each position's entropy (nats), with grad
+    mask: torch.Tensor,  # [N, T]
+    learn_mask: torch.Tensor | None = None,  # [N, T] bool: top_entropy_quantile's tokens
+) -> torch.Tensor:
+    """The mean entropy over the tokens the policy term learns from, which the loss subtracts times
+    ``entropy_coef`` (TRL 1.16's entropy bonus). A token mean whatever ``loss_type``, as TRL: the coefficient
+    means the same for every loss type. verl's ``entropy_coeff`` instead aggregates the entropy as its policy
+    loss (``loss_agg_mode``): the same for token-mean types (dapo), a per-sequence mean for grpo. TRL's is
+    followed, as every option here keeps TRL's name and meaning and is checked against its code."""
+    acting = mask if learn_mask is None else mask * learn_mask.to(mask.dtype)
+    return (entropies * acting).sum() / acting.sum().clamp(min=1.0)
+
+
 # --------------------------------------------------------------------------- which tokens learn
 def high_entropy_mask(
     entropies: torch.Tensor, mask: torch.Tensor, top_quantile: float, pool: torch.Tensor | None = None

@@ -237,8 +237,10 @@ def token_logprobs(
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """log softmax(lm_head(hidden) / temperature)[token] as float32 ``[N, T]``, never all logits at once.
 
-    ``with_entropy``: also the entropy of each position's distribution, float32 ``[N, T]`` without grad
-    (GRPO's ``top_entropy_quantile``), computed from the same chunk of logits: ``(logprobs, entropies)``.
+    ``with_entropy``: also the entropy of each position's distribution, float32 ``[N, T]``, computed from the
+    same chunk of logits: ``(logprobs, entropies)``; differentiable when grad is enabled (GRPO's
+    ``entropy_coef`` bonus; ``top_entropy_quantile`` only reads it), which keeps at most one more chunk of
+    probabilities for backward.
 
     The vocabulary projection and the float32 log-sum-exp run over chunks of tokens so that at most
     ``chunk_elements`` logits exist at a time (a 151k vocabulary x 512 tokens is 310 MB in float32 otherwise).
@@ -259,8 +261,7 @@ def token_logprobs(
         log_normaliser = torch.logsumexp(logits, dim=-1)
         entropy = None
         if with_entropy:  # H = log Z - sum p * logits
-            with torch.no_grad():
-                entropy = log_normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+            entropy = log_normaliser - (torch.softmax(logits, dim=-1) * logits).sum(-1)
         return logits.gather(-1, ids).squeeze(-1) - log_normaliser, entropy
 
     total = flat_hidden.shape[0]

@@ -415,7 +415,10 @@ def test_entropies_come_from_the_same_logits(chunk_elements):
     log_softmax = torch.log_softmax(head(hidden) / 0.7, dim=-1)
     torch.testing.assert_close(logp, log_softmax.gather(-1, ids.unsqueeze(-1)).squeeze(-1))
     torch.testing.assert_close(entropies, -(log_softmax.exp() * log_softmax).sum(-1))
-    assert not entropies.requires_grad
+    # the entropies carry their gradient (the entropy_coef bonus), the plain formula's
+    (grad,) = torch.autograd.grad(entropies.sum(), hidden, retain_graph=True)
+    plain = -(log_softmax.exp() * log_softmax).sum()
+    torch.testing.assert_close(grad, torch.autograd.grad(plain, hidden, retain_graph=True)[0])
     logp.sum().backward()  # the log-probs keep their gradient
     assert hidden.grad is not None and hidden.grad.abs().sum() > 0
 

@@ -62,7 +62,7 @@ def trl_compute_loss(
     advantages: torch.Tensor,  # [N]
     mask: torch.Tensor,  # [N, T] completion mask
     ref_logp: torch.Tensor | None = None,  # [N, T] when beta != 0
-    entropies: torch.Tensor | None = None,  # [N, T]; default zeros (only top_entropy_quantile reads them)
+    entropies: torch.Tensor | None = None,  # [N, T] (with grad for entropy_coef); default zeros
     importance_sampling_ratio: torch.Tensor | None = None,  # the engine correction (trl_sampling_correction)
     sampling_logp: torch.Tensor | None = None,  # [N, T] the engine's log-probs (TRL's vLLM ones)
     **options: Any,  # GRPOConfig options, e.g. loss_type="cispo", epsilon_high=5.0
@@ -78,7 +78,11 @@ def trl_compute_loss(
         current_gradient_accumulation_steps=1,
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         aux_loss_enabled=False,
-        _entropy_bonus_enabled=False,
+        _entropy_bonus_enabled=args.entropy_coef != 0.0 or args.use_adaptive_entropy,
+        entropy_coef=args.entropy_coef,
+        use_adaptive_entropy=args.use_adaptive_entropy,
+        _last_world_entropy=float("inf"),
+        _entropy_window_stats=None,
         use_vllm=importance_sampling_ratio is not None,
         vllm_importance_sampling_correction=importance_sampling_ratio is not None,
         off_policy_mask_threshold=args.off_policy_mask_threshold,
