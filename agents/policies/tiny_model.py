@@ -140,40 +140,6 @@ def synthetic_corpus(n_lines: int = 4000, seed: int = 1234) -> list[str]:
 
     Independent of the model seed so that every tiny model shares one tokenizer.
     """
-    rng = random.Random(seed)
-
-    def coord() -> int:
-        return rng.randrange(0, 1000)
-
-    def obj() -> str:
-        return f"{rng.choice(_COLOURS)} {rng.choice(_SHAPES)}"
-
-    def ref() -> str:
-        return f"{obj()} {rng.choice(_SPATIAL)} of the {obj()}"
-
-    def names() -> str:
-        pool = list(_SHAPES) + list(_COCO)
-        return ", ".join(rng.sample(pool, rng.randint(1, 6)))
-
-    def qwen_box_answer() -> str:
-        parts = [f"<|object_ref_start|>{rng.choice([obj(), rng.choice(_COCO)])}<|object_ref_end|>"]
-        for _ in range(rng.randint(1, 3)):
-            parts.append(f"<|box_start|>({coord()},{coord()}),({coord()},{coord()})<|box_end|>")
-        return "".join(parts)
-
-    def json_answer() -> str:
-        items = [
-            {"bbox_2d": [coord(), coord(), coord(), coord()], "label": rng.choice(_SHAPES + _COCO)}
-            for _ in range(rng.randint(1, 3))
-        ]
-        text = json.dumps(items)
-        return f"```json\n{text}\n```" if rng.random() < 0.3 else text
-
-    def prose() -> str:
-        words = [rng.choice(_WORDS + _SPATIAL + _COLOURS + _SHAPES) for _ in range(rng.randint(3, 12))]
-        line = " ".join(words)
-        return line[0].upper() + line[1:] + rng.choice([".", ",", "!", "?", ":", ";", ""])
-
     lines: list[str] = []
     # every vocabulary item at least once, alone and with a leading space
     for w in _WORDS + _SPATIAL + _COLOURS + _SHAPES + _COCO:
@@ -184,30 +150,80 @@ def synthetic_corpus(n_lines: int = 4000, seed: int = 1234) -> list[str]:
         lines += [w, f'"{w}"'] * 12
     lines += [str(i) for i in range(1001)]
     lines.append("system\nYou are a helpful assistant.\nuser\nassistant\n")
+    writer = _CorpusWriter(random.Random(seed))
+    # each line one of seven kinds, drawn uniformly: prose two in seven
+    kinds = (
+        writer.prompt,
+        writer.qwen_box_answer,
+        writer.json_answer,
+        writer.box_pair,
+        writer.number,
+        writer.prose,
+        writer.prose,
+    )
     for _ in range(n_lines):
-        kind = rng.randrange(7)
-        if kind == 0:
-            tmpl = rng.choice(_PROMPTS)
-            lines.append(
-                tmpl.format(
-                    obj=rng.choice([obj(), rng.choice(_SHAPES), rng.choice(_COCO)]),
-                    ref=ref(),
-                    colour=rng.choice(_COLOURS),
-                    shape=rng.choice(_SHAPES),
-                    names=names(),
-                )
-            )
-        elif kind == 1:
-            lines.append(qwen_box_answer())
-        elif kind == 2:
-            lines.append(json_answer())
-        elif kind == 3:
-            lines.append(f"({coord()},{coord()}),({coord()},{coord()})")
-        elif kind == 4:
-            lines.append(str(rng.randrange(0, 1001)))
-        else:
-            lines.append(prose())
+        lines.append(kinds[writer.rng.randrange(len(kinds))]())
     return lines
+
+
+class _CorpusWriter:
+    """The corpus's lines of each kind, drawn from ``rng`` (the draws' order fixes the tokenizer)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def coord(self) -> int:
+        return self.rng.randrange(0, 1000)
+
+    def obj(self) -> str:
+        return f"{self.rng.choice(_COLOURS)} {self.rng.choice(_SHAPES)}"
+
+    def ref(self) -> str:
+        return f"{self.obj()} {self.rng.choice(_SPATIAL)} of the {self.obj()}"
+
+    def names(self) -> str:
+        pool = list(_SHAPES) + list(_COCO)
+        return ", ".join(self.rng.sample(pool, self.rng.randint(1, 6)))
+
+    def prompt(self) -> str:
+        rng = self.rng
+        tmpl = rng.choice(_PROMPTS)
+        return tmpl.format(
+            obj=rng.choice([self.obj(), rng.choice(_SHAPES), rng.choice(_COCO)]),
+            ref=self.ref(),
+            colour=rng.choice(_COLOURS),
+            shape=rng.choice(_SHAPES),
+            names=self.names(),
+        )
+
+    def qwen_box_answer(self) -> str:
+        rng, coord = self.rng, self.coord
+        parts = [f"<|object_ref_start|>{rng.choice([self.obj(), rng.choice(_COCO)])}<|object_ref_end|>"]
+        for _ in range(rng.randint(1, 3)):
+            parts.append(f"<|box_start|>({coord()},{coord()}),({coord()},{coord()})<|box_end|>")
+        return "".join(parts)
+
+    def json_answer(self) -> str:
+        rng, coord = self.rng, self.coord
+        items = [
+            {"bbox_2d": [coord(), coord(), coord(), coord()], "label": rng.choice(_SHAPES + _COCO)}
+            for _ in range(rng.randint(1, 3))
+        ]
+        text = json.dumps(items)
+        return f"```json\n{text}\n```" if rng.random() < 0.3 else text
+
+    def box_pair(self) -> str:
+        coord = self.coord
+        return f"({coord()},{coord()}),({coord()},{coord()})"
+
+    def number(self) -> str:
+        return str(self.rng.randrange(0, 1001))
+
+    def prose(self) -> str:
+        rng = self.rng
+        words = [rng.choice(_WORDS + _SPATIAL + _COLOURS + _SHAPES) for _ in range(rng.randint(3, 12))]
+        line = " ".join(words)
+        return line[0].upper() + line[1:] + rng.choice([".", ",", "!", "?", ":", ";", ""])
 
 
 def build_tokenizer(vocab_size: int = 800):
