@@ -96,7 +96,7 @@ class GRPOAgent(Agent):
             self._warned_no_sampling_logp = True
             warnings.warn(
                 "vllm_importance_sampling_correction: the rollout engine gave no sampling log-probs "
-                "(the transformers engine never does; vLLM only at temperature 1 or greedy): no correction "
+                "(vLLM gives them only at temperature 1 or greedy): no correction "
                 "is applied",
                 stacklevel=3,
             )

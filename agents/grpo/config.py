@@ -106,8 +106,8 @@ class GRPOConfig(TrainConfig):
         False,
         "Correct for the rollout engine sampling from (numerically) another distribution than the trainer "
         "scores (TRL's vllm_importance_sampling_correction): the policy term is weighted by pi_old / "
-        "pi_engine from the engine's sampling log-probs (the fast engine's; vLLM's at temperature 1 or "
-        "greedy). An engine that gives none (transformers) leaves it off, with one warning. Off by default: "
+        "pi_engine from the engine's sampling log-probs (the fast and transformers engines'; vLLM's at "
+        "temperature 1 or greedy). An engine that gives none leaves it off, with one warning. Off by default: "
         "TRL's default True acts only with vLLM, and the default engines here agree with the trainer.",
     )
     vllm_importance_sampling_mode: str = opt(

@@ -85,12 +85,45 @@ def test_fast_engines_sampling_logprobs_are_the_trainers_on_policy(policy, obser
     assert torch.equal(rollout.select([4, 1]).sampling_logprobs, sampled[[4, 1]])
 
 
-def test_the_transformers_engine_leaves_sampling_logprobs_out(policy, observations):
-    """transformers' generate does not hand its scores back through QwenVLPolicy.generate: None, not a guess."""
-    rollout = TransformersEngine(policy).generate(
-        observations, 2, SAMPLINGS["plain"], observation_seeds=SEEDS
+@pytest.mark.parametrize("prefill_once", [True, False], ids=["prefill-once", "generate-repeats"])
+@pytest.mark.parametrize("setting", list(SAMPLINGS))
+def test_transformers_engines_sampling_logprobs_are_the_trainers_on_policy(
+    policy, observations, setting, prefill_once, monkeypatch
+):
+    """As the fast engine's: the log-probs read off generate's decode steps equal ``completion_logprobs`` at the
+    sampling temperature (greedy: 1) under the same weights, on both of QwenVLPolicy.generate's paths; the
+    tokens are those generate draws without them; the model is left as it was."""
+    sampling = SAMPLINGS[setting]
+    monkeypatch.setattr(policy, "prefill_once", prefill_once)
+    engine = TransformersEngine(policy)
+    rollout = engine.generate(observations, 3, sampling, observation_seeds=SEEDS)
+    assert "generate" not in vars(policy.model)  # the recording wrapper is gone
+    _same_answers(rollout, policy.generate(observations, num_samples=3, observation_seeds=SEEDS,
+                                           **sampling.generate_kwargs()))  # fmt: skip
+    temperature = 1.0 if sampling.greedy else sampling.temperature
+    with torch.no_grad():
+        trainer = policy.completion_logprobs(rollout, temperature=temperature)
+    sampled, mask = rollout.sampling_logprobs, rollout.completion_mask.bool()
+    assert sampled is not None and sampled.shape == mask.shape
+    assert torch.allclose(sampled, trainer, atol=1e-5, rtol=0), (sampled - trainer).abs().max()
+    assert (sampled[mask] < 0).all() and (sampled[~mask] == 0).all()
+    print(f"\nTRANSFORMERS ENGINE {setting} prefill_once={prefill_once}: max |sampling - trainer| "
+          f"{float((sampled - trainer).abs().max()):.3g}")  # fmt: skip
+
+
+def test_a_policy_without_a_model_generate_gives_no_logprobs(observations):
+    """A Policy whose sampling does not go through ``model.generate``: nothing recorded, None, not a guess."""
+    rollout = Rollout(
+        prompt_ids=torch.zeros(1, 1, dtype=torch.long), prompt_mask=torch.ones(1, 1, dtype=torch.long),
+        prompt_mm_token_type_ids=torch.zeros(1, 1, dtype=torch.long), pixel_values=torch.zeros(1, 1),
+        image_grid_thw=torch.ones(1, 3, dtype=torch.long), completion_ids=torch.ones(1, 2, dtype=torch.long),
+        completion_mask=torch.ones(1, 2, dtype=torch.long), obs_index=torch.zeros(1, dtype=torch.long),
+        texts=["ab"], num_samples=1,
+    )  # fmt: skip
+    policy = types.SimpleNamespace(model=torch.nn.Linear(1, 1), generate=lambda *a, **k: rollout)
+    assert (
+        TransformersEngine(policy).generate(observations[:1], 1, SAMPLINGS["plain"]).sampling_logprobs is None
     )
-    assert rollout.sampling_logprobs is None
 
 
 def test_an_answer_does_not_depend_on_its_batch_mates(policy, observations):

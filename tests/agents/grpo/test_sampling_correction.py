@@ -282,13 +282,22 @@ def test_an_engine_whose_logprobs_differ_changes_the_update_as_trls(tiny_model_d
     assert any(moved)  # the same batch, another update
 
 
+class SilentEngine(DriftingEngine):
+    """An engine that gives no sampling log-probs: vLLM's case at a temperature other than 1."""
+
+    def generate(self, observations, num_samples, sampling, observation_seeds=None) -> Rollout:
+        rollout = self.fast.generate(observations, num_samples, sampling, observation_seeds=observation_seeds)
+        rollout.sampling_logprobs = None
+        return rollout
+
+
 def test_an_engine_without_logprobs_leaves_it_off_with_one_warning(tiny_model_dir, tmp_path):
     from tests.agents.support import make_trainer
 
     trainer = make_trainer(
-        "grpo", tiny_model_dir, tmp_path, total_steps=1, beta=0.0, rollout_engine="transformers",
-        vllm_importance_sampling_correction=True,
-    )  # fmt: skip
+        "grpo", tiny_model_dir, tmp_path, total_steps=1, beta=0.0, vllm_importance_sampling_correction=True
+    )
+    trainer.agent.engine = SilentEngine(trainer.agent.policy)
     batch = trainer.collect(0)
     assert batch.rollout.sampling_logprobs is None
     with warnings.catch_warnings(record=True) as caught:
@@ -298,6 +307,30 @@ def test_an_engine_without_logprobs_leaves_it_off_with_one_warning(tiny_model_di
     said = [w for w in caught if "no sampling log-probs" in str(w.message)]
     assert len(said) == 1
     assert "sampling/importance_sampling_ratio/mean" not in metrics
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_with_the_transformers_engine_on_policy_the_correction_is_nothing(tiny_model_dir, tmp_path, mode):
+    """The transformers engine's sampling log-probs are the trainer's up to float reordering: on-policy the
+    weight is 1 to 1e-5 and the corrected update's loss that of the uncorrected one, no warning."""
+    from tests.agents.support import make_trainer
+
+    runs = []
+    for correction in (False, True):
+        trainer = make_trainer(
+            "grpo", tiny_model_dir, tmp_path / str(correction), total_steps=1, beta=0.0,
+            rollout_engine="transformers", vllm_importance_sampling_correction=correction,
+            vllm_importance_sampling_mode=mode,
+        )  # fmt: skip
+        batch = trainer.collect(0)
+        assert batch.rollout.sampling_logprobs is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "no sampling log-probs" would raise
+            runs.append(trainer.agent.update(batch))
+    plain, corrected = runs
+    assert corrected["sampling/importance_sampling_ratio/mean"] == pytest.approx(1.0, abs=1e-5)
+    assert corrected["sampling/sampling_logp_difference/mean"] < 1e-5
+    assert corrected["loss"] == pytest.approx(plain["loss"], abs=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["token_truncate", "sequence_mask"])
