@@ -54,6 +54,59 @@ def _records(data: object, key: str, where: Where) -> list[dict]:
     return data[key]
 
 
+def _categories(data: dict, where: Where) -> dict[int, str]:
+    """Category id -> name, each id and name once."""
+    cats: dict[int, str] = {}
+    for c in _records(data, "categories", where):
+        w = where.at(f"category {c.get('id')!r}")
+        cid, cname = field(c, "id", int, w), field(c, "name", str, w)
+        if cid in cats or cname in cats.values():
+            raise w.error(f"duplicate category id or name ({cid}, {cname!r})")
+        cats[cid] = cname
+    return cats
+
+
+def _images(data: dict, where: Where) -> dict[int, tuple[str, int, int]]:
+    """Image id -> ``(file_name, width, height)`` as declared (positive sizes, each id once)."""
+    images = {}
+    for im in _records(data, "images", where):
+        w = where.at(f"image {im.get('id')!r}")
+        iid = field(im, "id", int, w)
+        if iid in images:
+            raise w.error("duplicate image id")
+        file_name = field(im, "file_name", str, w)
+        width, height = field(im, "width", int, w), field(im, "height", int, w)
+        if width <= 0 or height <= 0:
+            raise w.error(f"image size must be positive, got {width}x{height}")
+        images[iid] = (file_name, width, height)
+    return images
+
+
+def _boxes_per_image(
+    data: dict, where: Where, images: dict[int, tuple[str, int, int]], cats: dict[int, str]
+) -> dict[int, list[tuple[np.ndarray, int, bool, int]]]:
+    """Image id -> its annotations ``(xyxy box, category id, iscrowd, annotation id)``, each box inside its
+    image and naming a known image and category."""
+    per_image: dict[int, list[tuple[np.ndarray, int, bool, int]]] = {i: [] for i in images}
+    for a in _records(data, "annotations", where):
+        w = where.at(f"annotation {a.get('id')!r}")
+        aid = field(a, "id", int, w)
+        iid, cid = field(a, "image_id", int, w), field(a, "category_id", int, w)
+        if iid not in images:
+            raise w.error(f"unknown image_id {iid}")
+        if cid not in cats:
+            raise w.error(
+                f"unknown category_id {cid} (known: {min(cats, default=None)}..{max(cats, default=None)})"
+            )
+        crowd = a.get("iscrowd", 0)
+        if crowd not in (0, 1, True, False):
+            raise w.error(f"iscrowd must be 0 or 1, got {crowd!r}")
+        xyxy = box(a.get("bbox"), "bbox", w, fmt="xywh")
+        check_box_inside(xyxy, images[iid][1], images[iid][2], f"bbox of image {iid}", w)
+        per_image[iid].append((xyxy, cid, bool(crowd), aid))
+    return per_image
+
+
 class CocoDetection:
     """COCO-format detection data via ``pycocotools.coco.COCO``.
 
@@ -88,47 +141,13 @@ class CocoDetection:
         data = read_json(self.annotation_file)
         where = Where(self.annotation_file)
 
-        cats = {}
-        for c in _records(data, "categories", where):
-            w = where.at(f"category {c.get('id')!r}")
-            cid, cname = field(c, "id", int, w), field(c, "name", str, w)
-            if cid in cats or cname in cats.values():
-                raise w.error(f"duplicate category id or name ({cid}, {cname!r})")
-            cats[cid] = cname
+        cats = _categories(data, where)
         self.category_ids = tuple(sorted(cats))
         self.categories = tuple(cats[i] for i in self.category_ids)
         self.category_id_to_name = {i: cats[i] for i in self.category_ids}
         self.name_to_category_id = {n: i for i, n in self.category_id_to_name.items()}
-
-        images = {}
-        for im in _records(data, "images", where):
-            w = where.at(f"image {im.get('id')!r}")
-            iid = field(im, "id", int, w)
-            if iid in images:
-                raise w.error("duplicate image id")
-            file_name = field(im, "file_name", str, w)
-            width, height = field(im, "width", int, w), field(im, "height", int, w)
-            if width <= 0 or height <= 0:
-                raise w.error(f"image size must be positive, got {width}x{height}")
-            images[iid] = (file_name, width, height)
-
-        per_image: dict[int, list[tuple[np.ndarray, int, bool, int]]] = {i: [] for i in images}
-        for a in _records(data, "annotations", where):
-            w = where.at(f"annotation {a.get('id')!r}")
-            aid = field(a, "id", int, w)
-            iid, cid = field(a, "image_id", int, w), field(a, "category_id", int, w)
-            if iid not in images:
-                raise w.error(f"unknown image_id {iid}")
-            if cid not in cats:
-                raise w.error(
-                    f"unknown category_id {cid} (known: {min(cats, default=None)}..{max(cats, default=None)})"
-                )
-            crowd = a.get("iscrowd", 0)
-            if crowd not in (0, 1, True, False):
-                raise w.error(f"iscrowd must be 0 or 1, got {crowd!r}")
-            xyxy = box(a.get("bbox"), "bbox", w, fmt="xywh")
-            check_box_inside(xyxy, images[iid][1], images[iid][2], f"bbox of image {iid}", w)
-            per_image[iid].append((xyxy, cid, bool(crowd), aid))
+        images = _images(data, where)
+        per_image = _boxes_per_image(data, where, images, cats)
 
         drops = DropLog()
         self.image_ids = tuple(i for i in sorted(images) if per_image[i] or not skip_empty)
