@@ -206,6 +206,8 @@ def point_latest(run_dir: Path, checkpoint: Path) -> None:
 
 
 def warn_if_branching(run_dir: Path, checkpoint: Path, step: int) -> None:
+    """A warning when ``step`` is older than ``run_dir``'s newest checkpoint: the resumed run replaces the
+    later ones as it saves."""
     later = [c.name for c in complete_checkpoints(run_dir) if _step_of(c) > step]
     if later:
         warnings.warn(
@@ -218,6 +220,7 @@ def warn_if_branching(run_dir: Path, checkpoint: Path, step: int) -> None:
 
 
 def warn_if_run_has_checkpoints(run_dir: Path) -> None:
+    """A warning when a new run starts in ``run_dir``, which already holds an earlier run's checkpoints."""
     found = complete_checkpoints(run_dir)
     if found:
         warnings.warn(

@@ -18,6 +18,7 @@ import sys
 
 
 def cmd_make_tiny_model(args: argparse.Namespace) -> None:
+    """``perception-r1 make-tiny-model``: build and save a randomly initialised model with its processor."""
     from agents.config import check_output_folder
     from agents.policies.tiny_model import build_tiny_model
 
@@ -35,6 +36,7 @@ def cmd_make_tiny_model(args: argparse.Namespace) -> None:
 
 
 def cmd_sft(args: argparse.Namespace) -> None:
+    """``perception-r1 sft``: the supervised warm start on an env's oracle answers, saved as a model."""
     from agents.config import check_output_folder
     from agents.console import make_env, set_threads, show_progress
     from agents.model_folder import check_model
@@ -114,6 +116,7 @@ def build_train_parser(sub, agent: str | None = "grpo") -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """``perception-r1 train``: the options from flags, ``--config`` and a resumed run; train; the summary."""
     from agents.config import config_from_args
     from agents.console import show_progress
     from agents.registry import resolve_agent
@@ -189,6 +192,7 @@ def train(
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    """``perception-r1 demo``: the offline demo on a tiny model (:func:`agents.demo.run_demo`)."""
     from transformers.utils import logging as hf_logging
 
     from agents.config import check_output_folder
@@ -205,6 +209,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_tour(args: argparse.Namespace) -> None:
+    """``perception-r1 tour``: every env with an oracle and a random agent, renders saved."""
     from agents.config import SetupError, check_output_folder
     from perception_env.data import get_difficulty
     from perception_env.tour import tour
@@ -218,6 +223,7 @@ def cmd_tour(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``perception-r1``'s entry point: ``argv`` (default: the process's) run as one command."""
     from agents.console import run_command
 
     run_command(_run, sys.argv[1:] if argv is None else list(argv))

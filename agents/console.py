@@ -58,6 +58,7 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def threads_option(text: str) -> int | str:
+    """``--threads``' argparse type: ``auto`` or a whole number >= 1."""
     if text == "auto":
         return text
     try:

@@ -86,6 +86,8 @@ def model_answerer(
 
 
 def build_env(args: argparse.Namespace):
+    """``(env, its gym.make keyword arguments)`` that ``eval``'s options name: ``--env`` with
+    ``--env-kwargs``, ``--data`` and its data options, ``--split`` and the pixel bounds."""
     from agents.console import make_env
 
     kwargs: dict[str, Any] = dict(args.env_kwargs or {})

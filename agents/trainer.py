@@ -97,6 +97,7 @@ def check_same_frame(env: gym.Env, policy: Any) -> None:
 
 
 def success_rate(infos: list[dict[str, Any]]) -> float:
+    """The fraction of ``infos`` whose ``is_success`` is true; 0 for none."""
     return float(np.mean([bool(i.get("is_success", False)) for i in infos])) if infos else 0.0
 
 

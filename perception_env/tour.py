@@ -57,6 +57,7 @@ def tour(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m perception_env.tour``: :func:`tour` with its options from the command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -86,6 +86,7 @@ class ParsedAnswer:
 
 
 def snippet(text: str) -> str:
+    """``text`` stripped, cut to ``_SNIPPET`` characters and quoted: an answer's text in a problem message."""
     text = text.strip()
     return repr(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
 
@@ -154,6 +155,7 @@ def objects_to_pixels(
 
 
 def clean_label(label: str) -> str | None:
+    """``label`` with its white space runs made single spaces; None if nothing is left."""
     label = " ".join(label.split())
     return label or None
 
@@ -259,10 +261,13 @@ def as_objects(boxes, points, labels) -> tuple[np.ndarray, list[str | None], str
 def to_answer_ints(
     arr: np.ndarray, frame: CoordinateFrame | None, lo: float, hi: np.ndarray | float
 ) -> np.ndarray:
+    """Pixel coordinates ``arr`` in the answer's units (``frame``; None: pixels), rounded, in ``[lo, hi]``."""
     units = arr if frame is None else frame.from_pixels(arr)
     return np.clip(np.rint(units), lo, hi).astype(np.int64)
 
 
 def to_answer_decimals(arr: np.ndarray, frame: CoordinateFrame | None, lo: float, hi, decimals: int):
+    """Pixel coordinates ``arr`` in the answer's units (``frame``; None: pixels), clipped to ``[lo, hi]``,
+    rounded to ``decimals``."""
     units = arr if frame is None else frame.from_pixels(arr)
     return np.round(np.clip(units, lo, hi), decimals)

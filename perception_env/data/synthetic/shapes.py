@@ -161,6 +161,7 @@ def background(rng: np.random.Generator, difficulty: Difficulty) -> tuple[int, i
 
 
 def add_noise(rng: np.random.Generator, image: np.ndarray, std: float) -> np.ndarray:
+    """``image`` plus Gaussian pixel noise of standard deviation ``std`` (0: unchanged), as uint8."""
     if std <= 0:
         return image
     noisy = image.astype(np.float32) + rng.normal(0.0, std, size=image.shape).astype(np.float32)

@@ -42,6 +42,7 @@ VOCABULARY = tuple(_WORDS.split())
 
 @functools.lru_cache(maxsize=32)
 def font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's built-in font at ``size`` px (cached: the page renderer asks for few sizes, often)."""
     return ImageFont.load_default(size=size)
 
 
