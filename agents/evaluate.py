@@ -1,8 +1,8 @@
-"""``perception-r1 eval``: greedy answers over an env's dataset, the paper's metrics, one table.
+r"""``perception-r1 eval``: greedy answers over an env's dataset, the paper's metrics, one table.
 
     perception-r1 eval --env PerceptionR1/Detection-v0 --agent oracle --limit 50
-    perception-r1 eval --env PerceptionR1/Grounding-v0 --model Qwen/Qwen2-VL-2B-Instruct \\
-        --data refcoco --data-root /data/refer --env-kwargs '{"data_kwargs": {"dataset": "refcoco"}}' \\
+    perception-r1 eval --env PerceptionR1/Grounding-v0 --model Qwen/Qwen2-VL-2B-Instruct \
+        --data refcoco --data-root /data/refer --env-kwargs '{"data_kwargs": {"dataset": "refcoco"}}' \
         --split val --batch-size 32 --device cuda --output runs/eval/refcoco-val
 
 Writes ``predictions.jsonl`` (one line per sample: ids, prompt, answer,

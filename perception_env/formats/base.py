@@ -167,7 +167,7 @@ _REVERSED_STOP_RUN_RE = re.compile("(?:" + "|".join(re.escape(t[::-1]) for t in 
 
 
 def strip_stop_tokens(answer: str) -> str:
-    """``answer`` cut at the first stop token of its trailing run of :data:`STOP_TOKENS` and white space.
+    r"""``answer`` cut at the first stop token of its trailing run of :data:`STOP_TOKENS` and white space.
 
     ``"7<|im_end|>"`` -> ``"7"``; ``"7 <|im_end|>\n<|endoftext|><|endoftext|>"`` -> ``"7 "``; a stop
     token followed by other text is not trailing and stays. Linear in ``len(answer)``.

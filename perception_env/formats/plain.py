@@ -28,9 +28,9 @@ _COUNT_RE = re.compile(
 
 
 def _is_just_a_number(answer: str) -> bool:
-    """``answer`` is one unsigned ASCII integer or number word, with white space and one final period.
+    r"""``answer`` is one unsigned ASCII integer or number word, with white space and one final period.
 
-    ``str`` methods, linear: the regex ``\\s*(?:[0-9]+|...)\\s*\\.?\\s*`` it replaces backtracked
+    ``str`` methods, linear: the regex ``\s*(?:[0-9]+|...)\s*\.?\s*`` it replaces backtracked
     quadratically over ``"7" + n spaces + "!"`` (14 s at n = 30,000).
     """
     core = answer.strip()

@@ -1,4 +1,4 @@
-"""Your own data: one JSON object per line, one schema per task.
+r"""Your own data: one JSON object per line, one schema per task.
 
 Image paths are relative to the JSONL file's folder (or absolute). Each
 image's header is read at load time (cheap: no decoding): an unreadable file
@@ -14,7 +14,7 @@ down, and must lie in the image::
     counting   {"image": "a.png", "query": "apple", "points": [[x, y], ...]}
                or {"image": "a.png", "query": "apple", "count": 3}   (no points: count-only)
     grounding  {"image": "a.png", "expression": "the red cup", "box": [x1, y1, x2, y2]}
-    ocr        {"image": "a.png", "text": "line one\\nline two"}
+    ocr        {"image": "a.png", "text": "line one\nline two"}
 
 A task's class names its schema (``jsonl_schema``, a :class:`RecordSchema`: the fields a line may hold
 and how they become :class:`~perception_env.data.sample.Sample` fields); the four above are

@@ -1,7 +1,7 @@
-"""PageOCR (OCR) from a local JSONL file: ``{"image": "pages/p1.png", "text": "..."}`` per line.
+r"""PageOCR (OCR) from a local JSONL file: ``{"image": "pages/p1.png", "text": "..."}`` per line.
 
 Image paths are relative to the JSONL file's folder (or absolute); ``text``
-is the page's ground truth, lines joined by ``"\\n"``. Expected layout:
+is the page's ground truth, lines joined by ``"\n"``. Expected layout:
 ``root/train.jsonl``, ``root/test.jsonl`` (e.g. one file per language) plus
 the images they name.
 """

@@ -1,9 +1,9 @@
-"""OCR: words from a small built-in vocabulary rendered with Pillow's own font.
+r"""OCR: words from a small built-in vocabulary rendered with Pillow's own font.
 
 ``ImageFont.load_default(size=N)`` is a real TrueType font shipped inside
 Pillow (>= 10.1), so rendering needs no font file and no network. The ground
 truth is exactly what is drawn: the words of each line joined by single
-spaces, the lines joined by ``"\\n"``.
+spaces, the lines joined by ``"\n"``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 
 
 class RenderedTextOCR(SyntheticDataset):
-    """Read the rendered text: ``text`` = lines joined by ``"\\n"``, dark text on a light page.
+    r"""Read the rendered text: ``text`` = lines joined by ``"\n"``, dark text on a light page.
 
     Layout (pixels of the generated image): a margin of a third of the font
     size, lines ``1.3 * font_size`` apart, the block shifted by a random
