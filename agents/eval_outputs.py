@@ -9,10 +9,9 @@ from typing import Any
 
 
 def benchmark_label(dataset_name: str, split: str) -> str:
-    """ "coco val", "refcoco-val" (a loader whose name already carries the split is not told it twice)."""
-    if not split or dataset_name.casefold().endswith(
-        f"-{split}".casefold()
-    ):  # loaders match splits in any case
+    """The benchmark's name as tables show it, e.g. "coco val", or "refcoco-val" for a loader whose name
+    already carries the split (in any case), which is not told it twice."""
+    if not split or dataset_name.casefold().endswith(f"-{split}".casefold()):
         return dataset_name
     return f"{dataset_name} {split}"
 
