@@ -64,9 +64,6 @@ VISION_SPECIAL_TOKENS = (
 # model must learn to stop), not in texts.
 
 
-_resolve_dtype = resolve_dtype  # the name it had here before agents/policies/loading.py
-
-
 def to_pil_image(image: Any):
     """An observation's image (HxWx3 uint8 array or PIL image) as an RGB PIL image; ValueError otherwise."""
     from PIL import Image

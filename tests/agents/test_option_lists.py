@@ -12,7 +12,7 @@ from agents import engines
 from agents.base import Agent
 from agents.build import CHECKPOINTING
 from agents.config import ACTIVATION_CHECKPOINTING, DTYPES, LR_SCHEDULERS, ROLLOUT_ENGINES, TrainConfig
-from agents.policies.qwen_vl import _resolve_dtype
+from agents.policies.loading import resolve_dtype
 from agents.presets import PRESETS, presets_help
 
 # the learning-rate factor at step 1 of 4 without warm-up, by hand: constant 1; linear 1 - 1/4;
@@ -29,7 +29,7 @@ def test_every_learning_rate_schedule_has_its_formula():
 
 @pytest.mark.parametrize("name", DTYPES)
 def test_every_dtype_option_loads_as_that_torch_dtype(name):
-    assert _resolve_dtype(name) is getattr(torch, name)
+    assert resolve_dtype(name) is getattr(torch, name)
 
 
 def test_every_rollout_engine_option_is_built_by_make_engine(monkeypatch):
@@ -47,7 +47,10 @@ def test_every_rollout_engine_option_is_built_by_make_engine(monkeypatch):
 
 
 def test_every_activation_checkpointing_option_maps_to_the_policys_setting():
+    from agents.policies import loading
+
     assert tuple(CHECKPOINTING) == ACTIVATION_CHECKPOINTING
+    assert all(setting in loading.ACTIVATION_CHECKPOINTING for setting in CHECKPOINTING.values())
 
 
 def test_every_demo_recipe_names_a_preset_and_a_schedule_of_the_lists():
