@@ -13,6 +13,7 @@ from agents.demo import RECIPES
 from benchmarks.thinking import (
     COLUMNS,
     answer_lengths,
+    chain_figures,
     comparison_table,
     grpo_figures,
     import_learning_run,
@@ -196,3 +197,17 @@ def test_a_saved_learning_run_becomes_the_no_thinking_arm(tmp_path):
     (run / "grpo-seed0").rename(run / "elsewhere")
     with pytest.raises(ValueError, match="no completions/mean_length"):
         import_learning_run(tmp_path / "learning" / "counting-seed0.json", tmp_path / "think")
+
+
+def test_chain_figures_by_hand(tmp_path):
+    two = {"labels": ["square", "circle"], "boxes": [[60, 0, 80, 20], [0, 0, 20, 20]]}  # circle left
+    empty = {"labels": [], "boxes": []}
+    rows = [
+        ("<think>circle, square.</think><answer>2</answer>", two),  # the scene, counted: both
+        ("<think>circle.</think><answer>2</answer>", two),  # one object named, two answered: neither
+        ("<think>no objects.</think><answer>0</answer>", empty),  # both
+        ("3", empty),  # no chain at all: neither
+    ]
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps({"answer": a, "target": t}) + "\n" for a, t in rows))
+    assert chain_figures(path) == {"scene": 0.5, "count": 0.5}
