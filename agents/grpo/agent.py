@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import torch
@@ -9,6 +10,7 @@ import torch
 from agents.base import Agent
 from agents.config import SetupError
 from agents.distributed import Parallel
+from agents.grpo.adaptive_entropy import AdaptiveEntropy
 from agents.grpo.advantages import (
     batch_standardized,
     component_rewards,
@@ -43,6 +45,8 @@ class GRPOAgent(Agent):
     _warned_no_sampling_logp = False
     # sync_ref_model: the optimiser steps taken on the current rollout batch so far
     _steps_this_batch = 0
+    # use_adaptive_entropy: the entropy coefficient's controller (made at the first loss)
+    _adaptive_entropy: AdaptiveEntropy | None = None
 
     def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
         """[B, G] advantages of this rank's groups; ``scale_rewards="batch"``: by the global batch's std."""
@@ -123,6 +127,10 @@ class GRPOAgent(Agent):
             if sampling_logp is not None:
                 sampling_logp = sampling_logp.to(logp.device)
         settings = self.config.loss_settings()
+        controller = self.entropy_controller()
+        if controller is not None:  # this step's coefficient; the step's entropy measured on the same tokens
+            settings = dataclasses.replace(settings, entropy_coef=controller.applied())
+            controller.observe(entropies, mask if learn_mask is None else mask * learn_mask.to(mask.dtype))
         return grpo_loss(
             logp,
             old_logp,
@@ -138,6 +146,27 @@ class GRPOAgent(Agent):
     @property
     def iterations(self) -> int:
         return self.config.num_iterations
+
+    def entropy_controller(self) -> AdaptiveEntropy | None:
+        """``use_adaptive_entropy``'s controller, starting from ``entropy_coef``; None without it."""
+        c = self.config
+        if not c.use_adaptive_entropy:
+            return None
+        if self._adaptive_entropy is None:
+            self._adaptive_entropy = AdaptiveEntropy(
+                coef=c.entropy_coef, target=c.entropy_target, delta=c.entropy_coef_delta,
+                minimum=c.entropy_coef_min, maximum=c.entropy_coef_max,
+            )  # fmt: skip
+        return self._adaptive_entropy
+
+    def update(self, batch: RolloutBatch) -> dict[str, float]:
+        """As :meth:`Agent.update`; with ``use_adaptive_entropy`` ``entropy_coef`` logs the coefficient after the
+        batch's last optimiser step (TRL logs it at each step's end)."""
+        metrics = super().update(batch)
+        controller = self.entropy_controller()
+        if controller is not None:
+            metrics["entropy_coef"] = controller.coef
+        return metrics
 
     # ------------------------------------------------------------------ reference-model sync
     def distribute(self, parallel: Parallel) -> None:
@@ -158,6 +187,9 @@ class GRPOAgent(Agent):
         the schedule is in every checkpoint, so a resumed run mixes at the same steps."""
         batches_before = self.scheduler.last_epoch  # read before the schedule advances
         grad_norm = super().clip_and_step(step=step, loss=loss, advance_schedule=advance_schedule)
+        controller = self.entropy_controller()
+        if controller is not None:  # the step's entropy over every rank moves the coefficient
+            controller.step(self.parallel.all_sum)
         c = self.config
         if c.sync_ref_model and self.reference is not None:
             self._steps_this_batch += 1
@@ -170,13 +202,19 @@ class GRPOAgent(Agent):
 
     def state_dict(self) -> dict:
         """As :meth:`Agent.state_dict`, plus the reference's weights once ``sync_ref_model`` moves them (the
-        starting model no longer gives them back on resume)."""
+        starting model no longer gives them back on resume) and ``use_adaptive_entropy``'s coefficient."""
         state = super().state_dict()
         if self.config.sync_ref_model and self.reference is not None:
             state["reference"] = reference_state(self.reference)
+        controller = self.entropy_controller()
+        if controller is not None:
+            state["adaptive_entropy"] = controller.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if "reference" in state and self.reference is not None:
             load_reference_state(self.reference, state["reference"])
+        controller = self.entropy_controller()
+        if controller is not None and "adaptive_entropy" in state:
+            controller.load_state_dict(state["adaptive_entropy"])

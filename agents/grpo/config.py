@@ -102,6 +102,28 @@ class GRPOConfig(TrainConfig):
         "whatever loss_type, so that it keeps the policy from collapsing to near-deterministic answers; 0 = off. "
         "The entropies come from the training forward's logits at the sampling temperature.",
     )
+    use_adaptive_entropy: bool = opt(
+        False,
+        "Adaptive entropy control (TRL's use_adaptive_entropy, Skywork-OR1): entropy_coef is the starting "
+        "coefficient, moved each optimiser step by entropy_coef_delta (up when that step's mean token entropy "
+        "was <= entropy_target, else down) within [entropy_coef_min, entropy_coef_max], and applied only while "
+        "the last step's entropy is <= entropy_target.",
+    )
+    entropy_coef_min: float = opt(
+        0.0, "use_adaptive_entropy: the coefficient's lower bound (TRL's entropy_coef_min).", minimum=0
+    )
+    entropy_coef_max: float = opt(
+        1.0, "use_adaptive_entropy: the coefficient's upper bound (TRL's entropy_coef_max).", minimum=0
+    )
+    entropy_coef_delta: float = opt(
+        0.005, "use_adaptive_entropy: the coefficient's step (TRL's entropy_coef_delta).", minimum=0
+    )
+    entropy_target: float = opt(
+        0.2,
+        "use_adaptive_entropy: the mean token entropy in nats at or below which the bonus acts (TRL's "
+        "entropy_target; a language model's is often 2-10 nats, so set it near the entropy seen early on).",
+        minimum=0,
+    )
     vllm_importance_sampling_correction: bool = opt(
         False,
         "Correct for the rollout engine sampling from (numerically) another distribution than the trainer "
@@ -247,6 +269,10 @@ class GRPOConfig(TrainConfig):
             )
         if self.sync_ref_model:
             problems.extend(self._reference_sync_problems())
+        if self.use_adaptive_entropy and self.entropy_coef_min > self.entropy_coef_max:
+            problems.append(
+                f"entropy_coef_min ({self.entropy_coef_min}) must be <= entropy_coef_max ({self.entropy_coef_max})"
+            )
         if self.multi_objective_aggregation == "normalize_then_sum":
             if not self.reward_weights:
                 problems.append(
@@ -292,7 +318,7 @@ class GRPOConfig(TrainConfig):
     @property
     def needs_entropies(self) -> bool:
         """top_entropy_quantile and the entropy bonus read each position's entropy from the training forward."""
-        return self.top_entropy_quantile < 1 or self.entropy_coef != 0
+        return self.top_entropy_quantile < 1 or self.entropy_coef != 0 or self.use_adaptive_entropy
 
     @property
     def uses_reference(self) -> bool:

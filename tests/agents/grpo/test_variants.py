@@ -423,6 +423,13 @@ def test_entropies_come_from_the_same_logits(chunk_elements):
     assert hidden.grad is not None and hidden.grad.abs().sum() > 0
 
 
+def _bare_agent(config: GRPOConfig, entropies: torch.Tensor, parallel) -> GRPOAgent:
+    """A GRPOAgent's loss without a model: its options, the micro-batch's entropies and ranks."""
+    agent = GRPOAgent.__new__(GRPOAgent)
+    agent.config, agent._entropies, agent.parallel = config, entropies, parallel
+    return agent
+
+
 def test_top_entropy_threshold_pools_every_rank():
     """In a data-parallel run the threshold is taken over every rank's tokens of the micro-batch, as TRL
     gathers them: another rank's more uncertain tokens leave none of ours above it."""
@@ -430,10 +437,10 @@ def test_top_entropy_threshold_pools_every_rank():
     config = GRPOConfig(loss_type="dapo", top_entropy_quantile=0.5, beta=0.0)
     other_rank = torch.full((30,), 10.0)
     two_ranks = SimpleNamespace(enabled=True, gather_objects=lambda items: [*items, other_rank])
-    pooled = SimpleNamespace(config=config, _entropies=entropies, parallel=two_ranks)
+    pooled = _bare_agent(config, entropies, two_ranks)
     _, metrics = GRPOAgent.loss(pooled, logp, adv, mask, old, None)
     assert metrics["learn_fraction"] == 0.0  # the median of 51 values is 10
-    alone = SimpleNamespace(config=config, _entropies=entropies, parallel=Parallel.single())
+    alone = _bare_agent(config, entropies, Parallel.single())
     _, metrics = GRPOAgent.loss(alone, logp, adv, mask, old, None)
     assert metrics["learn_fraction"] == pytest.approx(11 / 21)  # the median of our 21 and those above it
     assert alone._entropies is None  # read once: the next micro-batch must bring its own

@@ -65,38 +65,16 @@ def trl_compute_loss(
     entropies: torch.Tensor | None = None,  # [N, T] (with grad for entropy_coef); default zeros
     importance_sampling_ratio: torch.Tensor | None = None,  # the engine correction (trl_sampling_correction)
     sampling_logp: torch.Tensor | None = None,  # [N, T] the engine's log-probs (TRL's vLLM ones)
+    trainer: Any = None,  # a trl_trainer(...) whose state carries over (adaptive entropy); else a new one
     **options: Any,  # GRPOConfig options, e.g. loss_type="cispo", epsilon_high=5.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``(loss, metrics)`` of ``GRPOTrainer._compute_loss`` on these tensors; metrics as TRL logs them."""
-    args = trl_config(**options)
-    trainer = GRPOTrainer.__new__(GRPOTrainer)  # no __init__: no model, no data, no accelerate state
-    entropies = torch.zeros_like(logp) if entropies is None else entropies
-    attributes = dict(
-        args=args,
-        model=SimpleNamespace(training=True),
-        accelerator=_OneProcess(),
-        current_gradient_accumulation_steps=1,
-        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
-        aux_loss_enabled=False,
-        _entropy_bonus_enabled=args.entropy_coef != 0.0 or args.use_adaptive_entropy,
-        entropy_coef=args.entropy_coef,
-        use_adaptive_entropy=args.use_adaptive_entropy,
-        _last_world_entropy=float("inf"),
-        _entropy_window_stats=None,
-        use_vllm=importance_sampling_ratio is not None,
-        vllm_importance_sampling_correction=importance_sampling_ratio is not None,
-        off_policy_mask_threshold=args.off_policy_mask_threshold,
-        loss_type=args.loss_type,
-        beta=args.beta,
-        epsilon_low=args.epsilon,
-        epsilon_high=args.epsilon_high if args.epsilon_high is not None else args.epsilon,
-        importance_sampling_level=args.importance_sampling_level,
-        top_entropy_quantile=args.top_entropy_quantile,
-        max_completion_length=args.max_completion_length,
-        _get_per_token_logps_and_entropies=lambda *a, **k: (logp, entropies, None),
+    trainer = (
+        trl_trainer(use_vllm=importance_sampling_ratio is not None, **options) if trainer is None else trainer
     )
-    for name, value in attributes.items():
-        object.__setattr__(trainer, name, value)
+    trainer._metrics["train"].clear()
+    entropies = torch.zeros_like(logp) if entropies is None else entropies
+    object.__setattr__(trainer, "_get_per_token_logps_and_entropies", lambda *a, **k: (logp, entropies, None))
     n, t = mask.shape
     inputs = {
         "prompt_ids": torch.zeros(n, 1, dtype=torch.long),
@@ -117,6 +95,40 @@ def trl_compute_loss(
     loss = GRPOTrainer._compute_loss(trainer, None, inputs)
     metrics = {name: values[-1] for name, values in trainer._metrics["train"].items()}
     return loss, metrics
+
+
+def trl_trainer(use_vllm: bool = False, accumulation_steps: int = 1, **options: Any) -> GRPOTrainer:
+    """A ``GRPOTrainer`` that was never built, with only what ``_compute_loss`` reads: TRL's own options
+    (``options``), one process, ``accumulation_steps`` micro-batches an optimiser step (its accelerator's
+    ``sync_gradients`` is set by the caller at the last)."""
+    args = trl_config(**options)
+    trainer = GRPOTrainer.__new__(GRPOTrainer)  # no __init__: no model, no data, no accelerate state
+    attributes = dict(
+        args=args,
+        model=SimpleNamespace(training=True),
+        accelerator=_OneProcess(),
+        current_gradient_accumulation_steps=accumulation_steps,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        aux_loss_enabled=False,
+        _entropy_bonus_enabled=args.entropy_coef != 0.0 or args.use_adaptive_entropy,
+        entropy_coef=args.entropy_coef,
+        use_adaptive_entropy=args.use_adaptive_entropy,
+        _last_world_entropy=float("inf"),
+        _entropy_window_stats=None,
+        use_vllm=use_vllm,
+        vllm_importance_sampling_correction=use_vllm,
+        off_policy_mask_threshold=args.off_policy_mask_threshold,
+        loss_type=args.loss_type,
+        beta=args.beta,
+        epsilon_low=args.epsilon,
+        epsilon_high=args.epsilon_high if args.epsilon_high is not None else args.epsilon,
+        importance_sampling_level=args.importance_sampling_level,
+        top_entropy_quantile=args.top_entropy_quantile,
+        max_completion_length=args.max_completion_length,
+    )
+    for name, value in attributes.items():
+        object.__setattr__(trainer, name, value)
+    return trainer
 
 
 def _trl_block(first_line: str, end_line: str) -> str:
