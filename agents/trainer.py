@@ -328,22 +328,8 @@ class Trainer:
         c = self.config
         last = c.total_steps if stop_at is None else min(stop_at, c.total_steps)
         if self.parallel.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self.step == 0:
-                warn_if_run_has_checkpoints(self.run_dir)
-            write_atomic(self.run_dir / "config.json", json.dumps(c.to_dict(), indent=2, default=str))
-            self.open_writer()  # now, before the first step moves the counter
-        bar = None
-        if self.progress and self.parallel.is_main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=c.total_steps,
-                initial=self.step,
-                desc=f"{self.agent.spec} {c.env_id}",
-                dynamic_ncols=True,
-                mininterval=2.0,  # seconds: a readable log when stdout is a file
-            )
+            self._start_run()
+        bar = self._progress_bar()
         while self.step < last:
             step = self.step
             batch = self.collect(step)
@@ -356,15 +342,36 @@ class Trainer:
                 row.update(self._evaluate())
             self.history.append(row)
             if bar is not None:
-                bar.update(1)
-                shown = {"reward": row["reward/mean"]}
-                if "train/kl" in row:
-                    shown["kl"] = row["train/kl"]
-                if "eval/success" in row:
-                    shown["eval"] = row["eval/success"]
-                bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
+                _show_step(bar, row)
             if self.step % c.save_every == 0 or self.step == c.total_steps:
                 self.save_checkpoint()
+        self._finish(bar)
+        return self.history
+
+    def _start_run(self) -> None:
+        """The run folder with the options (config.json) and the TensorBoard writer, before the first step."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.step == 0:
+            warn_if_run_has_checkpoints(self.run_dir)
+        write_atomic(self.run_dir / "config.json", json.dumps(self.config.to_dict(), indent=2, default=str))
+        self.open_writer()  # now, before the first step moves the counter
+
+    def _progress_bar(self):
+        """A tqdm bar of the steps (on the main rank, with ``progress``), else None."""
+        if not (self.progress and self.parallel.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.config.total_steps,
+            initial=self.step,
+            desc=f"{self.agent.spec} {self.config.env_id}",
+            dynamic_ncols=True,
+            mininterval=2.0,  # seconds: a readable log when stdout is a file
+        )
+
+    def _finish(self, bar) -> None:
+        """The bar closed, the logs flushed, the render env closed: the end of :meth:`train`."""
         if bar is not None:
             bar.close()
         if self._writer is not None:
@@ -372,7 +379,6 @@ class Trainer:
         if self._render_env is not None:
             self._render_env.close()
             self._render_env = None
-        return self.history
 
     def _evaluate(self) -> dict[str, float]:
         shown = self.progress and self.parallel.is_main
@@ -566,3 +572,14 @@ class Trainer:
         if self.parallel.is_main and checkpoint.resolve().parent.parent == self.run_dir.resolve():
             warn_if_branching(self.run_dir, checkpoint, self.step)
             point_latest(self.run_dir, checkpoint)
+
+
+def _show_step(bar, row: dict[str, float]) -> None:
+    """One step more on the progress bar, with the step's reward, KL and held-out success where logged."""
+    bar.update(1)
+    shown = {"reward": row["reward/mean"]}
+    if "train/kl" in row:
+        shown["kl"] = row["train/kl"]
+    if "eval/success" in row:
+        shown["eval"] = row["eval/success"]
+    bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
