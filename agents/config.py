@@ -24,7 +24,7 @@ from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 # its flags without it); the code that acts on a value imports its list from here.
 # the KL estimators of a KL-to-reference term (agents/losses.py), an option of GRPO and RLOO
 KL_ESTIMATORS = ("k3", "k1")
-# the model's dtypes (agents/policies/qwen_vl.py maps each to its torch.dtype)
+# the model's dtypes (agents/policies/loading.py maps each to its torch.dtype)
 DTYPES = ("float32", "bfloat16", "float16")
 # the data-parallel strategies under torchrun (agents/distributed.py)
 PARALLEL_STRATEGIES = ("ddp", "fsdp")
