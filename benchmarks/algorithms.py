@@ -229,7 +229,7 @@ def step_series(
     """Per step, from the Trainer's logged rows: ``zero_var``, the share of the step's *generated* groups
     whose rewards were all equal (with dynamic sampling, the dropped ones over every generation batch; the
     trained batch then has none); ``entropy`` (nats per sampled token); ``reward`` (mean over the trained
-    answers); ``rollouts`` (cumulative completions sampled)."""
+    answers); ``length`` (mean completion tokens); ``rollouts`` (cumulative completions sampled)."""
     zero_var, rollouts, total = [], [], 0
     for row in history:
         if "dynamic_sampling/groups_dropped" in row:
@@ -244,6 +244,7 @@ def step_series(
         "zero_var": zero_var,
         "entropy": [row.get("train/entropy", float("nan")) for row in history],
         "reward": [row["reward/mean"] for row in history],
+        "length": [row.get("completions/mean_length", float("nan")) for row in history],
         "rollouts": rollouts,
     }
 

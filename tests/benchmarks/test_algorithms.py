@@ -105,7 +105,12 @@ def test_names_resolve_and_an_unknown_one_is_named():
 
 
 def test_zero_variance_counts_generated_groups_with_dynamic_sampling():
-    plain = {"train/frac_reward_zero_std": 0.25, "train/entropy": 0.5, "reward/mean": 0.6}
+    plain = {
+        "train/frac_reward_zero_std": 0.25,
+        "train/entropy": 0.5,
+        "reward/mean": 0.6,
+        "completions/mean_length": 2.0,
+    }
     # 8 groups wanted; 2 generation batches (16 groups), 6 of them unanimous and dropped
     filtered = {
         "train/frac_reward_zero_std": 0.0,
@@ -119,6 +124,7 @@ def test_zero_variance_counts_generated_groups_with_dynamic_sampling():
         "zero_var": [0.25, 0.25],
         "entropy": [0.5, 0.5],
         "reward": [0.6, 0.6],
+        "length": [2.0, 2.0],
         "rollouts": [64, 128],
     }
     assert step_series([filtered], 64, 8)["zero_var"] == [6 / 16]
