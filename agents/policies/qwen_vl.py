@@ -360,8 +360,9 @@ class QwenVLPolicy:
         attending to its keys/values (``agents/policies/shared_prefix.py``; same values and gradients within
         float tolerance). None: the policy's default (``self.shared_prefix``, True), falling back to the
         per-sequence forward where the model cannot (flash-attention, HF gradient checkpointing).
-        ``with_entropy``: also each position's entropy [N, T] (no grad; 0 where the mask is 0), from the same
-        logits: ``(logprobs, entropies)`` (GRPO's ``top_entropy_quantile``).
+        ``with_entropy``: also each position's entropy [N, T] (0 where the mask is 0), from the same logits:
+        ``(logprobs, entropies)``; differentiable when grad is enabled (GRPO's ``entropy_coef`` bonus;
+        ``top_entropy_quantile`` only reads it).
 
         Per sequence, the full sequence is prompt (left-padded) + completion (right-padded) and
         ``mm_token_type_ids`` is extended with zeros. Either way the vocabulary projection runs only at the T
