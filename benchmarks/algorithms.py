@@ -303,12 +303,13 @@ def first_reach(run: dict, level: float = REACH) -> float | None:
 def table(runs: list[dict], task: str) -> str:
     """One row per variant of ``task``: held-out metric after (mean over seeds, then each seed), gain, the CPU s
     to the first evaluation >= :data:`REACH` (each seed), training CPU s and rollouts (means), the
-    zero-variance share of generated groups over the run and its last 10% of steps, the entropy of the last 10%."""
+    zero-variance share of generated groups over the run and its last 10% of steps, the entropy and the answer
+    length (tokens) of the last 10%."""
     mine = [r for r in runs if r["task"] == task]
     lines = [
         f"| algorithm | after, mean (per seed) | gain, points | CPU s to {100 * REACH:.0f}% (per seed) | CPU s "
-        "| rollouts | zero-var, run / last 10% | entropy, last 10% |",
-        "|---|---|---|---|---|---|---|---|",
+        "| rollouts | zero-var, run / last 10% | entropy, last 10% | length, last 10% |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in [n for n in VARIANTS if any(r["algorithm"] == n for r in mine)]:
         rs = sorted((r for r in mine if r["algorithm"] == name), key=lambda r: r["seed"])
@@ -323,7 +324,8 @@ def table(runs: list[dict], task: str) -> str:
             f" | {np.mean([r['rollouts'][-1] for r in rs]):,.0f}"
             f" | {100 * np.mean([np.mean(r['zero_var']) for r in rs]):.0f}% /"
             f" {100 * np.mean([_tail_mean(r['zero_var']) for r in rs]):.0f}%"
-            f" | {np.mean([_tail_mean(r['entropy']) for r in rs]):.3f} |"
+            f" | {np.mean([_tail_mean(r['entropy']) for r in rs]):.3f}"
+            f" | {np.mean([_tail_mean(r['length']) for r in rs]):.2f} |"
         )
     return "\n".join(lines)
 
@@ -354,8 +356,8 @@ def smoothed(values: list[float], window: int) -> list[tuple[float, float]]:
 
 
 def figures(runs: list[dict], task: str, folder: Path = FIGURES) -> list[Path]:
-    """``algorithms-TASK.png`` (held-out metric vs training CPU s, mean over seeds), ``-zero-var.png`` and
-    ``-entropy.png`` (per step, mean over seeds, in windows of 25 steps)."""
+    """``algorithms-TASK.png`` (held-out metric vs training CPU s, mean over seeds), ``-zero-var.png``,
+    ``-entropy.png`` and ``-length.png`` (per step, mean over seeds, in windows of 25 steps)."""
     mine = [r for r in runs if r["task"] == task]
     names = [n for n in VARIANTS if any(r["algorithm"] == n for r in mine)]
     by_name = {n: [r for r in mine if r["algorithm"] == n] for n in names}
@@ -390,6 +392,7 @@ def figures(runs: list[dict], task: str, folder: Path = FIGURES) -> list[Path]:
     for key, label, suffix, y_range in (
         ("zero_var", "groups with G equal rewards (% of generated)", "-zero-var", (0, 100)),
         ("entropy", "entropy of the sampled tokens (nats per token)", "-entropy", None),
+        ("length", "sampled answer length (tokens)", "-length", None),
     ):
         scale = 100.0 if key == "zero_var" else 1.0
 

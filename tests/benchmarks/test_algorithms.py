@@ -135,7 +135,7 @@ def _saved(task: str, seed: int, name: str, after: float, stopped=None) -> dict:
     return {"task": task, "seed": seed, "algorithm": name, "metric_label": "accuracy", "eval_samples": 200,
             "before": 0.4, "after": after, "gain": 100 * (after - 0.4), "grpo_cpu_s": 50.0 + seed,
             "stopped": stopped, "curve": [[0, 0.0, 0.0, 0.4], [25, 2.0, 3.0, after]],
-            "zero_var": [0.5] * 9 + [1.0], "entropy": [0.3] * 10, "reward": [0.5] * 10,
+            "zero_var": [0.5] * 9 + [1.0], "entropy": [0.3] * 10, "reward": [0.5] * 10, "length": [2.0] * 10,
             "rollouts": [64 * (k + 1) for k in range(10)]}  # fmt: skip
 
 
@@ -151,7 +151,7 @@ def test_table_has_a_row_per_variant_with_seed_values_and_tail_means(tmp_path):
     rows = table(runs, "counting").splitlines()[2:]
     assert (
         rows[0]
-        == "| GRPO (paper) | 75.0 (100.0 / 50.0) | +35.0 | 2 / never | 50 | 640 | 55% / 100% | 0.300 |"
+        == "| GRPO (paper) | 75.0 (100.0 / 50.0) | +35.0 | 2 / never | 50 | 640 | 55% / 100% | 0.300 | 2.00 |"
     )
     assert rows[1].startswith("| DAPO | 90.0 (90.0); seed 0 stopped at step 7 | +50.0 | never | 50 |")
     paths = figures(runs, "counting", tmp_path / "figures")
@@ -159,6 +159,7 @@ def test_table_has_a_row_per_variant_with_seed_values_and_tail_means(tmp_path):
         "algorithms-counting.png",
         "algorithms-counting-zero-var.png",
         "algorithms-counting-entropy.png",
+        "algorithms-counting-length.png",
     ]
     assert all(p.stat().st_size > 1000 for p in paths)
 
@@ -188,6 +189,7 @@ def test_learning_benchmark_flag_runs_the_named_variants_tables_and_figures(tmp_
     assert "RLOO" not in printed
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "algorithms-counting-entropy.png",
+        "algorithms-counting-length.png",
         "algorithms-counting-zero-var.png",
         "algorithms-counting.png",
     ]
