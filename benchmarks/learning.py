@@ -99,12 +99,18 @@ def run(
     result.update(
         total_wall_s=time.perf_counter() - t0, total_cpu_s=time.process_time() - c0, variant=variant
     )
+    result["task"] = task  # the recipe's name: the demo's is the env's ("counting" for counting-points)
     (out / f"{task}-seed{seed}.json").write_text(json.dumps(result, indent=1))
     return result
 
 
 def load_runs(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(out.glob("*-seed*.json"))]
+    """The runs saved in ``out``, each under its recipe's name, the file's ``TASK`` (runs saved before
+    :func:`run` wrote it kept the env's task: counting-points' would have replaced counting's figure)."""
+    runs = []
+    for path in sorted(out.glob("*-seed*.json")):
+        runs.append({**json.loads(path.read_text()), "task": path.name.rsplit("-seed", 1)[0]})
+    return runs
 
 
 def run_label(run: dict) -> str:

@@ -206,3 +206,13 @@ def test_every_demo_recipe_and_reward_matching_is_offered_and_the_default_tasks_
     assert [parser.parse_args(["--tasks", task]).tasks for task in RECIPES] == [[task] for task in RECIPES]
     assert [parser.parse_args(["--reward-matching", m]).reward_matching for m in MATCHINGS] == list(MATCHINGS)
     assert set(parser.parse_args([]).tasks) <= set(RECIPES)  # argparse does not check a default
+
+
+def test_runs_are_named_by_their_recipe_not_their_env_s_task(tmp_path):
+    # counting-points runs the counting env, and the demo's result says "counting": a table or a PNG
+    # under that name would mix its runs with counting's and replace learning-counting.png
+    (tmp_path / "counting-points-seed0.json").write_text(json.dumps(_run("counting", 0)))
+    runs = load_runs(tmp_path)
+    assert [r["task"] for r in runs] == ["counting-points"]
+    assert table(runs).splitlines()[2].startswith("| counting-points |")
+    assert plot(runs, "counting-points", tmp_path).name == "learning-counting-points.png"
