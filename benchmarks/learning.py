@@ -39,6 +39,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
@@ -150,6 +151,31 @@ def _scenes(run: dict, split: str) -> str:
     return f"{images} ({scenes})" if images and scenes else "not recorded"
 
 
+def _score_matrices(runs: list[dict]) -> tuple[dict[str, np.ndarray], np.ndarray, list[str] | None]:
+    """Runs (one per seed, each with ``per_sample``) -> ``[seeds x scenes]`` matrices of the metric
+    (fractions) ``before``, ``after`` and, where every run has it, ``control`` (a scene's score: the mean
+    over its test images); the scenes' weights (their images) and classes (``per_sample["stratum"]``:
+    the true count, the target's shape ...; None where the runs saved none)."""
+    per_sample = [r["per_sample"] for r in runs]
+
+    def matrix(values: list[list[float]]) -> np.ndarray:
+        return score_matrix([(p["scene"], v) for p, v in zip(per_sample, values)])[0]
+
+    matrices = {
+        "before": matrix([p["before"] for p in per_sample]),
+        "after": matrix([p["after"] for p in per_sample]),
+    }
+    if all(r.get("control", {}).get("per_sample_after") for r in runs):
+        matrices["control"] = matrix([r["control"]["per_sample_after"] for r in runs])
+    scenes = per_sample[0]["scene"]
+    keys = sorted(set(scenes))  # score_matrix's columns
+    strata = None
+    if "stratum" in per_sample[0]:  # a scene's class is a function of its content: any of its images
+        of_scene = dict(zip(scenes, per_sample[0]["stratum"]))
+        strata = [str(of_scene[key]) for key in keys]
+    return matrices, scene_weights(scenes, keys), strata
+
+
 def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
     """One task's runs (one per seed, each with ``per_sample``) -> IQM over seeds and 95% interval of:
     ``before``, ``after``, ``control_after`` (%), and in points ``gain``, ``control_gain`` and
@@ -158,29 +184,55 @@ def task_intervals(runs: list[dict], **bootstrap) -> dict[str, Interval]:
     runs saved each image's class (``per_sample["stratum"]``: the true count, the target's shape ...),
     scenes are drawn within their class. Runs without a control leave the control's entries out."""
     sign = 100.0 if runs[0].get("higher_is_better", True) else -100.0
-    per_sample = [r["per_sample"] for r in runs]
-
-    def matrix(values: list[list[float]]):
-        return score_matrix([(p["scene"], v) for p, v in zip(per_sample, values)])[0]
-
-    before = matrix([p["before"] for p in per_sample])
-    after = matrix([p["after"] for p in per_sample])
-    scenes = per_sample[0]["scene"]
-    keys = sorted(set(scenes))  # score_matrix's columns
-    weights = scene_weights(scenes, keys)
-    strata = None
-    if "stratum" in per_sample[0]:  # a scene's class is a function of its content: any of its images
-        of_scene = dict(zip(scenes, per_sample[0]["stratum"]))
-        strata = [str(of_scene[key]) for key in keys]
+    scores, weights, strata = _score_matrices(runs)
+    before, after = scores["before"], scores["after"]
     matrices = {"before": 100.0 * before, "after": 100.0 * after, "gain": sign * (after - before)}
-    if all(r.get("control", {}).get("per_sample_after") for r in runs):
-        control = matrix([r["control"]["per_sample_after"] for r in runs])
+    if "control" in scores:
+        control = scores["control"]
         matrices.update(
             control_after=100.0 * control,
             control_gain=sign * (control - before),
             grpo_minus_control=sign * (after - control),
         )
     return bootstrap_intervals(matrices, weights, strata, **bootstrap)
+
+
+def difference_intervals(runs: list[dict], baseline: list[dict], **bootstrap) -> dict[str, Interval]:
+    """Two variants of one task (``--target-order sorted`` vs the recipe's random order ...), paired by
+    seed (the seeds both have: the same initial weights and data order) and test image -> the IQM over
+    seeds of ``runs`` minus ``baseline``, in points, with its 95% interval over seeds and scenes (as
+    :func:`task_intervals`), for ``before``, ``after`` and ``control_after`` where both have a control.
+    Returns ``{}`` when the two share no seed."""
+    ours, theirs = ({r["seed"]: r for r in rs} for rs in (runs, baseline))
+    seeds = sorted(set(ours) & set(theirs))
+    if not seeds:
+        return {}
+    a, weights, strata = _score_matrices([ours[s] for s in seeds])
+    b, weights_b, _ = _score_matrices([theirs[s] for s in seeds])
+    if not np.array_equal(weights, weights_b):
+        raise ValueError("the two sets of runs were tested on different images")
+    names = {"before": "before", "after": "after", "control": "control_after"}
+    matrices = {names[k]: 100.0 * (a[k] - b[k]) for k in a if k in b}
+    return bootstrap_intervals(matrices, weights, strata, **bootstrap)
+
+
+def difference_table(runs: list[dict], baseline: list[dict], **bootstrap) -> str:
+    """One row per task both hold: ``runs`` minus ``baseline``, IQM [95% interval], in points."""
+    columns = ("comparison", "seeds", "before", "GRPO after", "SFT control after")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for task in sorted({r["task"] for r in runs} & {r["task"] for r in baseline}):
+        mine, theirs = ([r for r in rs if r["task"] == task] for rs in (runs, baseline))
+        ci = difference_intervals(mine, theirs, **bootstrap)
+        if not ci:
+            continue
+        seeds = sorted({r["seed"] for r in mine} & {r["seed"] for r in theirs})
+        cells = [
+            ci[k].format(signed=True) if k in ci else "not measured"
+            for k in ("before", "after", "control_after")
+        ]
+        name = f"{run_label(mine[0])} - {run_label(theirs[0])}"
+        lines.append("| " + " | ".join([name, " ".join(map(str, seeds))] + cells) + " |")
+    return "\n".join(lines)
 
 
 SUMMARY_COLUMNS = (
@@ -323,6 +375,11 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-control", action="store_true", help="GRPO only, no SFT control")
     parser.add_argument(
+        "--compare-with",
+        metavar="DIR",
+        help="also print --out's runs minus DIR's, paired by seed and test image (e.g. sorted vs random order)",
+    )
+    parser.add_argument(
         "--algorithms",
         nargs="+",
         metavar="NAME",
@@ -398,6 +455,9 @@ def main() -> None:
     print(table(runs))
     print()
     print(summary_table(runs))
+    if args.compare_with:
+        print()
+        print(difference_table(runs, load_runs(Path(args.compare_with))))
     for task in sorted({r["task"] for r in runs}):
         print(f"wrote {plot(runs, task)}")
 

@@ -15,6 +15,7 @@ from benchmarks.learning import (
     SUMMARY_COLUMNS,
     argument_parser,
     curve_band,
+    difference_table,
     learning_figure,
     load_runs,
     plot,
@@ -216,3 +217,16 @@ def test_runs_are_named_by_their_recipe_not_their_env_s_task(tmp_path):
     assert [r["task"] for r in runs] == ["counting-points"]
     assert table(runs).splitlines()[2].startswith("| counting-points |")
     assert plot(runs, "counting-points", tmp_path).name == "learning-counting-points.png"
+
+
+def test_two_variants_differ_paired_by_seed_and_test_image():
+    # sorted order: before hits scenes a (2 images) and b; random order: scene b only; both end at 100%
+    sorted_runs = [{**_per_sample_run(seed, [1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0]), "variant": "sorted targets"}
+                   for seed in range(6)]  # fmt: skip
+    random_runs = [_per_sample_run(seed, [0, 0, 1, 0], [1, 1, 1, 1], [1, 1, 1, 0]) for seed in range(5)]
+    lines = difference_table(sorted_runs, random_runs).splitlines()
+    assert len(lines) == 3
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[:2] == ["counting (sorted targets) - counting", "0 1 2 3 4"]  # seed 5 has no pair
+    # scene a's 2 of 4 images: +50 points on every seed; the after and the control: equal on every draw
+    assert cells[2].startswith("+50.0 [+0.0, ") and cells[3:] == ["+0.0 [+0.0, +0.0]"] * 2
