@@ -267,13 +267,15 @@ def test_a_partial_demonstration_set_is_the_split_s_first_samples():
 # The multi-object recipes (issue 20: many unordered objects)
 
 
-@pytest.mark.parametrize("name", ["detection-multi", "counting-points"])
-def test_multi_object_recipes_ask_for_many_objects_and_room_to_write_them(name):
+# detection-multi's supervision lists the objects in reading order: with a random order per image its
+# warm start reached 8% AP in 600 steps where reading order reached 18% (docs/learning-on-a-cpu.md)
+@pytest.mark.parametrize(("name", "order"), [("detection-multi", "sorted"), ("counting-points", "random")])
+def test_multi_object_recipes_ask_for_many_objects_and_room_to_write_them(name, order):
     from agents.policies.tiny_model import build_tokenizer
     from agents.sft import object_order
 
     recipe, tokenizer = RECIPES[name], build_tokenizer()
-    assert recipe.target_order == "random"
+    assert recipe.target_order == order
     env = recipe.make_env("test")
     objects, classes, longest = [], set(), 0
     for i in range(recipe.eval_samples):
