@@ -230,3 +230,10 @@ def test_two_variants_differ_paired_by_seed_and_test_image():
     assert cells[:2] == ["counting (sorted targets) - counting", "0 1 2 3 4"]  # seed 5 has no pair
     # scene a's 2 of 4 images: +50 points on every seed; the after and the control: equal on every draw
     assert cells[2].startswith("+50.0 [+0.0, ") and cells[3:] == ["+0.0 [+0.0, +0.0]"] * 2
+
+
+def test_a_long_title_is_wrapped_inside_the_figure():
+    runs = [{**_run("counting-points", seed), "variant": "sorted targets"} for seed in range(3)]
+    title = learning_figure(runs, "counting-points").axes[0].get_title()
+    assert "\n" in title and title.startswith("counting-points (sorted targets): held-out Acc@0.5")
+    assert "\n" not in learning_figure([_run("grounding", 0)], "grounding").axes[0].get_title()
