@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
 from benchmarks.intervals import Interval, bootstrap_intervals, scene_weights, score_matrix  # noqa: E402
 from benchmarks.learning import FIGURES, task_intervals  # noqa: E402
-from benchmarks.plots import PALETTE, Series, line_chart  # noqa: E402
+from benchmarks.plots import DPI, PALETTE, Series, line_figure  # noqa: E402
 
 ARMS = ("none", "think")
 
@@ -297,16 +297,22 @@ def plot_comparison(out: Path, task: str, folder: Path = FIGURES) -> Path:
             series.append(Series(label, points, PALETTE[r["seed"] % len(PALETTE)], dashed=arm == "think"))
     if not series:
         raise ValueError(f"no runs of {task} in {out}")
-    first = load_arm(out, "none", task) or load_arm(out, "think", task)
-    return line_chart(
+    first = (load_arm(out, "none", task) or load_arm(out, "think", task))[0]
+    figure = line_figure(
         series,
-        folder / f"thinking-{task}.png",
-        title=f"{task}: held-out {first[0]['metric_label']} ({first[0]['eval_samples']} test images, "
-        f"{first[0]['distinct_scenes']['test']} distinct scenes, greedy), GRPO from a warm start in the same band",
+        title=f"{task}: held-out {first['metric_label']} ({first['eval_samples']} test images, "
+        f"{first['distinct_scenes']['test']} distinct scenes, greedy); thinking dashed",
         x_label="GRPO training time, CPU seconds of one thread (evaluation excluded)",
-        y_label=f"{first[0]['metric_label']} (%)",
+        y_label=f"{first['metric_label']} (%)",
         y_range=(0, 100),
+        size=(1000, 540),
     )
+    # the legend beside the axes: inside, a corner would hide a seed's curve (every corner holds one)
+    figure.axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, framealpha=1.0)
+    path = folder / f"thinking-{task}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    return path
 
 
 def main() -> None:
