@@ -1,4 +1,4 @@
-"""Thinking answers: the option to ask for a reasoning chain before the answer, and how such answers are scored.
+r"""Thinking answers: the option to ask for a reasoning chain before the answer, and how such answers are scored.
 
 Perception-R1 (Yu et al., 2025) trains its perception policies *without* an explicit reasoning chain and
 reports that perception does better without one; the R1-style vision recipes it compares against keep one
@@ -16,7 +16,7 @@ reports that perception does better without one; the R1-style vision recipes it 
   ``{"image", "prompt"}`` and ``env.unwrapped.system_prompt`` offers it to a chat that wants one.
 * **Reward** (:func:`score_thinking`): the task's own reward of the text inside ``<answer>…</answer>``
   plus ``think_format_weight`` (default 1.0, as R1-V adds its 1.0 format reward to its accuracy reward)
-  when the whole answer follows R1-V's format rule, ``<think>.*?</think>\\s*<answer>.*?</answer>`` matched
+  when the whole answer follows R1-V's format rule, ``<think>.*?</think>\s*<answer>.*?</answer>`` matched
   against all of it (:func:`follows_think_format`; trailing stop tokens and white space at either end
   removed first). The reward lies in ``[0, task maximum + weight]``.
 * **Oracle** (``oracle_thinking``): the env's perfect answer after an empty think block (``"empty"``, the
@@ -153,8 +153,8 @@ class ThinkingAnswer:
 
 
 def follows_think_format(text: str) -> bool:
-    """Whether ``text`` is ``<think>A</think>W<answer>B</answer>`` for some A and B (any text, tags
-    included) and white space W: R1-V's ``re.fullmatch(r"<think>.*?</think>\\s*<answer>.*?</answer>",
+    r"""Whether ``text`` is ``<think>A</think>W<answer>B</answer>`` for some A and B (any text, tags
+    included) and white space W: R1-V's ``re.fullmatch(r"<think>.*?</think>\s*<answer>.*?</answer>",
     text, re.DOTALL)``, decided in one pass.
 
     The text must open with ``<think>`` and end with ``</answer>``; between them some ``</think>``, white

@@ -111,6 +111,8 @@ STALL_HELP = """\
 
 
 def print_reward_table(windows: list[dict]) -> None:
+    """Print one row per window of :func:`reward_windows`: its steps, mean reward, quartiles, share at 0 and
+    share of groups with equal rewards."""
     print("    steps       mean reward   quartiles (min 25% 50% 75% max)        at 0   zero-var")
     for row in windows:
         q = " ".join(f"{v:5.2f}" for v in row["quartiles"])

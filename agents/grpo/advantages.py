@@ -28,7 +28,9 @@ def group_advantages(
     eps: float = 1e-4,
     batch_rewards: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``(r - mean_group) / (std + eps)`` for rewards shaped ``[B, G]``, TRL's ``scale_rewards``:
+    """``(r - mean_group) / (std + eps)`` for rewards shaped ``[B, G]``, with TRL's ``scale_rewards``.
+
+    The std, by ``scale``:
 
     * ``group``: the std of each group's own rewards (the paper);
     * ``batch``: the std of every reward of the batch (``batch_rewards``, the global ``[B_all, G]`` of a

@@ -227,7 +227,8 @@ class GRPOConfig(TrainConfig):
         if problems:
             raise SetupError("; ".join(problems))
 
-    def _variant_problems(self) -> list[str]:
+    # C901 kept: independent checks of option pairs, each appending its message, read top to bottom
+    def _variant_problems(self) -> list[str]:  # noqa: C901
         """What is wrong with the combination of the variant options (each option alone is checked already)."""
         problems = []
         if self.delta and self.delta <= 1:

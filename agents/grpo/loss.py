@@ -46,7 +46,8 @@ class LossSettings(VariantSettings):
     entropy_coef: float = 0.0  # the entropy bonus (TRL's entropy_coef): loss - coef x mean token entropy
 
 
-def grpo_loss(
+# C901 kept: one optional term per option, applied in TRL's order; each tested on its own
+def grpo_loss(  # noqa: C901
     logp: torch.Tensor,  # [N, T] log-prob of each sampled token under the policy being trained
     old_logp: torch.Tensor,  # [N, T] the same under the policy that sampled (no grad)
     advantages: torch.Tensor,  # [N]

@@ -139,7 +139,7 @@ def card_view(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _script_json(value: Any) -> str:
-    """JSON for a ``<script type="application/json">``: every ``<`` escaped (``\\u003c``), so no text in it can
+    r"""JSON for a ``<script type="application/json">``: every ``<`` escaped (``\u003c``), so no text in it can
     close the script; non-finite floats are ``null``."""
     return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
 

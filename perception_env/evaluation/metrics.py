@@ -95,6 +95,7 @@ _CHINESE_RE = re.compile(r"[\u4e00-\u9fa5]")
 
 
 def contains_chinese(text: str) -> bool:
+    """Whether ``text`` holds a CJK unified ideograph (U+4E00..U+9FA5): then OCR words are jieba's."""
     return bool(_CHINESE_RE.search(text))
 
 
@@ -117,8 +118,8 @@ def chinese_tokenizer() -> str:
 
 
 def ocr_words(text: str, chinese: bool) -> list[str]:
-    """Word tokens as the Fox / GOT-OCR evaluation makes them: ``text.split()``, or for Chinese
-    ``jieba.lcut(text)`` as it comes: every whitespace character (``"\\r\\n"`` together) is a token
+    r"""Word tokens as the Fox / GOT-OCR evaluation makes them: ``text.split()``, or for Chinese
+    ``jieba.lcut(text)`` as it comes: every whitespace character (``"\r\n"`` together) is a token
     of its own and counts in BLEU, METEOR and the word sets. Without jieba: one token per character,
     whitespace included in the same way."""
     if not chinese:

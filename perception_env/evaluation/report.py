@@ -37,10 +37,10 @@ _UTF8_ERRORS = "backslashreplace"
 def write_outputs(
     out_dir: str | Path, run: Mapping[str, Any], records: Sequence[Mapping[str, Any]], *, env: Any = None
 ) -> dict[str, Path]:
-    """Write ``predictions.jsonl``, ``metrics.json`` (``run``) and ``table.md`` into ``out_dir``, and with
+    r"""Write ``predictions.jsonl``, ``metrics.json`` (``run``) and ``table.md`` into ``out_dir``, and with
     ``env`` (the env the records answered) what :func:`write_views` writes.
 
-    Any ``str`` is written, lone surrogates included (as JSON ``\\uXXXX`` escapes, read back exactly).
+    Any ``str`` is written, lone surrogates included (as JSON ``\uXXXX`` escapes, read back exactly).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

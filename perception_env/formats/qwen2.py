@@ -99,7 +99,8 @@ def _write_qwen2(objects: list[str], labels: list[str | None], separator: str = 
     return "".join(parts)
 
 
-def _read_qwen2(answer: str, frame: CoordinateFrame | None, kind: str) -> ParsedAnswer:
+# C901 kept: one pass over the grammar's tokens; its branches are the grammar's cases
+def _read_qwen2(answer: str, frame: CoordinateFrame | None, kind: str) -> ParsedAnswer:  # noqa: C901
     """Both Qwen2-VL formats: refs then boxes (``kind="box"``, ``qwen2-vl``) or points (``"point"``).
 
     Their grammars differ in three places. A box belongs in box tokens: a bare ``(x1,y1),(x2,y2)`` is read
