@@ -22,9 +22,7 @@ import torch
 from agents.config import ROLLOUT_ENGINES, SetupError
 from agents.rollout import Policy, RolloutEngine
 
-__all__ = ["ENGINE_NAMES", "VERIFIED_ON_CUDA", "auto_engine", "make_engine"]
-
-ENGINE_NAMES = ROLLOUT_ENGINES  # the --rollout-engine choices: each a branch of make_engine
+__all__ = ["VERIFIED_ON_CUDA", "auto_engine", "make_engine"]
 
 # The engine paths that have passed on a GPU, and where: ``auto`` picks only these on CUDA (in this order of
 # preference). ``fast`` joins once scripts/gpu-check.sh's engine-parity tests (fp32 same tokens, bf16
@@ -77,7 +75,7 @@ def make_engine(name: str, policy: Policy, *, config: Any = None, **options: Any
         from agents.engines.vllm_engine import VLLMEngine, options_from_config
 
         return VLLMEngine(policy, **{**options_from_config(config), **options})
-    raise SetupError(f"--rollout-engine must be one of {', '.join(ENGINE_NAMES)}, got {name!r}")
+    raise SetupError(f"--rollout-engine must be one of {', '.join(ROLLOUT_ENGINES)}, got {name!r}")
 
 
 def _device_type(policy: Policy) -> str:
