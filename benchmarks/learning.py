@@ -423,7 +423,7 @@ def compare_algorithms(args: argparse.Namespace, out: Path) -> None:
             run(task, seed, warm_root, args.eval_every, args.control_eval_every, control=False)
 
         algorithms.run_all(args.tasks, args.seeds, names, warm_root, out, args.eval_every, make_warm)
-    runs = [r for r in algorithms.load_runs(out) if r["algorithm"] in names]
+    runs = [r for r in algorithms.load_runs(out) if r["algorithm"] in names and r["task"] in args.tasks]
     if not runs:
         raise SystemExit(f"no runs in {out} (TASK-seedN-NAME.json): run without --plot-only first")
     for task in sorted({r["task"] for r in runs}):

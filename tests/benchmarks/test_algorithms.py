@@ -180,13 +180,24 @@ def test_learning_benchmark_flag_runs_the_named_variants_tables_and_figures(tmp_
 
     for name, after in (("grpo", 1.0), ("dapo", 0.9), ("rloo", 0.5)):
         (tmp_path / f"counting-seed0-{name}.json").write_text(json.dumps(_saved("counting", 0, name, after)))
+    (tmp_path / "grounding-seed0-grpo.json").write_text(json.dumps(_saved("grounding", 0, "grpo", 0.8)))
     monkeypatch.setattr(algorithms, "FIGURES", tmp_path / "figures")
-    argv = ["learning.py", "--algorithms", "grpo", "dapo", "--out", str(tmp_path), "--plot-only"]
+    argv = [
+        "learning.py",
+        "--tasks",
+        "counting",
+        "--algorithms",
+        "grpo",
+        "dapo",
+        "--out",
+        str(tmp_path),
+        "--plot-only",
+    ]
     monkeypatch.setattr("sys.argv", argv)
     learning.main()
     printed = capsys.readouterr().out
     assert "| GRPO (paper) | 100.0 (100.0) |" in printed and "| DAPO | 90.0 (90.0) |" in printed
-    assert "RLOO" not in printed
+    assert "RLOO" not in printed and "grounding" not in printed  # the named variants and tasks only
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
         "algorithms-counting-entropy.png",
         "algorithms-counting-length.png",
