@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from matplotlib.figure import Figure
 from benchmarks.plots import DPI, PALETTE, Series, line_figure
 
 FIGURES = Path(__file__).resolve().parent / "figures"
+TITLE_WIDTH = 100  # characters: a longer title runs past the 900-px figure's edge on one line
 
 
 @dataclass(frozen=True)
@@ -382,7 +384,10 @@ def figures(runs: list[dict], task: str, folder: Path = FIGURES) -> list[Path]:
     save(
         line_figure(
             series(mean_curve),
-            title=f"{task}: held-out {first['metric_label']} ({first['eval_samples']} test images, greedy), {where}",
+            title=textwrap.fill(
+                f"{task}: held-out {first['metric_label']} ({first['eval_samples']} test images, greedy), {where}",
+                TITLE_WIDTH,
+            ),
             x_label="training time, CPU seconds of one thread (evaluation excluded)",
             y_label=f"{first['metric_label']} (%)",
             y_range=(0, 100),
@@ -404,7 +409,7 @@ def figures(runs: list[dict], task: str, folder: Path = FIGURES) -> list[Path]:
         save(
             line_figure(
                 series(per_step),
-                title=f"{task}: {label}, {where}, windows of 25 steps",
+                title=textwrap.fill(f"{task}: {label}, {where}, windows of 25 steps", TITLE_WIDTH),
                 x_label="step",
                 y_label=label,
                 y_range=y_range,
