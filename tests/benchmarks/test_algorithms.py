@@ -216,3 +216,38 @@ def test_learning_benchmark_flag_names_an_unknown_variant(tmp_path, monkeypatch)
     )
     with pytest.raises(ValueError, match="unknown algorithm"):
         learning.main()
+
+
+def test_a_missing_warm_start_is_made_by_the_plain_run_then_each_variant_trains_once(tmp_path, monkeypatch):
+    """Without --plot-only: the seed's plain demo run (no control) is made in --warm-starts when its warm start
+    is missing, every named variant then trains from it once, and a saved variant is not trained again."""
+    from benchmarks import algorithms, learning
+
+    warm_root, out = tmp_path / "warm", tmp_path / "out"
+    calls = []
+
+    def fake_plain_run(task, seed, where, eval_every, control_eval_every, control=True):
+        calls.append(("plain", task, seed, where, control))
+        algorithms.warm_start_dir(where, task, seed).mkdir(parents=True)
+
+    def fake_variant(task, seed, name, warm, into, eval_every):
+        calls.append(("variant", task, seed, name, eval_every))
+        r = _saved(task, seed, name, 1.0)
+        into.mkdir(parents=True, exist_ok=True)
+        (into / f"{task}-seed{seed}-{name}.json").write_text(json.dumps(r))
+        return {**r, "stopped": None}
+
+    monkeypatch.setattr(learning, "run", fake_plain_run)
+    monkeypatch.setattr(learning, "quiet_single_thread_torch", lambda: None)
+    monkeypatch.setattr(algorithms, "run_variant", fake_variant)
+    monkeypatch.setattr(algorithms, "FIGURES", tmp_path / "figures")
+    argv = ["learning.py", "--tasks", "counting", "--seeds", "3", "--algorithms", "grpo", "dapo"]
+    argv += ["--warm-starts", str(warm_root), "--out", str(out), "--eval-every", "50"]
+    monkeypatch.setattr("sys.argv", argv)
+    learning.main()
+    learning.main()  # everything saved: nothing runs again
+    assert calls == [
+        ("plain", "counting", 3, warm_root, False),
+        ("variant", "counting", 3, "grpo", 50),
+        ("variant", "counting", 3, "dapo", 50),
+    ]
