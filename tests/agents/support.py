@@ -102,6 +102,14 @@ def params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def train_help() -> str:
+    """``perception-r1 train --help`` from the installed console script, as a user reads it, on one line
+    (argparse wraps the help at the terminal's width, which would split the phrases a test looks for)."""
+    console = Path(sys.executable).with_name("perception-r1")
+    done = subprocess.run([str(console), "train", "--help"], capture_output=True, text=True, check=True)
+    return " ".join(done.stdout.split())
+
+
 def launch(args: list[str], ranks: int) -> str:
     """``perception-r1 args`` in a new process, or under torchrun with ``ranks`` gloo ranks; its stdout."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

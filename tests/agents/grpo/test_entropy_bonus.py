@@ -3,10 +3,6 @@ the loss, its gradient with respect to the log-probs and to the entropies, and t
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -15,6 +11,7 @@ from agents.grpo.loss import grpo_loss
 from agents.grpo.variants import entropy_bonus, high_entropy_mask
 from tests.agents.grpo.test_variants import CASES, TRL_METRIC, _batch, _chunk_weights
 from tests.agents.grpo.trl_reference import trl_compute_loss, trl_config
+from tests.agents.support import train_help
 
 # ours -> TRL's: the bonus's own metrics besides the variants' (TRL's `entropy` is the entropy of each
 # position's distribution, our token_entropy; our `entropy` is the sampled tokens' mean -log p)
@@ -120,11 +117,7 @@ def test_default_is_trls():
 
 
 def test_train_help_names_it():
-    console = Path(sys.executable).with_name("perception-r1")
-    help_text = subprocess.run(
-        [str(console), "train", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    flat = " ".join(help_text.split())
+    flat = train_help()
     assert "--entropy-coef" in flat and "TRL's entropy_coef" in flat
 
 

@@ -3,10 +3,6 @@ own ``_compute_loss`` on identical tensors: loss, gradient and the logged metric
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -14,26 +10,14 @@ from agents.config import SetupError
 from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import grpo_loss
 from agents.grpo.variants import off_policy_mask
-from tests.agents.grpo.test_variants import TRL_METRIC, _batch
+from tests.agents.grpo.test_variants import CASES, TRL_METRIC, _batch, _loss_and_grad
 from tests.agents.grpo.trl_reference import trl_compute_loss, trl_config
+from tests.agents.support import train_help
 
 # (our options, TRL's) of the loss the mask multiplies; T = 6 = max_completion_length
-LOSSES = {
-    "grpo": ({"loss_type": "grpo"}, {"loss_type": "grpo"}),
-    "dapo": ({"loss_type": "dapo"}, {"loss_type": "dapo"}),
-    "dr_grpo": ({"loss_type": "dr_grpo"}, {"loss_type": "dr_grpo"}),
-    "cispo": ({"loss_type": "cispo", "epsilon_high": 1.3}, {"loss_type": "cispo", "epsilon_high": 1.3}),
-    "sapo": ({"loss_type": "sapo"}, {"loss_type": "sapo"}),
-    "luspo": (
-        {"loss_type": "luspo", "importance_sampling_level": "sequence"},
-        {"loss_type": "luspo", "importance_sampling_level": "sequence"},
-    ),
-    "vespo": ({"loss_type": "vespo"}, {"loss_type": "vespo"}),
-    "gspo": (
-        {"loss_type": "grpo", "importance_sampling_level": "sequence"},
-        {"loss_type": "grpo", "importance_sampling_level": "sequence"},
-    ),
-}
+LOSSES = {name: CASES[name] for name in ("grpo", "dapo", "dr_grpo", "cispo", "sapo", "luspo", "vespo")}
+GSPO = {"loss_type": "grpo", "importance_sampling_level": "sequence"}  # at the default clip range
+LOSSES["gspo"] = (GSPO, GSPO)
 # _batch's mean per-completion KL (old - logp) lies within about +-0.3: these thresholds drop some of its
 # negative-advantage completions and keep others
 THRESHOLDS = (0.02, 0.1)
@@ -53,11 +37,9 @@ def _parity(loss_name: str, threshold: float, beta: float, seed: int, engine: bo
         max_new_tokens=6, beta=beta, use_bias_correction_kl=True, off_policy_mask_threshold=threshold,
         **ours_options,
     )  # fmt: skip
-    x = logp.clone().requires_grad_(True)
-    loss, metrics = grpo_loss(
-        x, old, adv, mask, config.loss_settings(), ref if beta else None, sampling_logp=sampling
+    loss, grad, metrics = _loss_and_grad(
+        config, logp, old, adv, mask, ref if beta else None, sampling_logp=sampling
     )
-    loss.backward()
     y = logp.clone().requires_grad_(True)
     trl_loss, trl_metrics = trl_compute_loss(
         y, old, adv, mask, ref if beta else None, sampling_logp=sampling, max_completion_length=6,
@@ -67,8 +49,8 @@ def _parity(loss_name: str, threshold: float, beta: float, seed: int, engine: bo
     shared = {ours: theirs for ours, theirs in TRL_METRIC.items() if ours in metrics}
     assert set(shared.values()) == {name for name in trl_metrics if name in TRL_METRIC.values()}
     return {
-        "loss": abs(float(loss.detach() - trl_loss.detach())),
-        "grad": float((x.grad - y.grad).abs().max()),
+        "loss": abs(float(loss - trl_loss.detach())),
+        "grad": float((grad - y.grad).abs().max()),
         "metrics": max((abs(metrics[a] - trl_metrics[b]) for a, b in shared.items()), default=0.0),
     }
 
@@ -125,10 +107,7 @@ def test_on_policy_nothing_is_masked():
     results = []
     for threshold in (0.0, 1e-9):
         config = GRPOConfig(max_new_tokens=6, beta=0.3, off_policy_mask_threshold=threshold)
-        x = logp.clone().requires_grad_(True)
-        loss, metrics = grpo_loss(x, logp, adv, mask, config.loss_settings(), ref, sampling_logp=logp.clone())
-        loss.backward()
-        results.append((loss.detach(), x.grad, metrics))
+        results.append(_loss_and_grad(config, logp, logp, adv, mask, ref, sampling_logp=logp.clone()))
     (plain, plain_grad, plain_metrics), (masked, masked_grad, metrics) = results
     assert torch.equal(plain, masked) and torch.equal(plain_grad, masked_grad)
     assert metrics["off_policy_masked_fraction"] == 0.0
@@ -155,11 +134,7 @@ def test_default_is_trls_off():
 
 def test_train_help_names_it():
     """``perception-r1 train --help``, the installed command, as a user reads it."""
-    console = Path(sys.executable).with_name("perception-r1")
-    help_text = subprocess.run(
-        [str(console), "train", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    flat = " ".join(help_text.split())
+    flat = train_help()
     assert "--off-policy-mask-threshold" in flat and "TRL's off_policy_mask_threshold" in flat
 
 

@@ -4,9 +4,6 @@ against TRL 1.16's own ``SyncRefModelCallback``, and a resumed run keeping the m
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -20,7 +17,7 @@ from agents.grpo.config import GRPOConfig
 from agents.grpo.reference_sync import load_reference_state, mix_into_reference, reference_state
 from agents.policies.qwen_vl import QwenVLPolicy
 from tests.agents.grpo.trl_reference import trl_config
-from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, make_config, make_trainer, params
+from tests.agents.support import ENV_KWARGS, AnswerLengthBonus, make_config, make_trainer, params, train_help
 
 trl_callbacks = pytest.importorskip("trl.trainer.callbacks")
 
@@ -161,11 +158,7 @@ def test_impossible_options_are_refused_with_a_reason(options, message):
 
 def test_train_help_names_the_trl_options():
     """``perception-r1 train --help``, the installed command, as a user reads it."""
-    console = Path(sys.executable).with_name("perception-r1")
-    help_text = subprocess.run(
-        [str(console), "train", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    flat = " ".join(help_text.split())
+    flat = train_help()
     for text in (
         "--sync-ref-model", "--ref-model-mixup-alpha", "--ref-model-sync-steps", "TRL's sync_ref_model",
         "TRL's ref_model_mixup_alpha", "TRL's ref_model_sync_steps",

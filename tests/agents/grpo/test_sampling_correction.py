@@ -7,10 +7,7 @@ TRL's pieces (``tests/agents/grpo/trl_reference.py``) on the same tensors as our
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,26 +18,19 @@ from agents.grpo.config import GRPOConfig
 from agents.grpo.loss import grpo_loss
 from agents.grpo.variants import sampling_correction
 from agents.rollout import Rollout
-from tests.agents.grpo.test_variants import _batch, _chunk_weights
+from tests.agents.grpo.test_variants import CASES, _batch, _chunk_weights, _loss_and_grad
 from tests.agents.grpo.trl_reference import trl_compute_loss, trl_config, trl_sampling_correction
+from tests.agents.support import train_help
 
 MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
 SHARED_METRICS = ("sampling/sampling_logp_difference/mean", "sampling/importance_sampling_ratio/mean")
 # (our options, TRL's) for the loss the correction multiplies; T = 6 = max_completion_length
 LOSSES = {
-    "grpo": ({"loss_type": "grpo"}, {"loss_type": "grpo"}),
-    "dapo": ({"loss_type": "dapo"}, {"loss_type": "dapo"}),
-    "cispo": ({"loss_type": "cispo", "epsilon_high": 1.3}, {"loss_type": "cispo", "epsilon_high": 1.3}),
-    "gspo": (
-        {
-            "loss_type": "grpo",
-            "importance_sampling_level": "sequence",
-            "epsilon_low": 3e-4,
-            "epsilon_high": 4e-4,
-        },
-        {"loss_type": "grpo", "importance_sampling_level": "sequence", "epsilon": 3e-4, "epsilon_high": 4e-4},
-    ),
-    "vespo": ({"loss_type": "vespo"}, {"loss_type": "vespo"}),
+    "grpo": CASES["grpo"],
+    "dapo": CASES["dapo"],
+    "cispo": CASES["cispo"],
+    "gspo": CASES["gspo (sequence, grpo)"],
+    "vespo": CASES["vespo"],
 }
 # every loss with every mode but vespo with a sequence-level weight, which TRL refuses, and so do we (below)
 COMBINATIONS = [
@@ -72,11 +62,9 @@ def _parity(loss_name: str, mode: str, bounds: dict, beta: float, seed: int) -> 
         **options,
         **ours_options,
     )
-    x = logp.clone().requires_grad_(True)
-    loss, metrics = grpo_loss(
-        x, old, adv, mask, config.loss_settings(), ref if beta else None, sampling_logp=engine
+    loss, grad, metrics = _loss_and_grad(
+        config, logp, old, adv, mask, ref if beta else None, sampling_logp=engine
     )
-    loss.backward()
     weight, trl_metrics = trl_sampling_correction(old, engine, mask, **options)
     y = logp.clone().requires_grad_(True)
     trl_loss, _ = trl_compute_loss(
@@ -88,7 +76,7 @@ def _parity(loss_name: str, mode: str, bounds: dict, beta: float, seed: int) -> 
                                       config.vllm_importance_sampling_clip_max)  # fmt: skip
     return {
         "loss": abs(float(loss - trl_loss)),
-        "grad": float((x.grad - y.grad).abs().max()),
+        "grad": float((grad - y.grad).abs().max()),
         "weight": float((ours_weight - weight).abs().max()),
         "metrics": max(abs(metrics[name] - trl_metrics[name]) for name in SHARED_METRICS),
     }
@@ -150,10 +138,7 @@ def test_on_policy_the_correction_is_exactly_nothing(loss_name, mode):
             vllm_importance_sampling_mode=mode, vllm_importance_sampling_clip_min=0.99,
             vllm_importance_sampling_clip_max=1.01, **ours_options,
         )  # fmt: skip
-        x = logp.clone().requires_grad_(True)
-        loss, metrics = grpo_loss(x, old, adv, mask, config.loss_settings(), ref, sampling_logp=old.clone())
-        loss.backward()
-        results.append((loss.detach(), x.grad, metrics))
+        results.append(_loss_and_grad(config, logp, old, adv, mask, ref, sampling_logp=old.clone()))
     (plain, plain_grad, plain_metrics), (corrected, corrected_grad, metrics) = results
     assert torch.equal(plain, corrected) and torch.equal(plain_grad, corrected_grad)
     assert metrics["sampling/importance_sampling_ratio/mean"] == 1.0
@@ -197,11 +182,7 @@ def test_impossible_options_are_refused_with_a_reason(options, message):
 
 def test_train_help_names_the_trl_options():
     """``perception-r1 train --help``, the installed command, as a user reads it."""
-    console = Path(sys.executable).with_name("perception-r1")
-    help_text = subprocess.run(
-        [str(console), "train", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    flat = " ".join(help_text.split())
+    flat = train_help()
     for text in (
         "--vllm-importance-sampling-correction",
         "--vllm-importance-sampling-mode {token_truncate,token_mask,sequence_truncate,sequence_mask}",

@@ -8,8 +8,6 @@ gradient with respect to the log-probs and the logged metrics must agree (max |d
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +25,7 @@ from agents.grpo.variants import high_entropy_mask, truncated_completions
 from agents.policies.shared_prefix import token_logprobs
 from agents.rollout import EpisodeGroup
 from tests.agents.grpo.trl_reference import trl_compute_loss, trl_config
+from tests.agents.support import train_help
 
 # our metric -> TRL's name for it (TRL's clip_ratio/low_min and high_max are minima/maxima over completions,
 # which do not add over micro-batches; they are not logged here)
@@ -51,6 +50,15 @@ def _batch(seed: int = 0):
     entropies = 3 * torch.rand(6, 6, generator=g)
     adv = torch.tensor([1.0, -0.5, 2.0, -2.5, 0.7, -1.2])
     return logp * mask, old * mask, ref * mask, entropies * mask, adv, mask
+
+
+def _loss_and_grad(config: GRPOConfig, logp, old, adv, mask, ref=None, learn_mask=None, **extra):
+    """Our loss under ``config`` on a fresh leaf copy of ``logp``: (loss, d loss / d logp [N, T], metrics);
+    ``extra``: grpo_loss's keyword inputs (sampling_logp, entropies)."""
+    x = logp.clone().requires_grad_(True)
+    loss, metrics = grpo_loss(x, old, adv, mask, config.loss_settings(), ref, learn_mask, **extra)
+    loss.backward()
+    return loss.detach(), x.grad, metrics
 
 
 # (our GRPOConfig options, TRL's GRPOConfig options for the same maths); T = 6 = max_completion_length
@@ -105,10 +113,7 @@ def _ours(options: dict, logp, old, ref, entropies, adv, mask, beta: float, bias
     learn_mask = None
     if config.top_entropy_quantile < 1:
         learn_mask = high_entropy_mask(entropies, mask, config.top_entropy_quantile)
-    x = logp.clone().requires_grad_(True)
-    loss, metrics = grpo_loss(x, old, adv, mask, config.loss_settings(), ref if beta else None, learn_mask)
-    loss.backward()
-    return loss.detach(), x.grad, metrics
+    return _loss_and_grad(config, logp, old, adv, mask, ref if beta else None, learn_mask)
 
 
 def _trls(options: dict, logp, old, ref, entropies, adv, mask, beta: float, bias_correction: bool):
@@ -382,11 +387,7 @@ def test_the_options_from_the_command_line_and_yaml(tmp_path):
 
 def test_train_help_lists_the_options_with_their_trl_names():
     """``perception-r1 train --help``, the installed command, as a user reads it."""
-    console = Path(sys.executable).with_name("perception-r1")
-    help_text = subprocess.run(
-        [str(console), "train", "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    flat = " ".join(help_text.split())  # argparse wraps lines
+    flat = train_help()
     for flag in (
         "--loss-type {grpo,dapo,dr_grpo,bnpo,cispo,sapo,luspo,vespo}", "--delta", "--importance-sampling-level "
         "{token,sequence}", "--mask-truncated-completions", "--top-entropy-quantile", "--sapo-temperature-pos",
