@@ -252,8 +252,8 @@ def _run(argv: list[str]) -> None:
         choices=list(RECIPES),  # agents/demo/recipes.py: importing it loads no torch
         help="the demo's task: counting (default), grounding (Acc@0.5), detection (COCO AP), ocr (edit "
         "distance), or many objects per image: counting-points (2-5 objects pointed at, count accuracy) and "
-        "detection-multi (3-5 objects of 2 classes on a 3x3 grid, COCO AP; experimental: GRPO gained +5.9 "
-        "and +2.3 points on seeds 0 and 1, short of +20, docs/learning-on-a-cpu.md)",
+        "detection-multi (3-5 objects of 2 classes on a 3x3 grid, COCO AP; experimental: GRPO gained +2 to "
+        "+7 points on seeds 0-2, short of +20, docs/learning-on-a-cpu.md)",
     )
     p.add_argument(
         "--grpo-steps",

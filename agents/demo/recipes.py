@@ -162,7 +162,8 @@ RECIPES = {
     # classes, all 24 px so each cell has one possible box. Supervision lists them in reading order: in
     # a random order per image the probe reached 8% AP at 600 steps (reading order 18%) and repeated boxes.
     # Still experimental: GRPO at 3e-4 gained +5.9 AP on seed 0 in 400 steps (18.0% -> 23.9%, about 600 s
-    # of CPU for the demo) and +2.3 on seed 1; at 1e-3 it collapsed; short of +20 (docs/learning-on-a-cpu.md).
+    # of CPU for the demo), +2.3 and +6.7 on seeds 1 and 2; at 1e-3 it collapsed; short of +20
+    # (docs/learning-on-a-cpu.md).
     "detection-multi": DemoRecipe(
         env_id="PerceptionR1/Detection-v0",
         env_kwargs={
