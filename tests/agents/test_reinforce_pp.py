@@ -26,9 +26,8 @@ from agents.reinforce_pp import (
     whiten,
 )
 from tests.agents.support import train_args
+from tests.verl_venv import verl_python
 
-ROOT = Path(__file__).resolve().parents[2]
-VERL_PYTHON = ROOT / ".venv-verl" / "bin" / "python"  # built by tests/integrations/test_verl_install.py
 CONSOLE = Path(sys.executable).with_name("perception-r1")
 
 
@@ -139,16 +138,16 @@ def test_bad_options_are_refused():
 # ------------------------------------------------------------------------------------ against verl
 @pytest.fixture(scope="module")
 def verl_results(tmp_path_factory):
-    """verl 0.9.1's functions on :func:`parity_inputs`, run by .venv-verl (verl is not importable here)."""
-    if not VERL_PYTHON.is_file():
-        pytest.skip(
-            f"no verl venv at {VERL_PYTHON.parent.parent}: tests/integrations/test_verl_install.py builds it"
-        )
+    """verl 0.9.1's functions on :func:`parity_inputs`, run by .venv-verl (verl is not importable here).
+
+    It builds the venv itself, as test_verl_install does, so a fresh clone runs this comparison instead of
+    skipping it for a venv another test builds later."""
+    verl = verl_python()  # builds .venv-verl once (a few minutes); skips, with pip's error, if it cannot
     folder = tmp_path_factory.mktemp("verl")
     given = parity_inputs()
     torch.save(given, folder / "in.pt")
     done = subprocess.run(
-        [str(VERL_PYTHON), str(Path(__file__).with_name("verl_reinforce_pp.py")), folder / "in.pt", folder / "out.pt"],
+        [str(verl), str(Path(__file__).with_name("verl_reinforce_pp.py")), folder / "in.pt", folder / "out.pt"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -188,6 +187,7 @@ def max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max())
 
 
+@pytest.mark.slow
 def test_advantages_equal_verls_on_the_same_tensors(verl_results):
     given, verl = verl_results
     mask, worst = given["mask"], 0.0
@@ -208,6 +208,7 @@ def test_advantages_equal_verls_on_the_same_tensors(verl_results):
     assert verl["advantages/kl/1.0"].abs().max() > 0.5  # not a comparison of zeros
 
 
+@pytest.mark.slow
 def test_loss_and_gradient_equal_verls_on_the_same_tensors(verl_results):
     given, verl = verl_results
     mask, worst = given["mask"], 0.0

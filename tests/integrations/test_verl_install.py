@@ -5,13 +5,9 @@ installed. verl is not in this project's .venv: it pins transformers<5.11 (this 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import subprocess
-import sys
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 
 import gymnasium as gym
@@ -20,28 +16,8 @@ import pytest
 import perception_env  # noqa: F401  (registers the envs)
 from perception_env.integrations import verl as verl_module
 from tests.documented import ROOT, code_blocks, shell_commands, user_environment
+from tests.verl_venv import verl_python
 
-VENV = ROOT / ".venv-verl"
-VERL = "verl==0.9.1"
-# verl goes in with --no-deps (its transformers pin would fail beside this torch); then what the modules this test
-# runs import (config, reward loading and managers, dataset, qwen-vl-utils), at verl 0.9.1's bounds
-DEPENDENCIES = (
-    "hydra-core",
-    "omegaconf",
-    "tensordict>=0.8,<=0.10.0,!=0.9.0",
-    "ray",
-    "transformers>=5.5.3,<5.11,!=5.6.0",
-    "datasets",
-    "pandas",
-    "pyarrow>=19",
-    "codetiming",
-    "dill",
-    "aiohttp",
-    "pybind11",
-    "pylatexenc",
-    "qwen-vl-utils",
-    "setuptools>=68",  # to install this project (editable) without build isolation
-)
 QWEN2_VL = ROOT / "tests" / "fixtures" / "qwen-vl-real" / "Qwen2-VL-2B-Instruct"
 GROUNDING = "PerceptionR1/Grounding-v0"
 # 112 x 112 images shown in at most 6,272 pixels: verl must resize them to the env's 56 x 56
@@ -51,39 +27,6 @@ SMALL_FRAME = {
     "max_pixels": 6272,
     "reward_config": {"format_weight": 0.2},
 }
-
-
-def _pip(python: Path, *args: str) -> None:
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"pip install {' '.join(args)}: {(done.stderr or done.stdout)[-1500:]}")
-
-
-def verl_python() -> Path:
-    """The python of .venv-verl, built when missing or made for other requirements; skips the test if pip fails."""
-    torch = f"torch=={version('torch')}"  # this venv's build (a CPU wheel here), not a multi-GB CUDA one
-    wanted = hashlib.sha256(json.dumps([VERL, torch, DEPENDENCIES]).encode()).hexdigest()[:16]
-    python, stamp = VENV / "bin" / "python", VENV / ".requirements"
-    if stamp.is_file() and stamp.read_text() == wanted and python.is_file():
-        return python
-    shutil.rmtree(VENV, ignore_errors=True)
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=120
-        )
-        _pip(python, torch, VERL, "--no-deps")
-        _pip(python, torch, *DEPENDENCIES)
-        _pip(python, "--no-build-isolation", "-e", str(ROOT))  # the base package: no extras
-    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
-        shutil.rmtree(VENV, ignore_errors=True)
-        pytest.skip(f"{VERL} could not be installed here: {error}")
-    stamp.write_text(wanted)
-    return python
 
 
 def readme_overrides() -> list[str]:
