@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(argv: list[str]) -> None:
-    from agents.config import bounded, json_object
+    from agents.arguments import bounded, json_object
     from agents.console import Parser, check_train_model_early, common_options, configure_logging
     from agents.demo.recipes import RECIPES
     from agents.presets import ARCHS, PRESETS, presets_help

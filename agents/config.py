@@ -10,14 +10,14 @@ import argparse
 import dataclasses
 import functools
 import json
-import math
-import operator
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.arguments import BOUNDS, bound_problem, json_object
+from agents.errors import MissingFileError, SetupError
 from perception_env.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
 # The options' fixed values, each list's one home (this module imports no torch, so the command line builds
@@ -34,24 +34,6 @@ ROLLOUT_ENGINES = ("auto", "fast", "transformers", "vllm")
 LR_SCHEDULERS = ("constant", "linear", "cosine")
 # what backward recomputes (agents/build.py maps each to QwenVLPolicy's activation_checkpointing)
 ACTIVATION_CHECKPOINTING = ("none", "vision", "all")
-# opt(...) metadata key -> (its sign in messages, the test a value must pass)
-BOUNDS = {
-    "minimum": (">=", operator.ge),
-    "exclusive_minimum": (">", operator.gt),
-    "maximum": ("<=", operator.le),
-    "exclusive_maximum": ("<", operator.lt),
-}
-
-
-class SetupError(ValueError):
-    """A setting, or a file a setting names, that cannot work, found before the work it would spoil.
-
-    The command line prints the message alone (no traceback): it names the flag or the file and what is wrong.
-    """
-
-
-class MissingFileError(SetupError, FileNotFoundError):
-    """A folder or file a setting names does not exist (or lacks a piece the run needs)."""
 
 
 def opt(default: Any, help: str, choices: tuple[str, ...] | None = None, **kwargs: Any) -> Any:
@@ -66,18 +48,6 @@ def opt(default: Any, help: str, choices: tuple[str, ...] | None = None, **kwarg
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
-
-
-def bound_problem(value: float, **bounds: float | None) -> str | None:
-    """What is wrong with ``value`` against ``bounds`` (keys of :data:`BOUNDS`), e.g. ``"must be > 0"``;
-    None if it is within them. A float must be finite whatever the bounds."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "must be a finite number"
-    for name, bound in bounds.items():
-        sign, holds = BOUNDS[name]
-        if bound is not None and not holds(value, bound):
-            return f"must be {sign} {bound}"
-    return None
 
 
 def require(config: Any, name: str, why: str, **bounds: float) -> None:
@@ -413,36 +383,3 @@ def check_output_folder(path: str | Path, flag: str) -> None:
         raise SetupError(f"{flag} {path}: {existing} is a file, so the folder cannot be made")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise SetupError(f"{flag} {path}: {existing} is not writable")
-
-
-def bounded(kind: type, **bounds: float) -> Any:
-    """An argparse ``type`` parsing ``kind`` within :data:`BOUNDS`, e.g. ``bounded(int, minimum=1)``."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        problem = bound_problem(value, **bounds)
-        if problem:
-            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-def json_object(text: str) -> dict:
-    """An argparse ``type``: a JSON object, e.g. ``'{"difficulty": "easy"}'``; anything else says what it got."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(
-            f"not JSON ({error.msg} at character {error.pos}): {text!r:.80}; "
-            """write an object in single quotes, e.g. '{"difficulty": "easy"}'"""
-        ) from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(
-            f"a JSON object {{...}} is needed, got {type(value).__name__}: {text:.80}"
-        )
-    return value

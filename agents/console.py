@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agents.config import MissingFileError, SetupError
+from agents.errors import MissingFileError, SetupError
 from agents.model_folder import check_absent_model
 
 SMALL_MODEL = 10_000_000  # parameters: below it, torch runs on one CPU thread by default

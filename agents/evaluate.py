@@ -233,7 +233,7 @@ def run_report(args: argparse.Namespace) -> dict[str, Path]:
 
 def add_report_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     """Add the ``report`` sub-command (report.html from an evaluation folder) to ``perception-r1``."""
-    from agents.config import bounded
+    from agents.arguments import bounded
     from agents.console import common_options
 
     p = subparsers.add_parser(
@@ -269,7 +269,7 @@ def add_report_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = (
 def add_eval_parser(subparsers, parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     """Add the ``eval`` sub-command to ``perception-r1``'s sub-parsers (``parents``: the options every
     command takes, :func:`agents.console.common_options`, whose ``--quiet`` hides the progress bar)."""
-    from agents.config import bounded, json_object
+    from agents.arguments import bounded, json_object
     from agents.console import common_options
 
     p = subparsers.add_parser(

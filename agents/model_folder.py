@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agents.config import MissingFileError, SetupError
+from agents.errors import MissingFileError, SetupError
 
 # the weights of a model folder: one file, shards (the index names them), or the older pickle format
 MODEL_WEIGHT_FILES = (

@@ -15,8 +15,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.arguments import bound_problem
 from agents.base import derive_seed
-from agents.config import SetupError, bound_problem
+from agents.config import SetupError
 from agents.losses import masked_mean
 from agents.trainer import DataOrder
 from perception_env.rewards.counting import target_points

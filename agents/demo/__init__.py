@@ -14,8 +14,9 @@ supervised steps instead: the control that says whether RL did better than more 
 
 The modules, each importing only the ones after it (pyproject.toml's ``demo-layers``): ``run`` (the run and
 the control: torch), ``report`` (the figures and what is printed), ``recipes`` (what each task sets; no torch,
-so ``perception-r1 demo --help`` lists the tasks without loading torch). The run's names are imported here on
-first use, for the same reason.
+so ``perception-r1 demo --help`` lists the tasks without loading torch). The run's and the report's names
+are imported here on first use: the run loads torch, the report gymnasium and the envs, and the command
+line's first screen needs neither.
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agents.demo.recipes import RECIPES, DemoRecipe
-from agents.demo.report import (
-    CLASS_KEYS,
-    STALL_HELP,
-    STALL_MIN_GAIN,
-    metric_value,
-    per_class_accuracy,
-    per_sample_metric,
-    print_reward_table,
-    reward_windows,
-    stall_reason,
-    summarise,
-)
 
 if TYPE_CHECKING:
+    from agents.demo.report import (
+        CLASS_KEYS,
+        STALL_HELP,
+        STALL_MIN_GAIN,
+        metric_value,
+        per_class_accuracy,
+        per_sample_metric,
+        print_reward_table,
+        reward_windows,
+        stall_reason,
+        summarise,
+    )
     from agents.demo.run import (
         DemoTrainer,
         TrainingClock,
@@ -46,15 +47,29 @@ if TYPE_CHECKING:
         warm_start_to_band,
     )
 
-# agents.demo.run's public names: they load torch, so they are looked up on first use (PEP 562)
+# agents.demo.run's public names (they load torch) and agents.demo.report's (gymnasium and the envs): each
+# module is imported on the first use of one of its names (PEP 562)
 RUN_NAMES = ("DemoTrainer", "TrainingClock", "WarmStart", "run_demo", "sft_control", "warm_start_to_band")
+REPORT_NAMES = (
+    "CLASS_KEYS",
+    "STALL_HELP",
+    "STALL_MIN_GAIN",
+    "metric_value",
+    "per_class_accuracy",
+    "per_sample_metric",
+    "print_reward_table",
+    "reward_windows",
+    "stall_reason",
+    "summarise",
+)
 
 
 def __getattr__(name: str) -> Any:
-    if name in RUN_NAMES:
-        from agents.demo import run
+    if name in RUN_NAMES or name in REPORT_NAMES:
+        import importlib
 
-        return getattr(run, name)
+        module = importlib.import_module(f"agents.demo.{'run' if name in RUN_NAMES else 'report'}")
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -70,7 +85,7 @@ __all__ = [
     "print_reward_table",
     "reward_windows",
     "stall_reason",
-    "summarise",
+    "summarise",  # REPORT_NAMES above
     # RUN_NAMES
     "DemoTrainer",
     "TrainingClock",

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gymnasium as gym
+if TYPE_CHECKING:  # imported where used: the command line reads RECIPES for its --task choices (its --help
+    # in a few hundredths of a second), without gymnasium and the envs
+    import gymnasium as gym
 
-import perception_env  # noqa: F401  (registers the envs)
-from agents.grpo.config import GRPOConfig
+    from agents.grpo.config import GRPOConfig
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,18 @@ class DemoRecipe:
 
     def make_env(self, split: str, size: int = 0) -> gym.Env:
         """The recipe's env on ``split``; ``size`` > 0 keeps the split's first ``size`` samples."""
+        import gymnasium as gym
+
+        import perception_env  # noqa: F401  (registers the envs)
+
         kwargs = dict(self.env_kwargs)
         if size:
             kwargs["data_kwargs"] = {**kwargs.get("data_kwargs", {}), "size": size}
         return gym.make(self.env_id, **kwargs, split=split)
 
     def grpo_config(self, model: str, out_dir: Path, seed: int, steps: int | None = None) -> GRPOConfig:
+        from agents.grpo.config import GRPOConfig
+
         total = steps or self.grpo_steps
         return GRPOConfig(
             env_id=self.env_id,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from agents.config import bound_problem
+from agents.arguments import bound_problem
 from agents.policies.qwen_vl import count_parameters
 from agents.presets import ARCHS, PRESETS
 from perception_env.formats import STOP_TOKENS

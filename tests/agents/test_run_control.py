@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import perception_env  # noqa: F401
+from agents.arguments import bound_problem
 from agents.cli import main
-from agents.config import SetupError, TrainConfig, bound_problem
+from agents.config import SetupError, TrainConfig
 from agents.grpo.config import GRPOConfig
 from agents.policies.processor import load_processor
 from agents.policies.qwen_vl import QwenVLPolicy, check_model_source
