@@ -47,25 +47,14 @@ if TYPE_CHECKING:
         warm_start_to_band,
     )
 
-# agents.demo.run's public names (they load torch) and agents.demo.report's (gymnasium and the envs): each
-# module is imported on the first use of one of its names (PEP 562)
+# agents.demo.run's public names (they load torch); the other names of __all__ but the recipes' are
+# agents.demo.report's (gymnasium and the envs): each module is imported on the first use of one of its
+# names (PEP 562)
 RUN_NAMES = ("DemoTrainer", "TrainingClock", "WarmStart", "run_demo", "sft_control", "warm_start_to_band")
-REPORT_NAMES = (
-    "CLASS_KEYS",
-    "STALL_HELP",
-    "STALL_MIN_GAIN",
-    "metric_value",
-    "per_class_accuracy",
-    "per_sample_metric",
-    "print_reward_table",
-    "reward_windows",
-    "stall_reason",
-    "summarise",
-)
 
 
 def __getattr__(name: str) -> Any:
-    if name in RUN_NAMES or name in REPORT_NAMES:
+    if name in __all__:  # not yet bound: a name of the run or of the report
         import importlib
 
         module = importlib.import_module(f"agents.demo.{'run' if name in RUN_NAMES else 'report'}")
@@ -85,7 +74,7 @@ __all__ = [
     "print_reward_table",
     "reward_windows",
     "stall_reason",
-    "summarise",  # REPORT_NAMES above
+    "summarise",
     # RUN_NAMES
     "DemoTrainer",
     "TrainingClock",
