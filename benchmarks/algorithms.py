@@ -130,9 +130,35 @@ def resolve(names: Iterable[str]) -> list[str]:
     return names
 
 
-def variant_config(name: str, task: str, recipe, model: str, out_dir: Path, seed: int):
-    """The config of variant ``name`` on ``task``: the recipe's GRPO options (``recipe.grpo_config``) with the
-    variant's set; for another agent (RLOO) its own config class built from the shared training options."""
+def variant_options(name: str, task: str, common: dict | None = None) -> dict:
+    """The options variant ``name`` sets on ``task``: ``common`` (set for every variant of a sweep, e.g.
+    ``{"num_iterations": 2}``), then the variant's own, then those that depend on the task's reward."""
+    variant = VARIANTS[name]
+    return {**(common or {}), **variant.options, **variant.task_options.get(task, {})}
+
+
+def check_common(names: Iterable[str], common: dict | None) -> None:
+    """Raise :class:`SetupError` before any run when a variant's agent has no field for one of the sweep's
+    ``common`` options (RLOO trains once per batch: no ``num_iterations``)."""
+    from agents.config import SetupError
+    from agents.registry import AGENTS
+
+    for name in names:
+        fields = {f.name for f in dataclasses.fields(AGENTS[VARIANTS[name].agent].config_class)}
+        missing = sorted(set(common or {}) - fields)
+        if missing:
+            raise SetupError(
+                f"{name} ({VARIANTS[name].agent} agent) has no option {', '.join(missing)}: leave {name} out "
+                "of --algorithms"
+            )
+
+
+def variant_config(
+    name: str, task: str, recipe, model: str, out_dir: Path, seed: int, common: dict | None = None
+):
+    """The config of variant ``name`` on ``task``: the recipe's GRPO options (``recipe.grpo_config``) with
+    :func:`variant_options` set; for another agent (RLOO) its own config class built from the shared
+    training options."""
     from agents.config import SetupError, TrainConfig
     from agents.registry import AGENTS
 
@@ -141,7 +167,7 @@ def variant_config(name: str, task: str, recipe, model: str, out_dir: Path, seed
         raise SetupError(
             f"{name} needs task options for {task}; it has them for {sorted(variant.task_options)}"
         )
-    options = {**variant.options, **variant.task_options.get(task, {})}
+    options = variant_options(name, task, common)
     base = dataclasses.replace(recipe.grpo_config(model, out_dir, seed), run_name=name)
     config_class = AGENTS[variant.agent].config_class
     if isinstance(base, config_class):
@@ -156,9 +182,11 @@ def warm_start_dir(warm_root: Path, task: str, seed: int) -> Path:
     return warm_root / f"{task}-seed{seed}" / f"warm-start-seed{seed}"
 
 
-def run_variant(task: str, seed: int, name: str, warm_root: Path, out: Path, eval_every: int) -> dict:
-    """Variant ``name`` trained from the seed's saved warm start for the recipe's steps; saves and returns
-    ``out/TASK-seedN-NAME.json``."""
+def run_variant(
+    task: str, seed: int, name: str, warm_root: Path, out: Path, eval_every: int, common: dict | None = None
+) -> dict:
+    """Variant ``name`` (with the sweep's ``common`` options) trained from the seed's saved warm start for the
+    recipe's steps; saves and returns ``out/TASK-seedN-NAME.json``."""
     import torch
 
     from agents.demo import RECIPES, DemoTrainer, metric_value, per_sample_metric
@@ -172,7 +200,7 @@ def run_variant(task: str, seed: int, name: str, warm_root: Path, out: Path, eva
     folder = out / f"{task}-seed{seed}"
     torch.manual_seed(seed)
     policy = QwenVLPolicy.from_pretrained(str(warm))
-    config = variant_config(name, task, recipe, str(warm), folder, seed)
+    config = variant_config(name, task, recipe, str(warm), folder, seed, common)
     config.eval_every, config.eval_samples = eval_every, recipe.eval_samples
     agent = AGENTS[VARIANTS[name].agent](policy, config)
     train_env, test_env = recipe.make_env("train"), recipe.make_env("test")
@@ -192,7 +220,7 @@ def run_variant(task: str, seed: int, name: str, warm_root: Path, out: Path, eva
         "seed": seed,
         "algorithm": name,
         "agent": VARIANTS[name].agent,
-        "options": {**VARIANTS[name].options, **VARIANTS[name].task_options.get(task, {})},
+        "options": variant_options(name, task, common),
         "source": VARIANTS[name].source,
         "warm_start": str(warm),
         "metric": recipe.metric,
@@ -259,10 +287,12 @@ def run_all(
     out: Path,
     eval_every: int,
     make_warm,
+    common: dict | None = None,
 ) -> None:
     """Every (task, seed, variant) whose JSON is not in ``out`` yet, seeds outermost (an interrupted sweep
     has every variant of its first seeds); ``make_warm(task, seed)`` runs the demo when a warm start is
-    missing."""
+    missing; ``common``: options every variant of the sweep sets (:func:`variant_options`)."""
+    check_common(names, common)
     for task in tasks:
         for seed in seeds:
             if not warm_start_dir(warm_root, task, seed).is_dir():
@@ -270,7 +300,7 @@ def run_all(
             for name in names:
                 if (out / f"{task}-seed{seed}-{name}.json").exists():
                     continue
-                r = run_variant(task, seed, name, warm_root, out, eval_every)
+                r = run_variant(task, seed, name, warm_root, out, eval_every, common)
                 print(
                     f"{task} seed {seed} {name:8s}: {r['metric_label']} {r['before']:6.1%} -> {r['after']:6.1%} "
                     f"in {r['grpo_cpu_s']:.0f} s of CPU, {r['rollouts'][-1] if r['rollouts'] else 0} rollouts"

@@ -393,6 +393,14 @@ def argument_parser() -> argparse.ArgumentParser:
         "(benchmarks/algorithms.py: the options each sets and their source)",
     )
     parser.add_argument(
+        "--num-iterations",
+        type=int,
+        default=1,
+        metavar="MU",
+        help="with --algorithms: policy updates per rollout batch for every variant (GRPO's num_iterations, "
+        "TRL's name; the recipes' 1 keeps the ratio at 1, where clipping never acts); use another --out",
+    )
+    parser.add_argument(
         "--warm-starts",
         default="runs/learning",
         help="with --algorithms: the --out of plain runs whose TASK-seedN/warm-start-seedN every variant starts "
@@ -422,7 +430,8 @@ def compare_algorithms(args: argparse.Namespace, out: Path) -> None:
         def make_warm(task: str, seed: int) -> None:
             run(task, seed, warm_root, args.eval_every, args.control_eval_every, control=False)
 
-        algorithms.run_all(args.tasks, args.seeds, names, warm_root, out, args.eval_every, make_warm)
+        common = {"num_iterations": args.num_iterations} if args.num_iterations != 1 else None
+        algorithms.run_all(args.tasks, args.seeds, names, warm_root, out, args.eval_every, make_warm, common)
     runs = [r for r in algorithms.load_runs(out) if r["algorithm"] in names and r["task"] in args.tasks]
     if not runs:
         raise SystemExit(f"no runs in {out} (TASK-seedN-NAME.json): run without --plot-only first")

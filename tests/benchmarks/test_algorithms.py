@@ -230,7 +230,7 @@ def test_a_missing_warm_start_is_made_by_the_plain_run_then_each_variant_trains_
         calls.append(("plain", task, seed, where, control))
         algorithms.warm_start_dir(where, task, seed).mkdir(parents=True)
 
-    def fake_variant(task, seed, name, warm, into, eval_every):
+    def fake_variant(task, seed, name, warm, into, eval_every, common=None):
         calls.append(("variant", task, seed, name, eval_every))
         r = _saved(task, seed, name, 1.0)
         into.mkdir(parents=True, exist_ok=True)
@@ -251,3 +251,29 @@ def test_a_missing_warm_start_is_made_by_the_plain_run_then_each_variant_trains_
         ("variant", "counting", 3, "grpo", 50),
         ("variant", "counting", 3, "dapo", 50),
     ]
+
+
+def test_num_iterations_reaches_every_variant_and_a_variant_without_it_is_refused_before_any_run(
+    tmp_path, monkeypatch
+):
+    """`--num-iterations 2` (several updates per batch, where the clipped variants differ): every variant's
+    config gets num_iterations 2 over the recipe's 1 and keeps its own options; RLOO, whose agent trains once
+    per batch, is refused with a one-line reason before anything trains."""
+    from benchmarks import algorithms, learning
+
+    for name in ("grpo", "dapo", "gspo", "cispo"):
+        config = variant_config(
+            name, "counting", RECIPES["counting"], "warm", Path("out"), 0, {"num_iterations": 2}
+        )
+        assert config.num_iterations == 2 and _config(name).num_iterations == 1
+        assert {k: getattr(config, k) for k in EXPECTED[name][1]} == EXPECTED[name][1]
+
+    calls = []
+    monkeypatch.setattr(learning, "quiet_single_thread_torch", lambda: None)
+    monkeypatch.setattr(algorithms, "run_variant", lambda *a: calls.append(a))
+    argv = ["learning.py", "--tasks", "counting", "--seeds", "0", "--algorithms", "grpo", "rloo"]
+    argv += ["--warm-starts", str(tmp_path), "--out", str(tmp_path / "out"), "--num-iterations", "2"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SetupError, match=r"rloo \(rloo agent\) has no option num_iterations"):
+        learning.main()
+    assert calls == []
