@@ -387,19 +387,34 @@ def smoothed(values: list[float], window: int) -> list[tuple[float, float]]:
     ]
 
 
+def updates_per_batch(runs: list[dict]) -> int:
+    """The sweep's ``num_iterations`` (``--num-iterations``), one for all of ``runs``."""
+    found = {r.get("options", {}).get("num_iterations", 1) for r in runs}
+    if len(found) != 1:
+        raise ValueError(
+            f"runs with different updates per batch ({sorted(found)}) in one sweep: keep each in its --out"
+        )
+    return found.pop()
+
+
 def figures(runs: list[dict], task: str, folder: Path = FIGURES) -> list[Path]:
     """``algorithms-TASK.png`` (held-out metric vs training CPU s, mean over seeds), ``-zero-var.png``,
-    ``-entropy.png`` and ``-length.png`` (per step, mean over seeds, in windows of 25 steps)."""
+    ``-entropy.png`` and ``-length.png`` (per step, mean over seeds, in windows of 25 steps);
+    ``algorithms-TASK-muN*.png`` for a sweep with N updates per batch."""
     mine = [r for r in runs if r["task"] == task]
     names = [n for n in VARIANTS if any(r["algorithm"] == n for r in mine)]
     by_name = {n: [r for r in mine if r["algorithm"] == n] for n in names}
     seeds = sorted({r["seed"] for r in mine})
     first = mine[0]
-    where = f"seeds {' '.join(map(str, seeds))}, mean; same warm start per seed"
+    mu = updates_per_batch(mine)
+    where = f"seeds {' '.join(map(str, seeds))}, mean; same warm start per seed" + (
+        f"; {mu} updates per batch" if mu != 1 else ""
+    )
     made = []
 
     def save(figure: Figure, suffix: str) -> None:
-        path = folder / f"algorithms-{task}{suffix}.png"
+        # a sweep with several updates per batch beside the one-update figures, not over them
+        path = folder / f"algorithms-{task}{f'-mu{mu}' if mu != 1 else ''}{suffix}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=DPI)
         made.append(path)

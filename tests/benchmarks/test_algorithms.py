@@ -162,6 +162,16 @@ def test_table_has_a_row_per_variant_with_seed_values_and_tail_means(tmp_path):
         "algorithms-counting-length.png",
     ]
     assert all(p.stat().st_size > 1000 for p in paths)
+    # a sweep with two updates per batch draws beside these figures, not over them; mixed sweeps are refused
+    mu2 = [{**r, "options": {"num_iterations": 2}} for r in runs]
+    assert [p.name for p in figures(mu2, "counting", tmp_path / "figures")] == [
+        "algorithms-counting-mu2.png",
+        "algorithms-counting-mu2-zero-var.png",
+        "algorithms-counting-mu2-entropy.png",
+        "algorithms-counting-mu2-length.png",
+    ]
+    with pytest.raises(ValueError, match=r"different updates per batch \(\[1, 2\]\)"):
+        figures(runs + mu2, "counting", tmp_path / "figures")
 
 
 def test_a_run_is_timed_to_its_first_evaluation_at_95_percent():
