@@ -44,6 +44,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+from agents.arguments import bounded  # noqa: E402
 from benchmarks import algorithms  # noqa: E402
 from benchmarks.intervals import Interval, bootstrap_intervals, scene_weights, score_matrix  # noqa: E402
 from benchmarks.plots import DPI, PALETTE, Series, line_figure  # noqa: E402
@@ -394,7 +395,7 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--num-iterations",
-        type=int,
+        type=bounded(int, minimum=1),  # refused here, not after the warm starts it would first make
         default=1,
         metavar="MU",
         help="with --algorithms: policy updates per rollout batch for every variant (GRPO's num_iterations, "

@@ -278,6 +278,9 @@ def test_num_iterations_reaches_every_variant_and_a_variant_without_it_is_refuse
         assert config.num_iterations == 2 and _config(name).num_iterations == 1
         assert {k: getattr(config, k) for k in EXPECTED[name][1]} == EXPECTED[name][1]
 
+    with pytest.raises(SystemExit):  # argparse's one-line error, before any warm start is made
+        learning.argument_parser().parse_args(["--algorithms", "grpo", "--num-iterations", "0"])
+
     calls = []
     monkeypatch.setattr(learning, "quiet_single_thread_torch", lambda: None)
     monkeypatch.setattr(algorithms, "run_variant", lambda *a: calls.append(a))
