@@ -41,7 +41,8 @@ def bounded(kind: type, **bounds: float) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+            article = "an" if kind.__name__[0] in "aeiou" else "a"
+            raise argparse.ArgumentTypeError(f"expected {article} {kind.__name__}, got {text!r}") from None
         problem = bound_problem(value, **bounds)
         if problem:
             raise argparse.ArgumentTypeError(f"{problem}, got {text}")

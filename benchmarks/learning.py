@@ -362,10 +362,18 @@ def argument_parser() -> argparse.ArgumentParser:
     default_tasks = ["counting", "grounding", "detection", "ocr"]
     parser.add_argument("--tasks", nargs="+", default=default_tasks, choices=list(RECIPES))
     parser.add_argument(
-        "--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="at least 5 for the interval table"
+        "--seeds",
+        nargs="+",
+        type=bounded(int, minimum=0),
+        default=[0, 1, 2, 3, 4],
+        help="at least 5 for the interval table",
     )
-    parser.add_argument("--eval-every", type=int, default=25, help="GRPO steps between held-out evaluations")
-    parser.add_argument("--control-eval-every", type=int, default=100, help="SFT steps between evaluations")
+    # checked here: 0 would otherwise fail only after a warm start had been made
+    every = bounded(int, minimum=1)
+    parser.add_argument(
+        "--eval-every", type=every, default=25, help="GRPO steps between held-out evaluations"
+    )
+    parser.add_argument("--control-eval-every", type=every, default=100, help="SFT steps between evaluations")
     parser.add_argument("--out", default="runs/learning")
     parser.add_argument("--plot-only", action="store_true", help="only the table and PNGs from saved runs")
     # variants of the recipe, for the comparisons of issue 20 (each into its own --out: one JSON per task

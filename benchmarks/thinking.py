@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+from agents.arguments import bounded  # noqa: E402
 from benchmarks.intervals import Interval, bootstrap_intervals, scene_weights, score_matrix  # noqa: E402
 from benchmarks.learning import FIGURES, task_intervals  # noqa: E402
 from benchmarks.plots import DPI, PALETTE, Series, line_figure  # noqa: E402
@@ -321,8 +322,13 @@ def main() -> None:
     )
     parser.add_argument("--task", default="counting", help="a key of agents/demo RECIPES")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--eval-every", type=int, default=100, help="GRPO steps between held-out evaluations")
+    parser.add_argument("--seeds", nargs="+", type=bounded(int, minimum=0), default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        "--eval-every",
+        type=bounded(int, minimum=1),
+        default=100,
+        help="GRPO steps between held-out evaluations",
+    )
     parser.add_argument("--out", default="runs/think")
     parser.add_argument(
         "--table-only", action="store_true", help="only the table and PNG from the saved runs"

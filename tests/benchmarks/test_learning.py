@@ -237,3 +237,24 @@ def test_a_long_title_is_wrapped_inside_the_figure():
     title = learning_figure(runs, "counting-points").axes[0].get_title()
     assert "\n" in title and title.startswith("counting-points (sorted targets): held-out Acc@0.5")
     assert "\n" not in learning_figure([_run("grounding", 0)], "grounding").axes[0].get_title()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--eval-every", "0"], ["--control-eval-every", "0"], ["--seeds", "0", "-1"], ["--seeds", "x"]],
+)
+def test_counts_and_seeds_are_checked_before_anything_trains(argv, capsys):
+    """A zero spacing or a negative seed is argparse's one-line error, not a failure after a warm start."""
+    with pytest.raises(SystemExit):
+        argument_parser().parse_args(argv)
+    assert re.search(r"must be >= [01], got|expected an int, got 'x'", capsys.readouterr().err)
+    assert argument_parser().parse_args(["--eval-every", "1", "--seeds", "0", "4"]).seeds == [0, 4]
+
+
+def test_the_thinking_benchmark_checks_its_counts_too(monkeypatch, capsys):
+    from benchmarks import thinking
+
+    monkeypatch.setattr("sys.argv", ["thinking.py", "--eval-every", "0", "--table-only"])
+    with pytest.raises(SystemExit):
+        thinking.main()
+    assert "argument --eval-every: must be >= 1, got 0" in capsys.readouterr().err
