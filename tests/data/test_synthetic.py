@@ -18,6 +18,7 @@ from perception_env.data import (
 from perception_env.data.synthetic.shapes import RGB
 
 ALL = (ShapesDetection, ShapesCounting, ShapesGrounding, RenderedTextOCR)
+SPLITS = ("train", "val", "test")
 
 
 def _same(a, b):
@@ -47,6 +48,51 @@ def test_splits_differ_and_never_share_content(cls):
         return s.text, s.query, s.boxes.tobytes(), str(s.meta.get("objects")), str(s.meta.get("origin"))
 
     assert not {sig(train[i]) for i in range(len(train))} & {sig(test[i]) for i in range(len(test))}
+
+
+def _scenes(ds):
+    return {ds.scene_key(i) for i in range(len(ds))}
+
+
+def test_val_buckets_grow_validation_from_train_and_keep_test():
+    """The detection demo's scene space (236 scenes): one bucket gave validation 22 of them, two give
+    41; the test split is the same samples either way, and the three splits stay disjoint."""
+    difficulty = {"base": "easy", "num_objects": [1, 1], "shapes": ["circle"]}
+    splits = {
+        vb: {split: ShapesDetection(split=split, difficulty=difficulty, val_buckets=vb) for split in SPLITS}
+        for vb in (1, 2)
+    }
+    scenes = {vb: {split: _scenes(ds) for split, ds in by_split.items()} for vb, by_split in splits.items()}
+    assert {split: len(keys) for split, keys in scenes[1].items()} == {"train": 157, "val": 22, "test": 57}
+    assert {split: len(keys) for split, keys in scenes[2].items()} == {"train": 137, "val": 41, "test": 57}
+    for by_split in scenes.values():
+        assert not (by_split["train"] & by_split["val"] or by_split["train"] & by_split["test"])
+        assert not by_split["val"] & by_split["test"]
+    # validation's new scenes are train's old ones (enough samples to see every scene of the split)
+    whole = {
+        vb: {
+            split: _scenes(ShapesDetection(split=split, difficulty=difficulty, size=2000, val_buckets=vb))
+            for split in ("train", "val")
+        }
+        for vb in (1, 2)
+    }
+    assert whole[1]["val"] < whole[2]["val"] and whole[2]["train"] < whole[1]["train"]
+    assert whole[2]["val"] - whole[1]["val"] == whole[1]["train"] - whole[2]["train"]
+    assert all(_same(splits[1]["test"][i], splits[2]["test"][i]) for i in range(0, 200, 7))
+    # another scheme's train samples are other samples: their ids say so
+    assert splits[2]["train"][0].sample_id.startswith("shapes-detection-easy+custom-val2/train/")
+    assert splits[1]["train"][0].sample_id.startswith("shapes-detection-easy+custom/train/")
+
+
+@pytest.mark.parametrize("bad", [0, 5, 1.5, True, "2"])
+def test_val_buckets_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="val_buckets must be an int in 1..4"):
+        ShapesDetection(split="val", val_buckets=bad)
+
+
+def test_val_buckets_reach_the_env_through_data_kwargs():
+    env = gym.make("PerceptionR1/Detection-v0", split="val", data_kwargs={"val_buckets": 2})
+    assert env.unwrapped.dataset.val_buckets == 2 and env.unwrapped.dataset.buckets == {2, 3}
 
 
 @pytest.mark.parametrize("cls", ALL)

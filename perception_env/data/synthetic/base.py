@@ -7,7 +7,9 @@ crc32(split), i]))``, so nothing depends on the order of access.
 Splits are disjoint *by content*, not only by seed stream: every candidate
 sample has a signature (its objects and question, or its text and layout,
 never the random noise), and the CRC32 of that signature picks a bucket 0-9;
-``test`` keeps buckets 0-1, ``val`` bucket 2, ``train`` buckets 3-9. A
+``test`` keeps buckets 0-1, ``val`` bucket 2, ``train`` buckets 3-9
+(``val_buckets=2``: ``val`` 2-3, ``train`` 4-9, for a scene space so small that
+one bucket leaves validation too few distinct scenes to estimate the test). A
 candidate that falls in another split's bucket is redrawn from the same
 generator. So no test image ever appears in training, even at the easy level
 where the number of distinct scenes is small. The one exception is content
@@ -29,7 +31,30 @@ import numpy as np
 from perception_env.data.sample import Sample
 from perception_env.data.synthetic.difficulty import Difficulty, get_difficulty
 
-SPLIT_BUCKETS = {"test": frozenset({0, 1}), "val": frozenset({2}), "train": frozenset(range(3, 10))}
+NUM_BUCKETS = 10
+TEST_BUCKETS = 2  # test's share of the scene space, whatever validation takes
+MAX_VAL_BUCKETS = 4  # train keeps at least 4 of the 10 buckets
+
+
+def split_buckets(val_buckets: int = 1) -> dict[str, frozenset[int]]:
+    """Which of the 10 scene buckets each split keeps: ``test`` 0-1, ``val`` the next ``val_buckets``,
+    ``train`` the rest. The test split is the same whatever ``val_buckets`` is; train gives up what
+    validation takes."""
+    if (
+        isinstance(val_buckets, bool)
+        or not isinstance(val_buckets, int)
+        or not 1 <= val_buckets <= MAX_VAL_BUCKETS
+    ):
+        raise ValueError(f"val_buckets must be an int in 1..{MAX_VAL_BUCKETS}, got {val_buckets!r}")
+    val_end = TEST_BUCKETS + val_buckets
+    return {
+        "test": frozenset(range(TEST_BUCKETS)),
+        "val": frozenset(range(TEST_BUCKETS, val_end)),
+        "train": frozenset(range(val_end, NUM_BUCKETS)),
+    }
+
+
+SPLIT_BUCKETS = split_buckets()  # the default: val keeps one bucket (10% of the scenes)
 DEFAULT_SIZES = {"train": 1000, "val": 200, "test": 200}
 _MAX_DRAWS = 10_000  # a split owns >= 10% of the buckets: ~10 draws on average, this is never reached
 
@@ -60,7 +85,9 @@ class SyntheticDataset:
     Arguments: ``split`` ("train", "val" or "test"), ``difficulty`` (a preset
     name or a :class:`Difficulty`), ``size`` (number of samples; default
     1000 train / 200 val and test), ``seed``, ``cache_size`` (samples kept in
-    an LRU cache; generation takes about a millisecond at the easy level).
+    an LRU cache; generation takes about a millisecond at the easy level), ``val_buckets``
+    (validation's share of the scene space in tenths, taken from train's; give the three splits the
+    same value, or they overlap; :func:`split_buckets`).
 
     A dataset pickles (spawned vector envs, Ray and verl workers ship envs to other processes) and copies
     without its cache: the copy starts with an empty one of the same size and, samples being pure
@@ -78,16 +105,21 @@ class SyntheticDataset:
         size: int | None = None,
         seed: int = 0,
         cache_size: int = 256,
+        val_buckets: int = 1,
     ):
         if split not in SPLIT_BUCKETS:
             raise ValueError(f"unknown split {split!r}; synthetic splits: {sorted(SPLIT_BUCKETS)}")
         self.split = split
+        self.val_buckets = val_buckets
+        self.buckets = split_buckets(val_buckets)[split]
         self.difficulty = get_difficulty(difficulty)
         self.size = DEFAULT_SIZES[split] if size is None else int(size)
         if self.size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
         self.seed = int(seed)
-        self.name = f"{self.family}-{self.task}-{self.difficulty.name}"
+        # another split scheme draws other train and val samples: their ids must not pass for the default's
+        scheme = "" if val_buckets == 1 else f"-val{val_buckets}"
+        self.name = f"{self.family}-{self.task}-{self.difficulty.name}{scheme}"
         self.cache_size = cache_size
         self._start_cache()
 
@@ -136,8 +168,10 @@ class SyntheticDataset:
             signature = self.signature(content)
             # content that has only one form (an empty image) cannot be kept out of the other splits: it
             # gets a random bucket, so each split accepts it at the rate of any other content
-            bucket = int(rng.integers(10)) if signature is None else stable_hash(signature) % 10
-            if bucket in SPLIT_BUCKETS[self.split]:
+            bucket = (
+                int(rng.integers(NUM_BUCKETS)) if signature is None else stable_hash(signature) % NUM_BUCKETS
+            )
+            if bucket in self.buckets:
                 return rng, content, signature
         raise RuntimeError(f"{self.name}: no sample for split {self.split!r} after {_MAX_DRAWS} draws")
 
